@@ -1,0 +1,1 @@
+"""Tipbox: an anonymous tip-submission portal for newsrooms."""

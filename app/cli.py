@@ -1,0 +1,231 @@
+"""The ``tipbox`` command.
+
+The air-gapped commands (``keygen``, ``encrypt``, ``decrypt``, ``codename``, ``fingerprint``)
+import only :mod:`app.crypto`, :mod:`app.errors`, :mod:`app.files` and :mod:`app.words`, which
+need nothing beyond ``cryptography`` and ``pynacl``; server commands import what they need
+inside their own handler. One dispatcher turns every :class:`TipboxError` and ``OSError`` into
+``tipbox: error: …`` (plus ``tipbox: hint: …``) and exit status 1: never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import getpass
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import BinaryIO, NoReturn, cast
+
+from app import crypto, words
+from app.crypto.keyfile import identity_file_text, load_identities
+from app.crypto.stream import Readable
+from app.errors import PassphraseError, TipboxError, UsageError
+from app.files import atomic_write
+
+PROG = "tipbox"
+MIN_PASSPHRASE = 12
+PROGRESS_MIN_BYTES = 8 * 1024 * 1024
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports misuse through our dispatcher (exit 1, our format)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def _say(kind: str, text: str) -> None:
+    print(f"{PROG}: {kind}: {text}", file=sys.stderr)
+
+
+class Progress:
+    """A one-line progress bar on a terminal's stderr; silent when stderr is not a terminal."""
+
+    def __init__(self, label: str, total: int | None) -> None:
+        self.enabled = bool(total and total >= PROGRESS_MIN_BYTES and sys.stderr.isatty())
+        self._label, self._total, self._last = label, total or 0, 0.0
+
+    def __call__(self, done: int) -> None:
+        now = time.monotonic()
+        if not self.enabled or (now - self._last < 0.1 and done < self._total):
+            return
+        self._last = now
+        share = min(done / self._total, 1.0)
+        bar = "#" * int(share * 30)
+        sys.stderr.write(f"\r{self._label} [{bar:<30}] {share:4.0%} {done >> 20} MiB")
+        sys.stderr.flush()
+
+    def finish(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\n")
+
+
+def _ask(prompt: str) -> str:
+    try:
+        return getpass.getpass(prompt)
+    except (EOFError, OSError):
+        raise PassphraseError(
+            "a passphrase is needed but there is no terminal to ask it on",
+            hint="run the command in a terminal",
+        ) from None
+
+
+def _asker(prompt: str) -> Callable[[], str]:
+    return lambda: _ask(prompt)
+
+
+def _new_passphrase() -> str:
+    first = _ask("Choose a passphrase for the newsroom identity: ")
+    if len(first) < MIN_PASSPHRASE:
+        raise PassphraseError(f"the passphrase must have at least {MIN_PASSPHRASE} characters")
+    if _ask("Type it again: ") != first:
+        raise PassphraseError("the two passphrases differ; nothing was written")
+    return first
+
+
+@contextlib.contextmanager
+def _input(path: str | None) -> Iterator[tuple[Readable, int | None]]:
+    if path in (None, "-"):
+        yield cast(Readable, sys.stdin.buffer), None
+        return
+    with open(path, "rb") as handle:  # noqa: PTH123 - a plain binary handle is what we stream
+        yield handle, os.fstat(handle.fileno()).st_size
+
+
+def _write_output(path: str | None, write: Callable[[BinaryIO], object], binary: bool) -> None:
+    if path in (None, "-"):
+        if binary and sys.stdout.isatty():
+            raise UsageError(
+                "refusing to write binary ciphertext to the terminal",
+                hint="use -o FILE or redirect the output",
+            )
+        write(sys.stdout.buffer)
+        sys.stdout.buffer.flush()
+        return
+    with atomic_write(Path(path), overwrite=True, durable=False) as handle:
+        write(handle)
+
+
+def cmd_encrypt(args: argparse.Namespace) -> None:
+    """Encrypt to one or more recipients, like ``age -r``."""
+    recipients = [crypto.X25519Recipient.parse(r) for r in args.recipient]
+    for name in args.recipients_file:
+        recipients += crypto.parse_recipients(Path(name).read_text("utf-8"))
+    if not recipients:
+        raise UsageError("no recipient given", hint="use -r age1… or -R FILE")
+    with _input(args.input) as (src, size):
+        bar = Progress("encrypting", size)
+        _write_output(args.output, lambda dst: crypto.encrypt(src, dst, recipients, bar), True)
+        bar.finish()
+
+
+def cmd_decrypt(args: argparse.Namespace) -> None:
+    """Decrypt with one or more identity files, like ``age -d -i``."""
+    identities: list[crypto.X25519Identity] = []
+    for name in args.identity:
+        identities += load_identities(Path(name).read_bytes(), _asker(f"Passphrase for {name}: "))
+    with _input(args.input) as (src, size):
+        bar = Progress("decrypting", size)
+        _write_output(args.output, lambda dst: crypto.decrypt(src, dst, identities, bar), False)
+        bar.finish()
+
+
+def cmd_keygen(args: argparse.Namespace) -> None:
+    """Create the newsroom identity (secret) and its recipient file (public)."""
+    identity_path, recipient_path = Path(args.identity), Path(args.recipient)
+    for path in (identity_path, recipient_path):
+        if path.exists() and not args.force:
+            raise UsageError(f"{path} already exists; nothing was written", hint="use --force")
+    identity = crypto.X25519Identity.generate()
+    created = datetime.now(UTC).strftime("%Y-%m-%d")
+    text = identity_file_text(identity, created)
+    data = text.encode() if args.no_passphrase else crypto.encrypt_identity(text, _new_passphrase())
+    recipient = str(identity.recipient)
+    with atomic_write(identity_path, 0o600, overwrite=args.force) as handle:
+        handle.write(data)
+    with atomic_write(recipient_path, 0o644, overwrite=args.force) as handle:
+        handle.write(f"# Tipbox newsroom recipient, created {created}\n{recipient}\n".encode())
+    print(f"identity (secret, keep it on this machine): {identity_path}")
+    print(f"recipient (public, copy it to the server's keys/): {recipient_path}")
+    print(f"recipient: {recipient}")
+    print(f"fingerprint: {' '.join(words.fingerprint(recipient.encode()))}")
+
+
+def cmd_fingerprint(args: argparse.Namespace) -> None:
+    """Print the word fingerprint of each recipient, to compare a copied key by voice."""
+    recipients = [crypto.X25519Recipient.parse(r) for r in args.recipient]
+    for name in args.recipients_file:
+        recipients += crypto.parse_recipients(Path(name).read_text("utf-8"))
+    if not recipients:
+        raise UsageError("no recipient given", hint="use -r age1… or -R FILE")
+    for recipient in recipients:
+        print(f"{recipient}  {' '.join(words.fingerprint(str(recipient).encode()))}")
+
+
+def cmd_codename(args: argparse.Namespace) -> None:
+    """Print a fresh codename, for trying the portal."""
+    print(words.generate_codename(args.lang))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line, one sub-command per job."""
+    parser = _Parser(prog=PROG, description="Tipbox: anonymous tips for newsrooms.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("keygen", help="create the newsroom identity and recipient files")
+    p.add_argument("--identity", default="newsroom-identity.age", help="secret identity file")
+    p.add_argument("--recipient", default="newsroom.pub", help="public recipient file")
+    p.add_argument("--no-passphrase", action="store_true", help="do not protect (tests only)")
+    p.add_argument("--force", action="store_true", help="overwrite existing files")
+    p.set_defaults(run=cmd_keygen)
+
+    for name, run, text in (
+        ("encrypt", cmd_encrypt, "encrypt to recipients (age format)"),
+        ("fingerprint", cmd_fingerprint, "show recipients' word fingerprints"),
+    ):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("-r", "--recipient", action="append", default=[], metavar="RECIPIENT")
+        p.add_argument("-R", "--recipients-file", action="append", default=[], metavar="FILE")
+        if name == "encrypt":
+            p.add_argument("-o", "--output", metavar="OUT", help="output file (default stdout)")
+            p.add_argument("input", nargs="?", metavar="IN", help="input file (default stdin)")
+        p.set_defaults(run=run)
+
+    p = sub.add_parser("decrypt", help="decrypt an age file with identity files")
+    p.add_argument("-i", "--identity", action="append", required=True, metavar="IDENTITY")
+    p.add_argument("-o", "--output", metavar="OUT", help="output file (default stdout)")
+    p.add_argument("input", nargs="?", metavar="IN", help="input file (default stdin)")
+    p.set_defaults(run=cmd_decrypt)
+
+    p = sub.add_parser("codename", help="print a fresh source codename")
+    p.add_argument("--lang", choices=words.LANGUAGES, default="en")
+    p.set_defaults(run=cmd_codename)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command; return the exit status."""
+    try:
+        args = build_parser().parse_args(argv)
+        args.run(args)
+    except TipboxError as exc:
+        _say("error", exc.message)
+        if exc.hint:
+            _say("hint", exc.hint)
+        return 1
+    except OSError as exc:
+        text = (exc.strerror or str(exc)).lower()
+        _say("error", f"{exc.filename}: {text}" if exc.filename else text)
+        return 1
+    except KeyboardInterrupt:
+        _say("error", "interrupted; nothing was written")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,201 @@
+"""Whole age files: header plus payload, streamed between any readable and any writable."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+
+from app.crypto.header import Stanza, encode_header, hkdf, parse_header
+from app.crypto.recipients import (
+    FILE_KEY_SIZE,
+    Identity,
+    Recipient,
+    ScryptRecipient,
+    unwrap_file_key,
+)
+from app.crypto.stream import (
+    BATCH_CHUNKS,
+    CHUNK_SIZE,
+    ENC_CHUNK_SIZE,
+    NONCE_SIZE,
+    Opener,
+    Readable,
+    Sealer,
+    Writable,
+    read_full,
+)
+from app.errors import CryptoError, HeaderError, NoIdentityMatchError
+
+PAYLOAD_LABEL = b"payload"
+Progress = Callable[[int], None]
+
+
+def _stanzas(file_key: bytes, recipients: Sequence[Recipient]) -> list[Stanza]:
+    if not recipients:
+        raise CryptoError("no recipients: a file must be encrypted to at least one key")
+    if len(recipients) > 1 and any(isinstance(r, ScryptRecipient) for r in recipients):
+        raise CryptoError("a passphrase cannot be combined with other recipients")
+    return [r.wrap(file_key) for r in recipients]
+
+
+class EncryptingWriter:
+    """A writable that encrypts everything written to it into ``dst`` as one age file.
+
+    Plaintext is held in memory one chunk at a time (64 KiB) and never reaches ``dst`` in the
+    clear; :meth:`close` seals the last chunk. Closing is required: a file that was not closed
+    is truncated and will fail to decrypt, which is the safe failure.
+    """
+
+    def __init__(self, dst: Writable, recipients: Sequence[Recipient]) -> None:
+        file_key = os.urandom(FILE_KEY_SIZE)
+        nonce = os.urandom(NONCE_SIZE)
+        dst.write(encode_header(file_key, _stanzas(file_key, recipients)) + nonce)
+        self._dst = dst
+        self._sealer = Sealer(hkdf(file_key, nonce, PAYLOAD_LABEL))
+        self._buf = bytearray()
+        self.closed = False
+        self.size = 0
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        """Take ``data``; emit every chunk that is known not to be the last."""
+        if self.closed:
+            raise ValueError("write to a closed EncryptingWriter")
+        self._buf += data
+        self.size += len(data)
+        # Keep at least one byte back: only close() knows which chunk is last.
+        while len(self._buf) > CHUNK_SIZE:
+            with memoryview(self._buf) as view:
+                self._dst.write(self._sealer.seal(view[:CHUNK_SIZE], last=False))
+            del self._buf[:CHUNK_SIZE]
+        return len(data)
+
+    def close(self) -> None:
+        """Seal the last chunk (which may be empty only if nothing was written)."""
+        if not self.closed:
+            self._dst.write(self._sealer.seal(bytes(self._buf), last=True))
+            self._buf = bytearray()
+            self.closed = True
+
+    def __enter__(self) -> EncryptingWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if exc[0] is None:
+            self.close()
+
+
+def encrypt(
+    src: Readable,
+    dst: Writable,
+    recipients: Sequence[Recipient],
+    progress: Progress | None = None,
+) -> int:
+    """Encrypt all of ``src`` into ``dst``; return the plaintext size.
+
+    Large inputs go through a pipeline: while one batch is written, the next is read and sealed
+    on two threads (reads, writes and the AEAD all release the GIL).
+    """
+    file_key = os.urandom(FILE_KEY_SIZE)
+    nonce = os.urandom(NONCE_SIZE)
+    dst.write(encode_header(file_key, _stanzas(file_key, recipients)) + nonce)
+    key = hkdf(file_key, nonce, PAYLOAD_LABEL)
+    size = BATCH_CHUNKS * CHUNK_SIZE
+    current, following = memoryview(bytearray(size)), memoryview(bytearray(size))
+    outs = [memoryview(bytearray(BATCH_CHUNKS * ENC_CHUNK_SIZE)) for _ in range(2)]
+    n = total = read_full(src, current)
+    if n < size:  # small input: no threads
+        dst.write(Sealer(key).seal_batch(current[:n], outs[0], last=True))
+        if progress:
+            progress(total)
+        return total
+    with ThreadPoolExecutor(2) as pool, ThreadPoolExecutor(1) as writer:
+        sealer = Sealer(key, pool)
+        pending: Future[object] | None = None
+        batch = 0
+        while True:
+            m = read_full(src, following) if n == size else 0
+            sealed = sealer.seal_batch(current[:n], outs[batch % 2], last=m == 0)
+            if pending:
+                pending.result()
+            pending = writer.submit(dst.write, sealed)
+            if progress:
+                progress(total)
+            if m == 0:
+                break
+            total += m
+            current, following, n, batch = following, current, m, batch + 1
+        pending.result()
+    return total
+
+
+class _Source:
+    """Adds ``readline`` to any binary source, for the header, without losing payload bytes."""
+
+    def __init__(self, raw: Readable) -> None:
+        self._raw = raw
+        self._pending = b""
+
+    def readline(self, limit: int = -1, /) -> bytes:
+        while b"\n" not in self._pending and (limit < 0 or len(self._pending) < limit):
+            block = bytearray(4096)
+            n = self._raw.readinto(block)
+            if not n:
+                break
+            self._pending += bytes(block[:n])
+        end = self._pending.find(b"\n") + 1 or len(self._pending)
+        if limit >= 0:
+            end = min(end, limit)
+        line, self._pending = self._pending[:end], self._pending[end:]
+        return line
+
+    def readinto(self, buffer: bytearray | memoryview, /) -> int | None:
+        if self._pending:
+            n = min(len(buffer), len(self._pending))
+            buffer[:n] = self._pending[:n]
+            self._pending = self._pending[n:]
+            return n
+        return self._raw.readinto(buffer)
+
+
+def open_payload(
+    src: Readable, identities: Sequence[Identity], pool: ThreadPoolExecutor | None = None
+) -> Iterator[memoryview]:
+    """Check the header of ``src`` and return an iterator over its plaintext chunks.
+
+    :raises HeaderError: the header is malformed (or the file ends before the payload).
+    :raises NoIdentityMatchError: none of ``identities`` opens the file.
+    :raises HeaderMACError: the header was altered.
+    The iterator raises a :class:`PayloadError` subclass when the payload is damaged.
+    """
+    source = _Source(src)
+    header = parse_header(source)
+    file_key = unwrap_file_key(header.stanzas, identities)
+    if file_key is None:
+        raise NoIdentityMatchError()
+    header.verify(file_key)
+    nonce = memoryview(bytearray(NONCE_SIZE))
+    if read_full(source, nonce) != NONCE_SIZE:
+        raise HeaderError("the file ends before its payload: it is truncated")
+    return Opener(hkdf(file_key, bytes(nonce), PAYLOAD_LABEL), source, pool).chunks()
+
+
+def decrypt(
+    src: Readable,
+    dst: Writable,
+    identities: Sequence[Identity],
+    progress: Progress | None = None,
+) -> int:
+    """Decrypt ``src`` into ``dst``; return the plaintext size.
+
+    Only authenticated chunks reach ``dst``; on a damaged payload some of them may already have
+    been written, so callers writing to a file must discard it on error (see ``app.files``).
+    """
+    total = 0
+    with ThreadPoolExecutor(2) as pool:
+        for chunk in open_payload(src, identities, pool):
+            dst.write(chunk)
+            total += len(chunk)
+            if progress:
+                progress(total)
+    return total

@@ -1,0 +1,65 @@
+"""Atomic file output: a file appears under its name complete, or not at all.
+
+Used by the CLI (decrypted output on the air-gapped machine) and by the store (ciphertext on the
+server). The temporary file lives in the target directory, so the final rename never crosses a
+file system; it is created 0600 and removed on any failure, so no half-written file survives.
+Standard library only: the air-gapped command imports this.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+
+@contextlib.contextmanager
+def atomic_write(
+    path: Path, mode: int = 0o600, *, overwrite: bool = False, durable: bool = True
+) -> Iterator[BinaryIO]:
+    """Yield a binary file that becomes ``path`` only if the block finishes without error.
+
+    ``durable`` also flushes the data and the directory entry to disk before returning (the
+    store wants that); the CLI turns it off, like ``age`` and ``cp``, for speed on big files.
+    """
+    directory = path.parent
+    tmp = directory / f".{path.name}.{secrets.token_hex(8)}.part"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            yield handle
+            handle.flush()
+            if durable:
+                os.fsync(handle.fileno())
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            # link() fails if the name exists, where rename() would silently replace it.
+            os.link(tmp, path)
+            os.unlink(tmp)
+        if durable:
+            _fsync_dir(directory)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def contained(root: Path, *parts: str) -> Path:
+    """``root / parts`` resolved, refusing anything that would land outside ``root``."""
+    base = root.resolve()
+    target = base.joinpath(*parts).resolve()
+    if target != base and base not in target.parents:
+        raise ValueError("path escapes its root")
+    return target
