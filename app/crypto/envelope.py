@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Protocol
 
 from app.crypto.header import Stanza, encode_header, hkdf, parse_header
 from app.crypto.recipients import (
@@ -199,3 +200,95 @@ def decrypt(
             if progress:
                 progress(total)
     return total
+
+
+class Seekable(Writable, Protocol):
+    """A writable that can go back: the one thing :class:`DeferredHeadWriter` needs."""
+
+    def seek(self, offset: int, whence: int = 0, /) -> int: ...
+
+    def tell(self) -> int: ...
+
+
+def ciphertext_size(header_size: int, plain_size: int) -> int:
+    """Bytes of an age file whose header (with nonce) and plaintext have these sizes."""
+    chunks = max(1, -(-plain_size // CHUNK_SIZE))
+    return header_size + plain_size + chunks * (ENC_CHUNK_SIZE - CHUNK_SIZE)
+
+
+def largest_plain_size(header_size: int, ciphertext_limit: int) -> int:
+    """The largest plaintext whose age file fits in ``ciphertext_limit`` bytes."""
+    room = ciphertext_limit - header_size
+    chunks = max(1, -(-room // ENC_CHUNK_SIZE))
+    plain = min(room - chunks * (ENC_CHUNK_SIZE - CHUNK_SIZE), chunks * CHUNK_SIZE)
+    while plain > 0 and ciphertext_size(header_size, plain) > ciphertext_limit:
+        plain -= 1
+    return max(plain, 0)
+
+
+class DeferredHeadWriter:
+    """Encrypts ``head + body + tail`` into a seekable file, where ``head`` comes last.
+
+    The head has a length fixed up front but content known only at the end (a tar header
+    needs the size of what follows). The head and the first body bytes that share chunk 0
+    with it stay in memory (at most 64 KiB) until :meth:`finish`; every later chunk is sealed
+    and written as the body streams in; then chunk 0 is sealed and written into the hole left
+    for it. Nothing but ciphertext ever reaches ``dst``.
+    """
+
+    def __init__(self, dst: Seekable, recipients: Sequence[Recipient], head_size: int) -> None:
+        if not 0 < head_size <= CHUNK_SIZE:
+            raise ValueError("the head must fit in the first chunk")
+        file_key = os.urandom(FILE_KEY_SIZE)
+        nonce = os.urandom(NONCE_SIZE)
+        header = encode_header(file_key, _stanzas(file_key, recipients)) + nonce
+        dst.write(header)
+        self.header_size = len(header)
+        self._dst = dst
+        self._key = hkdf(file_key, nonce, PAYLOAD_LABEL)
+        self._head_size = head_size
+        self._first = bytearray()  # body bytes that belong to chunk 0, held until finish()
+        self._rest = bytearray()  # pending bytes of later chunks
+        self._sealer: Sealer | None = None
+        self.body_size = 0
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        """Take body bytes."""
+        self.body_size += len(data)
+        self._feed(memoryview(data))
+        return len(data)
+
+    def _feed(self, data: memoryview) -> None:
+        room = CHUNK_SIZE - self._head_size - len(self._first)
+        if room > 0:
+            self._first += data[:room]
+            data = data[room:]
+        if not data:
+            return
+        if self._sealer is None:  # chunk 0 is full: leave a hole for it and go on from chunk 1
+            self._sealer = Sealer(self._key, first_counter=1)
+            self._dst.seek(self.header_size + ENC_CHUNK_SIZE)
+        self._rest += data
+        while len(self._rest) > CHUNK_SIZE:  # keep the last chunk back until finish()
+            with memoryview(self._rest) as view:
+                self._dst.write(self._sealer.seal(view[:CHUNK_SIZE], last=False))
+            del self._rest[:CHUNK_SIZE]
+
+    def finish(self, head: bytes, tail_zeros: int) -> int:
+        """Append ``tail_zeros`` zero bytes, seal everything with ``head`` in front; return size."""
+        if len(head) != self._head_size:
+            raise ValueError("the head does not have the announced length")
+        zeros = memoryview(bytes(CHUNK_SIZE))
+        while tail_zeros > 0:
+            self._feed(zeros[: min(tail_zeros, CHUNK_SIZE)])
+            tail_zeros -= CHUNK_SIZE
+        first = Sealer(self._key)
+        if self._sealer is None:
+            self._dst.write(first.seal(head + self._first, last=True))
+            return self._dst.tell()
+        self._dst.write(self._sealer.seal(self._rest, last=True))
+        end = self._dst.tell()
+        self._dst.seek(self.header_size)
+        self._dst.write(first.seal(head + self._first, last=False))
+        self._dst.seek(end)
+        return end

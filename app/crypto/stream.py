@@ -79,10 +79,12 @@ class Sealer:
     so on this two-core class of machine sealing runs at twice the speed of one core.
     """
 
-    def __init__(self, key: bytes, pool: ThreadPoolExecutor | None = None) -> None:
+    def __init__(
+        self, key: bytes, pool: ThreadPoolExecutor | None = None, first_counter: int = 0
+    ) -> None:
         self._aead = ChaCha20Poly1305(key)
         self._pool = pool
-        self._counter = 0
+        self._counter = first_counter
         self._done = False
         self._out = bytearray(ENC_CHUNK_SIZE)
 

@@ -1,0 +1,400 @@
+"""Ciphertext and metadata on disk: one SQLite file (WAL) and one folder of age files.
+
+What a seized server shows: per source a random lookup id (derived from the codename, which is
+never stored), a random two-word designation for journalists, the source's reply recipient and
+two dates at day granularity; per item its kind, day, padded size and recipients. Item files
+have random names, mtimes set to the epoch, and sizes padded up to a power of two, so neither a
+name nor a size nor a time fingerprints a document. No plaintext ever touches the disk: uploads
+are encrypted as they stream in (see :class:`ItemWriter`), into a temporary file that becomes an
+item only when :meth:`Store.commit` records the whole submission.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import secrets
+import sqlite3
+import tarfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from app import container, crypto, words
+from app.crypto.envelope import DeferredHeadWriter, largest_plain_size
+from app.errors import StoreError
+
+KINDS = ("message", "file", "reply")
+TEMP_PREFIX = ".incoming-"
+MESSAGE_NAME = "message.txt"
+REPLY_NAME = "reply.txt"
+TEXT_TYPE = "text/plain"
+MAX_REPLY_BYTES = 1 << 20
+SWEEP_AGE = 24 * 3600.0
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS sources (
+    id TEXT PRIMARY KEY,
+    designation TEXT NOT NULL UNIQUE,
+    reply_recipient TEXT NOT NULL,
+    created_day TEXT NOT NULL,
+    last_active_day TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS items (
+    id TEXT PRIMARY KEY,
+    source_id TEXT NOT NULL REFERENCES sources(id) ON DELETE CASCADE,
+    seq INTEGER NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('message', 'file', 'reply')),
+    day TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    recipients TEXT NOT NULL,
+    hidden_from_source INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (source_id, seq)
+) WITHOUT ROWID;
+"""
+
+
+def today() -> str:
+    """The current UTC day, the only time granularity Tipbox stores."""
+    return datetime.now(UTC).date().isoformat()
+
+
+def bucket(size: int, minimum: int) -> int:
+    """The padded size: the next power of two, at least ``minimum``."""
+    return max(minimum, 1 << (size - 1).bit_length())
+
+
+@dataclass(frozen=True)
+class Source:
+    """A source as the server knows it."""
+
+    id: str
+    designation: str
+    reply_recipient: str
+    created_day: str
+    last_active_day: str
+
+
+@dataclass(frozen=True)
+class Item:
+    """One stored age file."""
+
+    id: str
+    source_id: str
+    kind: str
+    day: str
+    size: int
+    recipients: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class PendingItem:
+    """An encrypted item in a temporary file, not yet part of the store."""
+
+    path: Path
+    kind: str
+    plain_size: int
+    size: int
+    recipients: tuple[str, ...]
+
+
+class ItemWriter:
+    """A writable that encrypts what it is given into a new item's temporary file."""
+
+    def __init__(
+        self,
+        store: Store,
+        kind: str,
+        name: str,
+        content_type: str,
+        recipients: Sequence[crypto.X25519Recipient],
+    ) -> None:
+        if kind not in KINDS:
+            raise StoreError(f"unknown item kind {kind!r}")
+        self.kind, self.filename = kind, container.safe_name(name)
+        self._type = container.safe_content_type(content_type)
+        self._path = store.items / f"{TEMP_PREFIX}{secrets.token_hex(16)}"
+        self._store = store
+        fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        self._file: io.BufferedRandom | None = os.fdopen(fd, "w+b")
+        self._head_size = container.head_size(self.filename, self._type)
+        self.recipients = tuple(str(r) for r in recipients)
+        try:
+            self._writer = DeferredHeadWriter(self._file, recipients, self._head_size)
+        except BaseException:
+            self.abort()
+            raise
+        self.pending: PendingItem | None = None
+
+    @property
+    def plain_size(self) -> int:
+        """Bytes received so far."""
+        return self._writer.body_size
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        """Encrypt more of the item."""
+        if self._file is None:
+            raise StoreError("write to a finished item")
+        return self._writer.write(data)
+
+    def finish(self) -> PendingItem:
+        """Seal the item, padded to its size bucket; idempotent."""
+        if self.pending is not None:
+            return self.pending
+        if self._file is None:
+            raise StoreError("the item was aborted")
+        size = self._writer.body_size
+        plain = self._head_size + size + container.tail_size(size)
+        header = self._writer.header_size
+        target = bucket(crypto.envelope.ciphertext_size(header, plain), self._store.bucket_min)
+        extra = largest_plain_size(header, target) - plain
+        head = container.head(self.filename, self._type, size, 0)
+        total = self._writer.finish(head, container.tail_size(size) + extra)
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        self._file = None
+        os.utime(self._path, (0, 0))
+        self.pending = PendingItem(self._path, self.kind, size, total, self.recipients)
+        return self.pending
+
+    def abort(self) -> None:
+        """Forget the item and delete its ciphertext; safe to call at any time, even twice."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        self._path.unlink(missing_ok=True)  # after a commit the file has moved: nothing to do
+
+
+class Store:
+    """The data directory: ``store.sqlite3`` and ``items/``."""
+
+    def __init__(
+        self,
+        root: Path,
+        recipients: Sequence[crypto.X25519Recipient],
+        bucket_min: int = 1024,
+    ) -> None:
+        if not recipients:
+            raise StoreError("the store needs at least one newsroom recipient")
+        self.root, self.items = root, root / "items"
+        self.recipients = list(recipients)
+        self.bucket_min = bucket_min
+        self.items.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.db_path = root / "store.sqlite3"
+        with self._db() as db:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.executescript(SCHEMA)
+        self.sweep()
+
+    @contextlib.contextmanager
+    def _db(self) -> Iterator[sqlite3.Connection]:
+        db = sqlite3.connect(self.db_path, timeout=30, isolation_level=None)
+        try:
+            db.execute("PRAGMA foreign_keys=ON")
+            db.execute("PRAGMA secure_delete=ON")  # deleted rows are overwritten, not left behind
+            yield db
+        finally:
+            db.close()
+
+    def sweep(self, older_than: float = SWEEP_AGE) -> int:
+        """Delete temporary ciphertext left by a crash (it was never committed).
+
+        Only files untouched for ``older_than`` seconds: another worker may be receiving an
+        upload right now. The inode change time is used because item mtimes are normalised.
+        """
+        count = 0
+        limit = time.time() - older_than
+        for path in self.items.glob(f"{TEMP_PREFIX}*"):
+            with contextlib.suppress(FileNotFoundError):
+                if path.stat().st_ctime < limit:
+                    path.unlink()
+                    count += 1
+        return count
+
+    def writer(self, kind: str, name: str, content_type: str) -> ItemWriter:
+        """A new item, encrypted to the newsroom recipients as it is written."""
+        return ItemWriter(self, kind, name, content_type, self.recipients)
+
+    def _text_item(
+        self, kind: str, name: str, text: str, extra: Sequence[crypto.X25519Recipient] = ()
+    ) -> PendingItem:
+        item = ItemWriter(self, kind, name, TEXT_TYPE, [*extra, *self.recipients])
+        try:
+            item.write(text.encode("utf-8"))
+            return item.finish()
+        except BaseException:
+            item.abort()
+            raise
+
+    def add_message(self, text: str) -> PendingItem:
+        """Encrypt a source's message."""
+        return self._text_item("message", MESSAGE_NAME, text)
+
+    def source(self, source_id: str) -> Source | None:
+        """The source with this id, if it ever submitted anything."""
+        with self._db() as db:
+            row = db.execute("SELECT * FROM sources WHERE id = ?", (source_id,)).fetchone()
+        return Source(*row) if row else None
+
+    def list_sources(self) -> list[Source]:
+        """Every source, most recently active first."""
+        with self._db() as db:
+            rows = db.execute("SELECT * FROM sources ORDER BY last_active_day DESC, designation")
+            return [Source(*row) for row in rows.fetchall()]
+
+    def _new_designation(self, db: sqlite3.Connection) -> str:
+        for _ in range(100):
+            name = " ".join(secrets.choice(words.wordlist("en")) for _ in range(2))
+            if not db.execute("SELECT 1 FROM sources WHERE designation = ?", (name,)).fetchone():
+                return name
+        raise StoreError("could not find a free designation")
+
+    def commit(
+        self, source_id: str, reply_recipient: str, pending: Sequence[PendingItem]
+    ) -> list[Item]:
+        """Record ``pending`` items for a source (created if new): all or nothing."""
+        day = today()
+        items: list[Item] = []
+        moved: list[Path] = []
+        with self._db() as db:
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                exists = db.execute("SELECT 1 FROM sources WHERE id = ?", (source_id,)).fetchone()
+                if exists:
+                    db.execute(
+                        "UPDATE sources SET last_active_day = ? WHERE id = ?", (day, source_id)
+                    )
+                else:
+                    db.execute(
+                        "INSERT INTO sources VALUES (?, ?, ?, ?, ?)",
+                        (source_id, self._new_designation(db), reply_recipient, day, day),
+                    )
+                (seq,) = db.execute(
+                    "SELECT COALESCE(MAX(seq), 0) FROM items WHERE source_id = ?", (source_id,)
+                ).fetchone()
+                for number, entry in enumerate(pending, start=seq + 1):
+                    item = Item(
+                        secrets.token_hex(16),
+                        source_id,
+                        entry.kind,
+                        day,
+                        entry.size,
+                        entry.recipients,
+                    )
+                    db.execute(
+                        "INSERT INTO items VALUES (?, ?, ?, ?, ?, ?, ?, 0)",
+                        (
+                            item.id,
+                            source_id,
+                            number,
+                            item.kind,
+                            day,
+                            item.size,
+                            json.dumps(item.recipients),
+                        ),
+                    )
+                    target = self.items / item.id
+                    os.rename(entry.path, target)
+                    moved.append(target)
+                    items.append(item)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                for path in moved:
+                    path.unlink(missing_ok=True)
+                for entry in pending:
+                    entry.path.unlink(missing_ok=True)
+                raise
+        os.utime(self.items, (0, 0))
+        return items
+
+    def _items(self, where: str, args: tuple[object, ...]) -> list[Item]:
+        columns = "id, source_id, kind, day, size, recipients"
+        sql = f"SELECT {columns} FROM items WHERE {where} ORDER BY seq DESC"  # noqa: S608 - fixed
+        with self._db() as db:
+            rows = db.execute(sql, args).fetchall()
+        return [Item(r[0], r[1], r[2], r[3], r[4], tuple(json.loads(r[5]))) for r in rows]
+
+    def items_of(self, source_id: str) -> list[Item]:
+        """Every item of a source, newest first."""
+        return self._items("source_id = ?", (source_id,))
+
+    def replies(self, source_id: str) -> list[Item]:
+        """The replies a source can still see, newest first."""
+        return self._items(
+            "source_id = ? AND kind = 'reply' AND hidden_from_source = 0", (source_id,)
+        )
+
+    def path_of(self, item: Item) -> Path:
+        """Where an item's ciphertext lives."""
+        return self.items / item.id
+
+    def read_member(
+        self, item: Item, identity: crypto.X25519Identity, limit: int = MAX_REPLY_BYTES
+    ) -> tuple[str, bytes]:
+        """Decrypt a small item in memory: its member's name and bytes."""
+        plain = io.BytesIO()
+        with open(self.path_of(item), "rb") as handle:  # noqa: PTH123
+            for chunk in crypto.open_payload(handle, [identity]):
+                plain.write(chunk)
+                if plain.tell() > limit + (1 << 20):
+                    raise StoreError("the item is too large to read in memory")
+        plain.seek(0)
+        with tarfile.open(fileobj=plain, mode="r|") as archive:
+            member = archive.next()
+            extracted = archive.extractfile(member) if member else None
+            if member is None or extracted is None:
+                raise StoreError("the item holds no file")
+            return member.name, extracted.read(limit + 1)[:limit]
+
+    def reply_text(self, item: Item, identity: crypto.X25519Identity) -> str:
+        """A reply's text, decrypted in memory with the source's reply identity."""
+        return self.read_member(item, identity)[1].decode("utf-8", errors="replace")
+
+    def add_reply_text(self, source_id: str, text: str) -> Item:
+        """Encrypt a reply to the source's reply key and the newsroom keys, and store it."""
+        source = self.source(source_id)
+        if source is None:
+            raise StoreError("no such source")
+        reply = crypto.X25519Recipient.parse(source.reply_recipient)
+        pending = self._text_item("reply", REPLY_NAME, text, extra=[reply])
+        return self.commit(source_id, source.reply_recipient, [pending])[0]
+
+    def hide_reply(self, source_id: str, item_id: str) -> bool:
+        """Hide one reply from its source (the newsroom's copy stays); whether it existed."""
+        with self._db() as db:
+            cursor = db.execute(
+                "UPDATE items SET hidden_from_source = 1 WHERE id = ? AND source_id = ? "
+                "AND kind = 'reply' AND hidden_from_source = 0",
+                (item_id, source_id),
+            )
+            return cursor.rowcount == 1
+
+    def hide_all_replies(self, source_id: str) -> int:
+        """Hide every reply from its source; how many were hidden."""
+        with self._db() as db:
+            cursor = db.execute(
+                "UPDATE items SET hidden_from_source = 1 WHERE source_id = ? "
+                "AND kind = 'reply' AND hidden_from_source = 0",
+                (source_id,),
+            )
+            return cursor.rowcount
+
+    def delete_item(self, item: Item) -> None:
+        """Remove an item's row and its file."""
+        with self._db() as db:
+            db.execute("DELETE FROM items WHERE id = ?", (item.id,))
+        self.path_of(item).unlink(missing_ok=True)
+
+    def delete_source(self, source_id: str) -> int:
+        """Remove a source, every item and file of it, and its reply key; how many items."""
+        items = self.items_of(source_id)
+        with self._db() as db:
+            db.execute("DELETE FROM sources WHERE id = ?", (source_id,))
+        for item in items:
+            self.path_of(item).unlink(missing_ok=True)
+        return len(items)

@@ -1,0 +1,171 @@
+"""Uploads that are encrypted as they arrive: no plaintext temp file, ever.
+
+Werkzeug 3 asks ``Request._get_file_stream`` for somewhere to put each uploaded file; we hand
+it an :class:`app.store.ItemWriter`, which encrypts into its final age file as bytes stream in
+(memory stays flat: one 64 KiB chunk per upload). Our :class:`EncryptingMultiPartParser` drives
+Werkzeug's sans-IO multipart decoder itself, so that it can
+
+- finish each item the moment its part ends (Werkzeug's own loop would ``seek(0)`` a temp file),
+- skip the empty part a browser sends for a file input left empty,
+- refuse to write anything before a valid CSRF token has arrived (forms put it first), so a
+  forged or scripted request costs us no disk,
+- read the body in large blocks, which is what makes it fast under gunicorn.
+
+The teardown registered by :func:`init_app` aborts every writer that was not committed, so a
+request that fails for any reason (400, 413, CSRF, a crash) leaves no ciphertext behind.
+"""
+
+from __future__ import annotations
+
+import typing as t
+
+from flask import Flask, Request, current_app, g
+from flask_wtf.csrf import CSRFError, validate_csrf
+from werkzeug.datastructures import FileStorage, MultiDict
+from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.formparser import FormDataParser, MultiPartParser
+from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
+from wtforms import ValidationError
+
+from app.store import ItemWriter, PendingItem, Store
+
+EXTENSION = "tipbox.store"
+READ_SIZE = 1 << 20  # bytes read from the client per call: fewer, larger reads are faster
+CSRF_FIELD = "csrf_token"
+
+
+class _Discard:
+    """Where the empty part of an unused file input goes."""
+
+    def write(self, data: bytes) -> int:
+        return len(data)
+
+
+class EncryptingMultiPartParser(MultiPartParser):
+    """Werkzeug's multipart parser with files streamed into encrypting item writers."""
+
+    def parse(
+        self, stream: t.IO[bytes], boundary: bytes, content_length: int | None
+    ) -> tuple[MultiDict[str, str], MultiDict[str, FileStorage]]:
+        decoder = MultipartDecoder(
+            boundary, max_form_memory_size=self.max_form_memory_size, max_parts=self.max_form_parts
+        )
+        fields: list[tuple[str, str]] = []
+        files: list[tuple[str, FileStorage]] = []
+        part: Field | File | None = None
+        buffer: list[bytes] = []
+        sink: ItemWriter | _Discard | None = None
+        field_size = 0
+        while True:
+            data = stream.read(READ_SIZE)
+            decoder.receive_data(data or None)
+            event = decoder.next_event()
+            while not isinstance(event, Epilogue | NeedData):
+                if isinstance(event, Field):
+                    part, buffer, field_size, sink = event, [], 0, None
+                elif isinstance(event, File):
+                    part, sink = event, self._sink(event, fields, content_length)
+                elif isinstance(event, Data) and part is not None:
+                    if sink is None:
+                        field_size += len(event.data)
+                        if self.max_form_memory_size and field_size > self.max_form_memory_size:
+                            raise RequestEntityTooLarge()
+                        buffer.append(event.data)
+                    else:
+                        sink.write(event.data)
+                    if not event.more_data:
+                        self._end(part, buffer, sink, fields, files)
+                event = decoder.next_event()
+            if not data or isinstance(event, Epilogue):
+                break
+        return self.cls(fields), self.cls(files)
+
+    def _sink(
+        self, event: File, fields: list[tuple[str, str]], content_length: int | None
+    ) -> ItemWriter | _Discard:
+        if not event.filename:
+            return _Discard()
+        token = next((value for name, value in fields if name == CSRF_FIELD), None)
+        if current_app.config.get("WTF_CSRF_ENABLED", True):
+            try:
+                validate_csrf(token)
+            except ValidationError as exc:
+                raise CSRFError(exc.args[0] if exc.args else None) from None
+        return t.cast(ItemWriter, self.start_file_streaming(event, content_length))
+
+    def _end(
+        self,
+        part: Field | File,
+        buffer: list[bytes],
+        sink: ItemWriter | _Discard | None,
+        fields: list[tuple[str, str]],
+        files: list[tuple[str, FileStorage]],
+    ) -> None:
+        if isinstance(part, Field):
+            charset = self.get_part_charset(part.headers)
+            fields.append((part.name, b"".join(buffer).decode(charset, "replace")))
+        elif isinstance(sink, ItemWriter):
+            sink.finish()
+            storage = FileStorage(
+                t.cast(t.IO[bytes], sink), sink.filename, part.name, headers=part.headers
+            )
+            files.append((part.name, storage))
+
+
+class EncryptingFormDataParser(FormDataParser):
+    """Routes multipart bodies to :class:`EncryptingMultiPartParser`."""
+
+    def _parse_multipart(
+        self,
+        stream: t.IO[bytes],
+        mimetype: str,
+        content_length: int | None,
+        options: dict[str, str],
+    ) -> tuple[t.IO[bytes], MultiDict[str, str], MultiDict[str, FileStorage]]:
+        boundary = options.get("boundary", "").encode("ascii")
+        if not boundary:
+            raise ValueError("Missing boundary")
+        parser = EncryptingMultiPartParser(
+            stream_factory=self.stream_factory,
+            max_form_memory_size=self.max_form_memory_size,
+            max_form_parts=self.max_form_parts,
+            cls=self.cls,
+        )
+        form, files = parser.parse(stream, boundary, content_length)
+        return stream, form, files
+
+
+class UploadRequest(Request):
+    """A request whose uploaded files become encrypted store items as they arrive."""
+
+    form_data_parser_class = EncryptingFormDataParser
+
+    def _get_file_stream(
+        self,
+        total_content_length: int | None,
+        content_type: str | None,
+        filename: str | None = None,
+        content_length: int | None = None,
+    ) -> t.IO[bytes]:
+        store: Store = current_app.extensions[EXTENSION]
+        writer = store.writer("file", filename or "", content_type or "")
+        g.setdefault("tipbox_writers", []).append(writer)
+        return t.cast(t.IO[bytes], writer)
+
+    def pending_items(self) -> list[PendingItem]:
+        """The finished, not yet committed, items of this request's files."""
+        _ = self.files  # parse the body if nothing has yet
+        writers: list[ItemWriter] = g.get("tipbox_writers", [])
+        return [w.pending for w in writers if w.pending is not None]
+
+
+def _abort_uncommitted(_exc: BaseException | None) -> None:
+    for writer in g.pop("tipbox_writers", []):
+        writer.abort()
+
+
+def init_app(app: Flask, store: Store) -> None:
+    """Make ``app`` stream uploads into ``store`` and clean up after failed requests."""
+    app.request_class = UploadRequest
+    app.extensions[EXTENSION] = store
+    app.teardown_request(_abort_uncommitted)
