@@ -91,15 +91,19 @@ def encrypt(
     dst: Writable,
     recipients: Sequence[Recipient],
     progress: Progress | None = None,
+    extra_stanzas: Sequence[Stanza] = (),
 ) -> int:
     """Encrypt all of ``src`` into ``dst``; return the plaintext size.
 
+    ``extra_stanzas`` are added to the header after the recipients' (covered by the header MAC;
+    age ignores stanza types it does not know, as with the spec's "grease" stanzas).
     Large inputs go through a pipeline: while one batch is written, the next is read and sealed
     on two threads (reads, writes and the AEAD all release the GIL).
     """
     file_key = os.urandom(FILE_KEY_SIZE)
     nonce = os.urandom(NONCE_SIZE)
-    dst.write(encode_header(file_key, _stanzas(file_key, recipients)) + nonce)
+    stanzas = [*_stanzas(file_key, recipients), *extra_stanzas]
+    dst.write(encode_header(file_key, stanzas) + nonce)
     key = hkdf(file_key, nonce, PAYLOAD_LABEL)
     size = BATCH_CHUNKS * CHUNK_SIZE
     current, following = memoryview(bytearray(size)), memoryview(bytearray(size))
