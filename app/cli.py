@@ -15,15 +15,16 @@ import getpass
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO, NoReturn, cast
 
-from app import crypto, words
+from app import airgap, crypto, reply, words
 from app.crypto.keyfile import identity_file_text, load_identities
 from app.crypto.stream import Readable
-from app.errors import PassphraseError, TipboxError, UsageError
+from app.errors import KeyFormatError, PassphraseError, TipboxError, UsageError
 from app.files import atomic_write
 
 PROG = "tipbox"
@@ -47,9 +48,10 @@ class Progress:
 
     def __init__(self, label: str, total: int | None) -> None:
         self.enabled = bool(total and total >= PROGRESS_MIN_BYTES and sys.stderr.isatty())
-        self._label, self._total, self._last = label, total or 0, 0.0
+        self._label, self._total, self._last, self._done = label, total or 0, 0.0, 0
 
     def __call__(self, done: int) -> None:
+        self._done = done
         now = time.monotonic()
         if not self.enabled or (now - self._last < 0.1 and done < self._total):
             return
@@ -60,14 +62,18 @@ class Progress:
         sys.stderr.flush()
 
     def finish(self) -> None:
+        """Draw the full bar (decryption counts plaintext, a little less than the input)."""
         if self.enabled:
-            sys.stderr.write("\n")
+            sys.stderr.write(f"\r{self._label} [{'#' * 30}] 100% {self._done >> 20} MiB\n")
 
 
 def _ask(prompt: str) -> str:
     try:
-        return getpass.getpass(prompt)
-    except (EOFError, OSError):
+        with warnings.catch_warnings():
+            # Without a terminal getpass falls back to stdin, which may be the ciphertext.
+            warnings.simplefilter("error", getpass.GetPassWarning)
+            return getpass.getpass(prompt)
+    except (EOFError, OSError, getpass.GetPassWarning):
         raise PassphraseError(
             "a passphrase is needed but there is no terminal to ask it on",
             hint="run the command in a terminal",
@@ -110,13 +116,21 @@ def _write_output(path: str | None, write: Callable[[BinaryIO], object], binary:
         write(handle)
 
 
-def cmd_encrypt(args: argparse.Namespace) -> None:
-    """Encrypt to one or more recipients, like ``age -r``."""
+def _recipients(args: argparse.Namespace) -> list[crypto.X25519Recipient]:
     recipients = [crypto.X25519Recipient.parse(r) for r in args.recipient]
     for name in args.recipients_file:
-        recipients += crypto.parse_recipients(Path(name).read_text("utf-8"))
+        try:
+            recipients += crypto.parse_recipients(Path(name).read_text("utf-8"))
+        except (KeyFormatError, UnicodeDecodeError) as exc:
+            raise KeyFormatError(f"{name}: {exc}") from None
     if not recipients:
         raise UsageError("no recipient given", hint="use -r age1… or -R FILE")
+    return recipients
+
+
+def cmd_encrypt(args: argparse.Namespace) -> None:
+    """Encrypt to one or more recipients, like ``age -r``."""
+    recipients = _recipients(args)
     with _input(args.input) as (src, size):
         bar = Progress("encrypting", size)
         _write_output(args.output, lambda dst: crypto.encrypt(src, dst, recipients, bar), True)
@@ -132,6 +146,22 @@ def cmd_decrypt(args: argparse.Namespace) -> None:
         bar = Progress("decrypting", size)
         _write_output(args.output, lambda dst: crypto.decrypt(src, dst, identities, bar), False)
         bar.finish()
+
+
+def cmd_open(args: argparse.Namespace) -> None:
+    """Decrypt a bundle from the journalist app into a folder per source."""
+    identities: list[crypto.X25519Identity] = []
+    for name in args.identity:
+        identities += load_identities(Path(name).read_bytes(), _asker(f"Passphrase for {name}: "))
+    airgap.open_bundle(Path(args.bundle), identities, Path(args.out), Progress, clean=args.clean)
+
+
+def cmd_reply(args: argparse.Namespace) -> None:
+    """Encrypt a reply to a source of a bundle, for upload through the journalist app."""
+    text = reply.reply_text(args.message, Path(args.file) if args.file else None)
+    output = Path(args.output) if args.output else None
+    source, path = reply.write_reply(Path(args.target), args.source, text, output)
+    print(f"reply for {source.designation!r} written to {path}: upload it in the journalist app")
 
 
 def cmd_keygen(args: argparse.Namespace) -> None:
@@ -157,12 +187,7 @@ def cmd_keygen(args: argparse.Namespace) -> None:
 
 def cmd_fingerprint(args: argparse.Namespace) -> None:
     """Print the word fingerprint of each recipient, to compare a copied key by voice."""
-    recipients = [crypto.X25519Recipient.parse(r) for r in args.recipient]
-    for name in args.recipients_file:
-        recipients += crypto.parse_recipients(Path(name).read_text("utf-8"))
-    if not recipients:
-        raise UsageError("no recipient given", hint="use -r age1… or -R FILE")
-    for recipient in recipients:
+    for recipient in _recipients(args):
         print(f"{recipient}  {' '.join(words.fingerprint(str(recipient).encode()))}")
 
 
@@ -200,6 +225,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", metavar="OUT", help="output file (default stdout)")
     p.add_argument("input", nargs="?", metavar="IN", help="input file (default stdin)")
     p.set_defaults(run=cmd_decrypt)
+
+    p = sub.add_parser("open", help="decrypt a bundle into a folder per source")
+    p.add_argument("bundle", metavar="BUNDLE", help="bundle file from the journalist app")
+    p.add_argument("-i", "--identity", action="append", required=True, metavar="IDENTITY")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder to write into")
+    p.add_argument("--clean", action="store_true", help="also write mat2-cleaned copies")
+    p.set_defaults(run=cmd_open)
+
+    p = sub.add_parser("reply", help="encrypt a reply to a source of a bundle")
+    p.add_argument("target", metavar="BUNDLE-OR-DIR", help="bundle, or folder 'open' wrote")
+    p.add_argument("--source", required=True, metavar="DESIGNATION", help="e.g. 'amber falcon'")
+    given = p.add_mutually_exclusive_group(required=True)
+    given.add_argument("--message", metavar="TEXT", help="the reply's text")
+    given.add_argument("--file", metavar="PATH", help="a UTF-8 text file holding the reply")
+    p.add_argument("-o", "--output", metavar="OUT", help="reply file (default reply-NAME.age)")
+    p.set_defaults(run=cmd_reply)
 
     p = sub.add_parser("codename", help="print a fresh source codename")
     p.add_argument("--lang", choices=words.LANGUAGES, default="en")

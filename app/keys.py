@@ -22,7 +22,7 @@ def load_recipients(keys_dir: Path) -> list[X25519Recipient]:
         raise ConfigError(f"the keys folder {keys_dir} does not exist")
     recipients: list[X25519Recipient] = []
     for path in sorted(keys_dir.rglob("*")):
-        if not path.is_file() or path.name in IGNORED:
+        if not path.is_file():
             continue
         data = path.read_bytes()
         if contains_secret_key(data):
@@ -30,6 +30,8 @@ def load_recipients(keys_dir: Path) -> list[X25519Recipient]:
                 f"{path} contains a secret key: the server must only hold public recipients",
                 hint="remove it from the server now, and treat that key as compromised",
             )
+        if path.name in IGNORED:
+            continue
         if is_age_file(data):
             raise ConfigError(
                 f"{path} is an age-encrypted file, probably a protected identity",
@@ -41,7 +43,7 @@ def load_recipients(keys_dir: Path) -> list[X25519Recipient]:
             found = parse_recipients(data.decode("utf-8"))
         except (KeyFormatError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{path}: {exc}") from None
-        recipients += [r for r in found if r not in recipients]
+        recipients += [r for r in dict.fromkeys(found) if r not in recipients]
     if not recipients:
         raise ConfigError(
             f"no newsroom recipient in {keys_dir}",

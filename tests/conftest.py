@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from app.crypto import X25519Identity
+pytest.register_assert_rewrite("tests.helpers")
+
+from app.crypto import X25519Identity  # noqa: E402 - after the assert-rewrite registration
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"

@@ -9,8 +9,10 @@ passphrase. Everything here works on bytes and strings; reading files is the cal
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Callable
 
+from app.crypto import bech32
 from app.crypto.envelope import decrypt, encrypt
 from app.crypto.header import VERSION_LINE
 from app.crypto.recipients import (
@@ -58,16 +60,19 @@ def parse_identities(text: str) -> list[X25519Identity]:
     return out
 
 
+_SECRET_KEY = re.compile(IDENTITY_HRP + "1[" + bech32.CHARSET + "]{58}", re.IGNORECASE)
+
+
 def contains_secret_key(data: bytes) -> bool:
-    """Whether ``data`` holds anything that parses as an age secret key, in any case."""
+    """Whether ``data`` holds anything that parses as an age secret key, in any case,
+    even glued to other text (``KEY=AGE-SECRET-KEY-1…``, quoted, in a comment)."""
     text = data.decode("utf-8", errors="replace")
-    for token in text.replace(",", " ").split():
-        if token.lower().startswith(IDENTITY_HRP + "1"):
-            try:
-                X25519Identity.parse(token.upper())
-            except KeyFormatError:
-                continue
-            return True
+    for match in _SECRET_KEY.finditer(text):
+        try:
+            X25519Identity.parse(match.group().upper())
+        except KeyFormatError:
+            continue
+        return True
     return False
 
 

@@ -164,7 +164,9 @@ class Opener:
         if not chunk:
             raise TruncatedError("the file is truncated: its payload ends before its last chunk")
         if len(chunk) == TAG_SIZE and counter > 0:
-            raise EmptyChunkError()
+            if self._open(chunk, counter, True) is not None:
+                raise EmptyChunkError()
+            raise TruncatedError("the file is truncated in the middle of a chunk")
         if len(chunk) < TAG_SIZE:
             raise TruncatedError("the file is truncated in the middle of a chunk")
         plain = self._open(chunk, counter, True)
@@ -215,13 +217,16 @@ class Opener:
                     return ChunkOrderError(
                         f"chunk {counter} is out of order (it was written as chunk {other})"
                     )
-        else:
-            # A short chunk is the end of the file: look for a genuine last chunk plus extra bytes.
-            for cut in range(1, min(_TRAILING_WINDOW, len(chunk) - TAG_SIZE) + 1):
-                if self._open(chunk[: len(chunk) - cut], counter, True) is not None:
-                    return TrailingDataError(
-                        f"the file has {cut} extra byte(s) after its end: something was appended"
-                    )
+        # Data appended after the real last chunk: look for a last chunk that ends early.
+        shortest = TAG_SIZE if counter == 0 else TAG_SIZE + 1
+        ends = range(len(chunk) - 1, max(len(chunk) - 1 - _TRAILING_WINDOW, shortest - 1), -1)
+        starts = range(shortest, min(shortest + _TRAILING_WINDOW, len(chunk)))
+        for end in dict.fromkeys([*ends, *starts]):
+            if self._open(chunk[:end], counter, True) is not None:
+                return TrailingDataError(
+                    f"the file has {len(chunk) - end} or more extra bytes after its end: "
+                    "something was appended"
+                )
         return TamperedChunkError(
             f"chunk {counter} failed authentication: the file was altered, damaged or cut short"
         )

@@ -1,0 +1,275 @@
+"""The tipbox command: round trips, keygen, its error contract, terminals and its imports."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import stat
+import sys
+from pathlib import Path
+
+import pytest
+
+from app import words
+from app.crypto import X25519Identity, encrypt_identity, parse_identities, parse_recipients
+from app.crypto.keyfile import decrypt_identity, identity_file_text
+from tests.helpers import (
+    PASSPHRASE,
+    TIPBOX,
+    assert_cli_error,
+    decrypt_bytes,
+    encrypt_bytes,
+    finish,
+    leftovers,
+    payload_offset,
+    run,
+    spawn,
+    tipbox,
+)
+
+PLAIN = b"the mayor's office shreds invoices on fridays\n" * 3000  # three chunks
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> X25519Identity:
+    """A newsroom in tmp_path: keys, a tip, its ciphertext and damaged copies of it."""
+    identity = X25519Identity.generate()
+    (tmp_path / "id.txt").write_text(identity_file_text(identity, "2024-05-01"))
+    (tmp_path / "other.txt").write_text(str(X25519Identity.generate()) + "\n")
+    (tmp_path / "newsroom.pub").write_text(f"# newsroom\n{identity.recipient}\n")
+    (tmp_path / "bad.pub").write_text(f"{identity.recipient}\nage1notakey\n")
+    (tmp_path / "binary.pub").write_bytes(b"\xff\xfe\x00age")
+    (tmp_path / "plain.txt").write_bytes(PLAIN)
+    tip = encrypt_bytes(PLAIN, [identity.recipient])
+    (tmp_path / "tip.age").write_bytes(tip)
+    damaged = bytearray(tip)
+    damaged[-5] ^= 1  # in the last chunk: the first two are written out before it fails
+    (tmp_path / "tampered.age").write_bytes(bytes(damaged))
+    (tmp_path / "truncated.age").write_bytes(tip[: payload_offset(tip) + 65552])
+    return identity
+
+
+@pytest.mark.usefixtures("world")
+def test_round_trip_through_files(tmp_path: Path) -> None:
+    enc = tipbox("encrypt", "-R", "newsroom.pub", "-o", "out.age", "plain.txt", cwd=tmp_path)
+    assert (enc.returncode, enc.stdout, enc.stderr) == (0, b"", b"")
+    dec = tipbox("decrypt", "-i", "id.txt", "-o", "out.txt", "out.age", cwd=tmp_path)
+    assert (dec.returncode, dec.stdout, dec.stderr) == (0, b"", b"")
+    assert (tmp_path / "out.txt").read_bytes() == PLAIN
+    assert leftovers(tmp_path) == []
+
+
+def test_round_trip_through_pipes(tmp_path: Path, world: X25519Identity) -> None:
+    second = X25519Identity.generate()
+    (tmp_path / "second.txt").write_text(str(second) + "\n")
+    recipients = ["-r", str(world.recipient), "-r", str(second.recipient)]
+    enc = tipbox("encrypt", *recipients, cwd=tmp_path, stdin=b"from stdin")
+    assert (enc.returncode, enc.stderr) == (0, b"")
+    for name in ("id.txt", "second.txt"):
+        dec = tipbox("decrypt", "-i", name, cwd=tmp_path, stdin=enc.stdout)
+        assert (dec.returncode, dec.stdout, dec.stderr) == (0, b"from stdin", b"")
+
+
+def test_decrypt_overwrites_output_only_on_success(tmp_path: Path, world: X25519Identity) -> None:
+    (tmp_path / "out.txt").write_bytes(b"yesterday's tip")
+    bad = tipbox("decrypt", "-i", "id.txt", "-o", "out.txt", "tampered.age", cwd=tmp_path)
+    assert_cli_error(bad, "failed authentication")
+    assert (tmp_path / "out.txt").read_bytes() == b"yesterday's tip"
+    good = tipbox("decrypt", "-i", "id.txt", "-o", "out.txt", "tip.age", cwd=tmp_path)
+    assert good.returncode == 0
+    assert (tmp_path / "out.txt").read_bytes() == PLAIN
+
+
+# --- the error contract --------------------------------------------------------------------------
+
+ERRORS = [
+    ("missing input", ["encrypt", "-R", "newsroom.pub", "-o", "out.txt", "nope.txt"], "nope.txt"),
+    ("missing ciphertext", ["decrypt", "-i", "id.txt", "-o", "out.txt", "nope.age"], "nope.age"),
+    ("bad recipient", ["encrypt", "-r", "age1notakey", "plain.txt"], "not a valid age recipient"),
+    ("bad recipients file", ["encrypt", "-R", "bad.pub", "plain.txt"], "line 2"),
+    ("identity as recipients", ["encrypt", "-R", "id.txt", "plain.txt"], "line 3"),
+    ("missing recipients file", ["encrypt", "-R", "nope.pub", "plain.txt"], "nope.pub"),
+    ("binary recipients file", ["encrypt", "-R", "binary.pub", "plain.txt"], "binary.pub"),
+    ("no recipients", ["encrypt", "-o", "out.txt", "plain.txt"], "no recipient given"),
+    ("identity is a folder", ["decrypt", "-i", ".", "tip.age"], "is a directory"),
+    ("missing identity", ["decrypt", "-i", "nope.txt", "tip.age"], "nope.txt"),
+    ("identity not a key", ["decrypt", "-i", "plain.txt", "tip.age"], "line 1"),
+    ("wrong identity", ["decrypt", "-i", "other.txt", "-o", "out.txt", "tip.age"], "no identity"),
+    ("tampered", ["decrypt", "-i", "id.txt", "-o", "out.txt", "tampered.age"], "authentication"),
+    ("truncated", ["decrypt", "-i", "id.txt", "-o", "out.txt", "truncated.age"], "truncated"),
+    ("not age", ["decrypt", "-i", "id.txt", "-o", "out.txt", "plain.txt"], "not a valid age"),
+    ("unknown subcommand", ["frobnicate"], "invalid choice"),
+    ("no subcommand", [], "required"),
+    ("missing -i", ["decrypt", "tip.age"], "-i/--identity"),
+    ("unknown option", ["encrypt", "--armor", "plain.txt"], "unrecognized"),
+    ("no output dir", ["encrypt", "-R", "newsroom.pub", "-o", "no/out.txt", "plain.txt"], "no/"),
+    ("no output dir (decrypt)", ["decrypt", "-i", "id.txt", "-o", "no/out.txt", "tip.age"], "no/"),
+]
+
+
+@pytest.mark.usefixtures("world")
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [pytest.param(a, n, id=i) for i, a, n in ERRORS],
+)
+def test_errors(tmp_path: Path, args: list[str], needle: str) -> None:
+    err = assert_cli_error(tipbox(*args, cwd=tmp_path), needle)
+    assert not (tmp_path / "out.txt").exists()
+    assert leftovers(tmp_path) == []
+    if "tipbox: hint: " in err:
+        assert err.count("\n") == 2
+
+
+def test_hints(tmp_path: Path, world: X25519Identity) -> None:
+    assert "tipbox: hint: check that you used the identity" in assert_cli_error(
+        tipbox("decrypt", "-i", "other.txt", "tip.age", cwd=tmp_path)
+    )
+    assert "tipbox: hint: run 'tipbox --help'" in assert_cli_error(tipbox("nope", cwd=tmp_path))
+
+
+# --- keygen --------------------------------------------------------------------------------------
+
+
+def test_keygen_without_passphrase(tmp_path: Path) -> None:
+    proc = tipbox("keygen", "--no-passphrase", "--identity", "k.txt", "--recipient", "k.pub",
+                  cwd=tmp_path)  # fmt: skip
+    assert (proc.returncode, proc.stderr) == (0, b"")
+    [identity] = parse_identities((tmp_path / "k.txt").read_text())
+    [recipient] = parse_recipients((tmp_path / "k.pub").read_text())
+    assert identity.recipient == recipient
+    out = proc.stdout.decode()
+    assert f"recipient: {recipient}\n" in out
+    assert f"fingerprint: {' '.join(words.fingerprint(str(recipient).encode()))}\n" in out
+    assert str(identity) not in out
+    assert stat.S_IMODE((tmp_path / "k.txt").stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize("existing", ["newsroom-identity.age", "newsroom.pub"])
+def test_keygen_refuses_to_overwrite(tmp_path: Path, existing: str) -> None:
+    (tmp_path / existing).write_text("precious")
+    assert_cli_error(tipbox("keygen", "--no-passphrase", cwd=tmp_path), existing, "--force")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [existing]
+    assert (tmp_path / existing).read_text() == "precious"
+    assert tipbox("keygen", "--no-passphrase", "--force", cwd=tmp_path).returncode == 0
+    assert (tmp_path / existing).read_text() != "precious"
+
+
+def _keygen(tmp_path: Path, first: str, second: str | None) -> tuple[int, str]:
+    child = spawn([*TIPBOX, "keygen"], tmp_path)
+    child.expect("Choose a passphrase")
+    child.sendline(first)
+    if second is not None:
+        child.expect("Type it again")
+        child.sendline(second)
+    return finish(child)
+
+
+@pytest.mark.slow
+def test_keygen_with_passphrase(tmp_path: Path) -> None:
+    status, out = _keygen(tmp_path, PASSPHRASE, PASSPHRASE)
+    assert status == 0, out
+    assert PASSPHRASE not in out  # typed without echo
+    data = (tmp_path / "newsroom-identity.age").read_bytes()
+    assert data.startswith(b"age-encryption.org/v1\n-> scrypt ")
+    [identity] = parse_identities(decrypt_identity(data, PASSPHRASE))
+    assert f"recipient: {identity.recipient}" in out
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "needle"),
+    [(PASSPHRASE, PASSPHRASE + "!", "differ"), ("short", None, "at least 12")],
+)
+def test_keygen_bad_passphrase_writes_nothing(
+    tmp_path: Path, first: str, second: str | None, needle: str
+) -> None:
+    status, out = _keygen(tmp_path, first, second)
+    assert status == 1
+    assert "tipbox: error: " in out
+    assert needle in out
+    assert "Traceback" not in out
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- terminals: passphrases, binary output, progress ---------------------------------------------
+
+
+def test_wrong_passphrase(tmp_path: Path, world: X25519Identity) -> None:
+    protected = encrypt_identity(identity_file_text(world, "2024-05-01"), PASSPHRASE, 10)
+    (tmp_path / "id.age").write_bytes(protected)
+    for passphrase, expected in ((PASSPHRASE + "?", 1), (PASSPHRASE, 0)):
+        child = spawn([*TIPBOX, "decrypt", "-i", "id.age", "-o", "out.txt", "tip.age"], tmp_path)
+        child.expect("Passphrase for id.age: ")
+        child.sendline(passphrase)
+        status, out = finish(child)
+        assert status == expected, out
+        assert ("tipbox: error: wrong passphrase" in out) == (expected == 1)
+    assert (tmp_path / "out.txt").read_bytes() == PLAIN
+
+
+def test_passphrase_is_never_read_from_stdin(tmp_path: Path, world: X25519Identity) -> None:
+    protected = encrypt_identity(identity_file_text(world, "2024-05-01"), PASSPHRASE, 10)
+    (tmp_path / "id.age").write_bytes(protected)
+    proc = tipbox("decrypt", "-i", "id.age", "tip.age", cwd=tmp_path, stdin=PASSPHRASE.encode())
+    assert_cli_error(proc, "no terminal")
+
+
+@pytest.mark.usefixtures("world")
+def test_binary_output_to_a_terminal_is_refused(tmp_path: Path) -> None:
+    child = spawn([*TIPBOX, "encrypt", "-R", "newsroom.pub", "plain.txt"], tmp_path)
+    status, out = finish(child)
+    assert status == 1
+    assert out.splitlines()[0].startswith("tipbox: error: refusing to write binary")
+    assert "age-encryption.org" not in out
+    child = spawn([*TIPBOX, "decrypt", "-i", "id.txt", "tip.age"], tmp_path)  # text is fine
+    assert finish(child)[0] == 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["encrypt", "decrypt"])
+def test_progress_only_on_a_terminal(tmp_path: Path, world: X25519Identity, command: str) -> None:
+    big = os.urandom(9 << 20)
+    (tmp_path / "big").write_bytes(big)
+    (tmp_path / "big.age").write_bytes(encrypt_bytes(big, [world.recipient]))
+    args = {"encrypt": ["-R", "newsroom.pub", "big"], "decrypt": ["-i", "id.txt", "big.age"]}
+    argv = [command, "-o", "out", *args[command]]
+    status, out = finish(spawn([*TIPBOX, *argv], tmp_path))
+    assert status == 0, out
+    assert re.search(rf"{command}ing \[#* *\] +\d+% \d+ MiB", out)
+    if command == "encrypt":  # decrypt's bar stops short: see the report on Progress
+        assert "100% 9 MiB" in out
+    piped = tipbox(*argv, cwd=tmp_path)
+    assert (piped.returncode, piped.stdout, piped.stderr) == (0, b"", b"")
+    result = (tmp_path / "out").read_bytes()
+    assert (decrypt_bytes(result, [world]) if command == "encrypt" else result) == big
+
+
+# --- the air-gapped commands stay small ----------------------------------------------------------
+
+PROBE = """
+import json, sys
+from app.cli import main
+status = main(sys.argv[1:])
+print(json.dumps(sorted(sys.modules)))
+sys.exit(status)
+"""
+FORBIDDEN = ("flask", "werkzeug", "jinja2", "stem", "gunicorn", "sqlite3",
+             "app.store", "app.source", "app.journalist", "app.onion")  # fmt: skip
+AIR_GAPPED = [
+    ["encrypt", "-R", "newsroom.pub", "-o", "x.age", "plain.txt"],
+    ["decrypt", "-i", "id.txt", "-o", "x.txt", "tip.age"],
+    ["keygen", "--no-passphrase", "--identity", "k.txt", "--recipient", "k.pub"],
+    ["codename"],
+    ["fingerprint", "-R", "newsroom.pub"],
+]
+
+
+@pytest.mark.usefixtures("world")
+@pytest.mark.parametrize("args", AIR_GAPPED, ids=[a[0] for a in AIR_GAPPED])
+def test_air_gapped_imports(tmp_path: Path, args: list[str]) -> None:
+    proc = run([sys.executable, "-c", PROBE, *args], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    modules = json.loads(proc.stdout.decode().splitlines()[-1])
+    assert "app.cli" in modules  # the probe really ran the command
+    loaded = [m for m in modules if any(m == f or m.startswith(f + ".") for f in FORBIDDEN)]
+    assert loaded == []
