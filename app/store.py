@@ -166,6 +166,7 @@ class ItemWriter:
         if self._file is not None:
             self._file.close()
             self._file = None
+        self.pending = None
         self._path.unlink(missing_ok=True)  # after a commit the file has moved: nothing to do
 
 

@@ -24,13 +24,22 @@ from flask_wtf.csrf import CSRFError, validate_csrf
 from werkzeug.datastructures import FileStorage, MultiDict
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.formparser import FormDataParser, MultiPartParser
-from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
+from werkzeug.sansio.multipart import (
+    Data,
+    Epilogue,
+    Event,
+    Field,
+    File,
+    MultipartDecoder,
+    NeedData,
+)
 from wtforms import ValidationError
 
 from app.store import ItemWriter, PendingItem, Store
 
 EXTENSION = "tipbox.store"
 READ_SIZE = 1 << 20  # bytes read from the client per call: fewer, larger reads are faster
+FEED_SIZE = 64 * 1024  # bytes handed to the multipart decoder at once
 CSRF_FIELD = "csrf_token"
 
 
@@ -41,48 +50,84 @@ class _Discard:
         return len(data)
 
 
+class _Parts:
+    """The state of one multipart body being parsed: fields so far, files so far, current part."""
+
+    def __init__(self, parser: EncryptingMultiPartParser, content_length: int | None) -> None:
+        self.parser, self.content_length = parser, content_length
+        self.fields: list[tuple[str, str]] = []
+        self.files: list[tuple[str, FileStorage]] = []
+        self.part: Field | File | None = None
+        self.buffer: list[bytes] = []
+        self.sink: ItemWriter | _Discard | None = None
+        self.field_size = 0
+
+    def handle(self, event: Event) -> None:
+        """Take one decoder event."""
+        if isinstance(event, Field):
+            self.part, self.buffer, self.field_size, self.sink = event, [], 0, None
+        elif isinstance(event, File):
+            self.part, self.sink = event, self.parser.sink(event, self.fields, self.content_length)
+        elif isinstance(event, Data) and self.part is not None:
+            if self.sink is None:
+                self.field_size += len(event.data)
+                limit = self.parser.max_form_memory_size
+                if limit and self.field_size > limit:
+                    raise RequestEntityTooLarge()
+                self.buffer.append(event.data)
+            else:
+                self.sink.write(event.data)
+            if not event.more_data:
+                self._end(self.part)
+
+    def _end(self, part: Field | File) -> None:
+        if isinstance(part, Field):
+            charset = self.parser.get_part_charset(part.headers)
+            self.fields.append((part.name, b"".join(self.buffer).decode(charset, "replace")))
+        elif isinstance(self.sink, ItemWriter):
+            self.sink.finish()
+            stream = t.cast(t.IO[bytes], self.sink)
+            storage = FileStorage(stream, self.sink.filename, part.name, headers=part.headers)
+            self.files.append((part.name, storage))
+
+
 class EncryptingMultiPartParser(MultiPartParser):
     """Werkzeug's multipart parser with files streamed into encrypting item writers."""
 
     def parse(
         self, stream: t.IO[bytes], boundary: bytes, content_length: int | None
     ) -> tuple[MultiDict[str, str], MultiDict[str, FileStorage]]:
+        try:
+            parts = self._parse(stream, boundary, content_length)
+        except BaseException:
+            # A body that fails to parse submits nothing, not even its complete parts.
+            _abort_uncommitted(None)
+            raise
+        return self.cls(parts.fields), self.cls(parts.files)
+
+    def _parse(self, stream: t.IO[bytes], boundary: bytes, content_length: int | None) -> _Parts:
         decoder = MultipartDecoder(
             boundary, max_form_memory_size=self.max_form_memory_size, max_parts=self.max_form_parts
         )
-        fields: list[tuple[str, str]] = []
-        files: list[tuple[str, FileStorage]] = []
-        part: Field | File | None = None
-        buffer: list[bytes] = []
-        sink: ItemWriter | _Discard | None = None
-        field_size = 0
+        parts = _Parts(self, content_length)
         while True:
             data = stream.read(READ_SIZE)
-            decoder.receive_data(data or None)
-            event = decoder.next_event()
-            while not isinstance(event, Epilogue | NeedData):
-                if isinstance(event, Field):
-                    part, buffer, field_size, sink = event, [], 0, None
-                elif isinstance(event, File):
-                    part, sink = event, self._sink(event, fields, content_length)
-                elif isinstance(event, Data) and part is not None:
-                    if sink is None:
-                        field_size += len(event.data)
-                        if self.max_form_memory_size and field_size > self.max_form_memory_size:
-                            raise RequestEntityTooLarge()
-                        buffer.append(event.data)
-                    else:
-                        sink.write(event.data)
-                    if not event.more_data:
-                        self._end(part, buffer, sink, fields, files)
+            # The decoder refuses more than max_form_memory_size (held + new) in one call.
+            for start in range(0, max(len(data), 1), FEED_SIZE):
+                decoder.receive_data(data[start : start + FEED_SIZE] or None)
                 event = decoder.next_event()
-            if not data or isinstance(event, Epilogue):
-                break
-        return self.cls(fields), self.cls(files)
+                while not isinstance(event, Epilogue | NeedData):
+                    parts.handle(event)
+                    event = decoder.next_event()
+                if isinstance(event, Epilogue):
+                    return parts
+            if not data:
+                return parts
 
-    def _sink(
+    def sink(
         self, event: File, fields: list[tuple[str, str]], content_length: int | None
     ) -> ItemWriter | _Discard:
+        """Where a file part goes: an item writer, once a valid CSRF token has been seen."""
         if not event.filename:
             return _Discard()
         token = next((value for name, value in fields if name == CSRF_FIELD), None)
@@ -92,24 +137,6 @@ class EncryptingMultiPartParser(MultiPartParser):
             except ValidationError as exc:
                 raise CSRFError(exc.args[0] if exc.args else None) from None
         return t.cast(ItemWriter, self.start_file_streaming(event, content_length))
-
-    def _end(
-        self,
-        part: Field | File,
-        buffer: list[bytes],
-        sink: ItemWriter | _Discard | None,
-        fields: list[tuple[str, str]],
-        files: list[tuple[str, FileStorage]],
-    ) -> None:
-        if isinstance(part, Field):
-            charset = self.get_part_charset(part.headers)
-            fields.append((part.name, b"".join(buffer).decode(charset, "replace")))
-        elif isinstance(sink, ItemWriter):
-            sink.finish()
-            storage = FileStorage(
-                t.cast(t.IO[bytes], sink), sink.filename, part.name, headers=part.headers
-            )
-            files.append((part.name, storage))
 
 
 class EncryptingFormDataParser(FormDataParser):

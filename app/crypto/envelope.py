@@ -222,12 +222,9 @@ def ciphertext_size(header_size: int, plain_size: int) -> int:
 
 def largest_plain_size(header_size: int, ciphertext_limit: int) -> int:
     """The largest plaintext whose age file fits in ``ciphertext_limit`` bytes."""
-    room = ciphertext_limit - header_size
-    chunks = max(1, -(-room // ENC_CHUNK_SIZE))
-    plain = min(room - chunks * (ENC_CHUNK_SIZE - CHUNK_SIZE), chunks * CHUNK_SIZE)
-    while plain > 0 and ciphertext_size(header_size, plain) > ciphertext_limit:
-        plain -= 1
-    return max(plain, 0)
+    full, rest = divmod(max(ciphertext_limit - header_size, 0), ENC_CHUNK_SIZE)
+    # A partial last chunk holds its length minus the tag; 16 bytes or fewer hold nothing.
+    return full * CHUNK_SIZE + max(rest - (ENC_CHUNK_SIZE - CHUNK_SIZE), 0)
 
 
 class DeferredHeadWriter:
