@@ -15,14 +15,17 @@ Layout of the plaintext (every part a multiple of 512 bytes except the padding):
     end of archive     two zero blocks
     padding            zeros, so the stored size says only which size bucket the item is in
 
-``tar`` stops reading at the end-of-archive blocks, so the padding is invisible to it. Pure
-functions, no I/O.
+``tar`` stops reading at the end-of-archive blocks, so the padding is invisible to it. (Padding
+*inside* the archive, as pax global headers, was tried: Python's tarfile refuses a pax header
+followed by the end of the archive, so it would take a junk member; zeros after the end are
+what every tar reads without complaint.) Pure functions, no I/O.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterator
 
 BLOCK = 512
 END_OF_ARCHIVE = 2 * BLOCK
@@ -125,5 +128,18 @@ def head(name: str, content_type: str, size: int, mtime: int) -> bytes:
 
 
 def tail_size(size: int) -> int:
-    """Bytes after the data: zeros to the block boundary and the end-of-archive blocks."""
+    """The shortest trailer: zeros to the block boundary and the end-of-archive blocks."""
     return -size % BLOCK + END_OF_ARCHIVE
+
+
+def trailer(size: int, length: int) -> Iterator[bytes]:
+    """Exactly ``length`` bytes to follow ``size`` bytes of data: block padding, end of archive,
+    then zeros (``length`` must be at least :func:`tail_size`)."""
+    zeros = length - tail_size(size)
+    if zeros < 0:
+        raise ValueError("no room for the end of the archive")
+    yield bytes(tail_size(size))
+    piece = bytes(1 << 16)
+    while zeros > 0:
+        yield piece[: min(zeros, len(piece))]
+        zeros -= len(piece)

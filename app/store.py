@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from app import container, crypto, words
-from app.crypto.envelope import DeferredHeadWriter, largest_plain_size
+from app.crypto.envelope import DeferredHeadWriter, ciphertext_size, largest_plain_size
 from app.errors import StoreError
 
 KINDS = ("message", "file", "reply")
@@ -147,12 +147,13 @@ class ItemWriter:
         if self._file is None:
             raise StoreError("the item was aborted")
         size = self._writer.body_size
-        plain = self._head_size + size + container.tail_size(size)
         header = self._writer.header_size
-        target = bucket(crypto.envelope.ciphertext_size(header, plain), self._store.bucket_min)
-        extra = largest_plain_size(header, target) - plain
+        shortest = self._head_size + size + container.tail_size(size)
+        target = bucket(ciphertext_size(header, shortest), self._store.bucket_min)
+        room = largest_plain_size(header, target) - self._head_size - size
+        tail = container.trailer(size, room)
         head = container.head(self.filename, self._type, size, 0)
-        total = self._writer.finish(head, container.tail_size(size) + extra)
+        total = self._writer.finish(head, tail)
         self._file.flush()
         os.fsync(self._file.fileno())
         self._file.close()

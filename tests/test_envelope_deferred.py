@@ -55,7 +55,7 @@ def test_round_trip(
         writer = DeferredHeadWriter(handle, [keypair.recipient], head_size)
         _write_in_pieces(writer, body, seed=head_size + body_size + tail)
         assert writer.body_size == body_size
-        total = writer.finish(head, tail)
+        total = writer.finish(head, [bytes(tail)])
     plain = head + body + bytes(tail)
     assert total == path.stat().st_size == ciphertext_size(writer.header_size, len(plain))
     assert decrypt_path(path, keypair) == plain
@@ -73,7 +73,7 @@ def test_head_must_have_the_announced_length(keypair: X25519Identity, wrong: int
     writer = DeferredHeadWriter(io.BytesIO(), [keypair.recipient], 100)
     writer.write(b"body")
     with pytest.raises(ValueError, match="announced length"):
-        writer.finish(bytes(wrong), 0)
+        writer.finish(bytes(wrong))
 
 
 def _header_size(recipients: int) -> int:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Protocol
 
@@ -275,14 +275,12 @@ class DeferredHeadWriter:
                 self._dst.write(self._sealer.seal(view[:CHUNK_SIZE], last=False))
             del self._rest[:CHUNK_SIZE]
 
-    def finish(self, head: bytes, tail_zeros: int) -> int:
-        """Append ``tail_zeros`` zero bytes, seal everything with ``head`` in front; return size."""
+    def finish(self, head: bytes, tail: Iterable[bytes] = ()) -> int:
+        """Append ``tail``, seal everything with ``head`` in front; return the file's size."""
         if len(head) != self._head_size:
             raise ValueError("the head does not have the announced length")
-        zeros = memoryview(bytes(CHUNK_SIZE))
-        while tail_zeros > 0:
-            self._feed(zeros[: min(tail_zeros, CHUNK_SIZE)])
-            tail_zeros -= CHUNK_SIZE
+        for piece in tail:
+            self._feed(memoryview(piece))
         first = Sealer(self._key)
         if self._sealer is None:
             self._dst.write(first.seal(head + self._first, last=True))
