@@ -112,7 +112,14 @@ def _write_output(path: str | None, write: Callable[[BinaryIO], object], binary:
         write(sys.stdout.buffer)
         sys.stdout.buffer.flush()
         return
-    with atomic_write(Path(path), overwrite=True, durable=False) as handle:
+    target = Path(path)
+    if target.exists() and not target.is_file():
+        # A device or a pipe (/dev/null, a FIFO): write in place; renaming over it would
+        # replace the device with a regular file.
+        with target.open("wb") as handle:
+            write(handle)
+        return
+    with atomic_write(target, overwrite=True, durable=False) as handle:
         write(handle)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -24,6 +25,7 @@ from app.crypto.stream import (
     Readable,
     Sealer,
     Writable,
+    aligned,
     read_full,
 )
 from app.errors import CryptoError, HeaderError, NoIdentityMatchError
@@ -106,21 +108,27 @@ def encrypt(
     dst.write(encode_header(file_key, stanzas) + nonce)
     key = hkdf(file_key, nonce, PAYLOAD_LABEL)
     size = BATCH_CHUNKS * CHUNK_SIZE
-    current, following = memoryview(bytearray(size)), memoryview(bytearray(size))
-    outs = [memoryview(bytearray(BATCH_CHUNKS * ENC_CHUNK_SIZE)) for _ in range(2)]
-    n = total = read_full(src, current)
+    ins = [aligned(size) for _ in range(3)]
+    outs = [aligned(BATCH_CHUNKS * ENC_CHUNK_SIZE) for _ in range(2)]
+    n = total = read_full(src, ins[0])
     if n < size:  # small input: no threads
-        dst.write(Sealer(key).seal_batch(current[:n], outs[0], last=True))
+        dst.write(Sealer(key).seal_batch(ins[0][:n], outs[0], last=True))
         if progress:
             progress(total)
         return total
-    with ThreadPoolExecutor(2) as pool, ThreadPoolExecutor(1) as writer:
+    with (
+        ThreadPoolExecutor(2) as pool,
+        ThreadPoolExecutor(1) as reader,
+        ThreadPoolExecutor(1) as writer,
+    ):
+        # Batch k is sealed while k+1 is known, k+2 is being read and k-1 is being written.
         sealer = Sealer(key, pool)
+        ahead: Future[int] = reader.submit(read_full, src, ins[1])
         pending: Future[object] | None = None
-        batch = 0
-        while True:
-            m = read_full(src, following) if n == size else 0
-            sealed = sealer.seal_batch(current[:n], outs[batch % 2], last=m == 0)
+        for batch in itertools.count():
+            m = ahead.result()
+            ahead = reader.submit(read_full, src, ins[(batch + 2) % 3]) if m == size else _done(0)
+            sealed = sealer.seal_batch(ins[batch % 3][:n], outs[batch % 2], last=m == 0)
             if pending:
                 pending.result()
             pending = writer.submit(dst.write, sealed)
@@ -128,10 +136,16 @@ def encrypt(
                 progress(total)
             if m == 0:
                 break
-            total += m
-            current, following, n, batch = following, current, m, batch + 1
-        pending.result()
+            total, n = total + m, m
+        if pending:
+            pending.result()
     return total
+
+
+def _done(value: int) -> Future[int]:
+    future: Future[int] = Future()
+    future.set_result(value)
+    return future
 
 
 class _Source:
@@ -197,12 +211,18 @@ def decrypt(
     been written, so callers writing to a file must discard it on error (see ``app.files``).
     """
     total = 0
-    with ThreadPoolExecutor(2) as pool:
+    pending: Future[object] | None = None
+    with ThreadPoolExecutor(2) as pool, ThreadPoolExecutor(1) as writer:
+        # A view stays valid until the next-but-one: write one while the next is opened.
         for chunk in open_payload(src, identities, pool):
-            dst.write(chunk)
+            if pending:
+                pending.result()
+            pending = writer.submit(dst.write, chunk)
             total += len(chunk)
             if progress:
                 progress(total)
+        if pending:
+            pending.result()
     return total
 
 

@@ -8,6 +8,8 @@ rules, so a damaged file yields exactly the plaintext the age tool would have re
 
 from __future__ import annotations
 
+import itertools
+import mmap
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
@@ -65,6 +67,15 @@ def read_full(src: Readable, view: memoryview) -> int:
             break
         filled += n
     return filled
+
+
+def aligned(size: int) -> memoryview:
+    """A zeroed, page-aligned buffer (an anonymous mapping).
+
+    Alignment matters: reading file data into a bytearray that starts 16 bytes past a 32-byte
+    boundary cost four times the system time on the benchmark machine.
+    """
+    return memoryview(mmap.mmap(-1, size))
 
 
 def _halves(count: int) -> list[range]:
@@ -131,29 +142,53 @@ class Opener:
         self._aead = ChaCha20Poly1305(key)
         self._src = src
         self._pool = pool
-        self._buf = bytearray(BATCH_CHUNKS * ENC_CHUNK_SIZE)
-        self._out = bytearray(BATCH_CHUNKS * CHUNK_SIZE)
         self._one = bytearray(CHUNK_SIZE)
 
+    def _batches(self) -> Iterator[tuple[memoryview, int]]:
+        """Read batches; with a pool, the next one is read while this one is opened."""
+        size = BATCH_CHUNKS * ENC_CHUNK_SIZE
+        if self._pool is None:
+            buf = aligned(size)
+            while True:
+                n = read_full(self._src, buf)
+                yield buf, n
+                if n < size:
+                    return
+        bufs = [aligned(size), aligned(size)]
+        with ThreadPoolExecutor(1) as reader:
+            ahead = reader.submit(read_full, self._src, bufs[0])
+            for index in itertools.count():
+                n = ahead.result()
+                if n == size:
+                    ahead = reader.submit(read_full, self._src, bufs[(index + 1) % 2])
+                yield bufs[index % 2], n
+                if n < size:
+                    return
+
     def chunks(self) -> Iterator[memoryview]:
-        """Yield authenticated plaintext (views valid until the next one is requested)."""
-        view, out = memoryview(self._buf), memoryview(self._out)
+        """Yield authenticated plaintext, a batch's worth at a time when all is well.
+
+        A view stays valid until the next-but-one is requested (two output buffers take turns),
+        so a consumer may write one view on another thread while the next batch is opened.
+        """
+        outs = [aligned(BATCH_CHUNKS * CHUNK_SIZE), aligned(BATCH_CHUNKS * CHUNK_SIZE)]
+        batches = self._batches()
         counter = 0
-        while True:
-            n = read_full(self._src, view)
+        for index, (view, n) in enumerate(batches):
+            out = outs[index % 2]
             full, rest = divmod(n, ENC_CHUNK_SIZE)
             opened = self._open_batch(view, out, counter, full)
-            for i in range(full):
-                chunk = view[i * ENC_CHUNK_SIZE : (i + 1) * ENC_CHUNK_SIZE]
-                if opened[i]:
-                    yield out[i * CHUNK_SIZE : (i + 1) * CHUNK_SIZE]
-                    counter += 1
-                    continue
+            good = opened.index(False) if False in opened else full
+            if good:
+                yield out[: good * CHUNK_SIZE]
+                counter += good
+            if good < full:
+                chunk = view[good * ENC_CHUNK_SIZE : (good + 1) * ENC_CHUNK_SIZE]
                 plain = self._open(chunk, counter, True)
                 if plain is None:
                     raise self._diagnose(chunk, counter)
                 yield plain
-                if i + 1 < full or rest or n == len(view) and self._more():
+                if good + 1 < full or rest or any(m for _, m in itertools.islice(batches, 1)):
                     raise TrailingDataError()
                 return
             if n < len(view):
@@ -173,9 +208,6 @@ class Opener:
         if plain is None:
             raise self._diagnose(chunk, counter)
         yield plain
-
-    def _more(self) -> bool:
-        return read_full(self._src, memoryview(bytearray(1))) > 0
 
     def _open_batch(self, view: memoryview, out: memoryview, first: int, count: int) -> list[bool]:
         opened = [False] * count
