@@ -1,0 +1,147 @@
+"""docs/performance.md: a generated intro, then one ``## `` section per benchmark.
+
+The file is split at lines starting with ``## `` (outside code fences); a section's key is its
+heading up to the first colon (the section's command-line name). A run rewrites the intro (the
+machine it ran on) and the sections it ran; every other section is kept as it was, with its own
+date, so a partial run never loses figures. Registered sections come first, in registry order;
+unknown ones follow.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import subprocess
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+
+from bench.core import GIB, KIB, REPO
+
+DOC = REPO / "docs" / "performance.md"
+TITLE = "# Performance"
+MARK = "## "
+
+Sections = list[tuple[str, str]]  # (heading without "## ", body)
+
+
+def section_key(heading: str) -> str:
+    return heading.split(":", 1)[0].strip().lower()
+
+
+def split(text: str) -> tuple[str, Sections]:
+    """The preamble and the ``(heading, body)`` pairs of a document."""
+    preamble: list[str] = []
+    sections: list[tuple[str, list[str]]] = []
+    fenced = False
+    for line in text.splitlines():
+        fenced ^= line.startswith("```")
+        if line.startswith(MARK) and not fenced:
+            sections.append((line[len(MARK) :].strip(), []))
+        elif sections:
+            sections[-1][1].append(line)
+        else:
+            preamble.append(line)
+    return "\n".join(preamble), [(h, "\n".join(body).strip("\n")) for h, body in sections]
+
+
+def merge(old: Sections, new: Sections, order: Sequence[str]) -> Sections:
+    """``new`` sections replace ``old`` ones with the same key; the rest of ``old`` is kept."""
+    by_key = {section_key(h): (h, b) for h, b in old}
+    by_key.update({section_key(h): (h, b) for h, b in new})
+    known = [by_key.pop(key) for key in order if key in by_key]
+    return known + [s for s in old if section_key(s[0]) in by_key]
+
+
+def render(intro: str, sections: Sections) -> str:
+    parts = [intro.strip("\n")] + [f"{MARK}{h}\n\n{b.strip()}" for h, b in sections]
+    return "\n\n".join(parts) + "\n"
+
+
+def update(new: Sections, order: Sequence[str], path: Path = DOC) -> None:
+    """Rewrite ``path`` with a fresh intro, the ``new`` sections and the kept ones."""
+    old = split(path.read_text("utf-8"))[1] if path.exists() else []
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(render(intro(), merge(old, new, order)), "utf-8")
+    tmp.replace(path)
+
+
+def _first_line(argv: Sequence[str]) -> str:
+    if not shutil.which(argv[0]):
+        return "not found"
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    if done.returncode != 0:
+        return "?"
+    lines = (done.stdout or done.stderr).strip().splitlines()
+    return lines[0] if lines else ""
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _memory() -> str:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return f"{int(line.split()[1]) * KIB / GIB:.1f} GiB"
+    except OSError:
+        pass
+    return "unknown"
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _git_state() -> str:
+    head = _first_line(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"])
+    status = _first_line(["git", "-C", str(REPO), "status", "--porcelain", "--", "app"])
+    return f"{head}" + (" with uncommitted changes in app/" if status not in ("", "?") else "")
+
+
+def machine() -> list[tuple[str, str]]:
+    """What the figures depend on, as (name, value) rows."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return [
+        ("CPU", f"{_cpu_model()}, {cpus} usable (`nproc`)"),
+        ("Memory", _memory()),
+        ("Kernel", f"{platform.system()} {platform.release()}"),
+        ("Python", platform.python_version()),
+        ("cryptography", _version("cryptography")),
+        ("PyNaCl (Argon2id)", _version("pynacl")),
+        ("age", _first_line(["age", "--version"])),
+        ("Tipbox", _git_state()),
+    ]
+
+
+def intro() -> str:
+    date = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    rows = "\n".join(f"| {name} | {value} |" for name, value in machine())
+    return f"""{TITLE}
+
+Generated by `make bench` (`.venv/bin/python -m bench`); do not edit by hand: each `## ` section
+is rewritten when its benchmark runs (`.venv/bin/python -m bench SECTION`) and kept otherwise,
+with the date it was measured. Figures are ratios against baselines measured in the same run,
+not pass/fail timings: the machine is shared and its disk is noisy.
+
+Last run: {date}, on:
+
+| | |
+| --- | --- |
+{rows}"""
