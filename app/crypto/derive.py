@@ -18,8 +18,6 @@ import hmac
 from dataclasses import dataclass
 from hashlib import sha256
 
-from nacl import pwhash
-
 from app.crypto.header import hkdf
 from app.crypto.recipients import X25519Identity
 
@@ -51,6 +49,9 @@ def derive_source_keys(normalised_codename: str, pepper: bytes, cost: KdfCost) -
     """Run the one slow derivation of a login (normalise the codename first)."""
     if len(pepper) < 16:
         raise ValueError("the pepper must be at least 16 bytes")
+    # Imported here: the air-gapped commands never derive, and PyNaCl costs 50 ms to import.
+    from nacl import pwhash
+
     salt = hmac.new(pepper, SALT_LABEL_V1, sha256).digest()[: pwhash.argon2id.SALTBYTES]
     master = pwhash.argon2id.kdf(
         32,
