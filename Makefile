@@ -11,7 +11,7 @@ IDENTITY ?= $(HOME)/tipbox-newsroom-identity.age
 RECIPIENT ?= keys/newsroom.pub
 PYTEST_ARGS ?=
 
-.PHONY: help install run test lint format bench keys clean
+.PHONY: help install run test lint format bench keys airgap-kit clean
 
 help: ## List every target
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -25,17 +25,17 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## Create .venv and install Tipbox with its development tools
 
-run: $(STAMP) ## Start the source portal locally (development defaults)
-	$(BIN)/tipbox --help
+run: $(STAMP) ## Start the source portal on http://127.0.0.1:8080 (PORT=…; dev key, data/)
+	$(BIN)/python -m app.dev
 
 lint: $(STAMP) ## ruff (lint and format check) and mypy --strict on app/
-	$(BIN)/ruff check app tests bench
-	$(BIN)/ruff format --check app tests bench
+	$(BIN)/ruff check app tests bench deploy
+	$(BIN)/ruff format --check app tests bench deploy
 	$(BIN)/mypy --strict app
 
 format: $(STAMP) ## Reformat the code with ruff
-	$(BIN)/ruff format app tests bench
-	$(BIN)/ruff check --fix app tests bench
+	$(BIN)/ruff format app tests bench deploy
+	$(BIN)/ruff check --fix app tests bench deploy
 
 test: lint ## Lint, then run the whole test suite (real age, tor, gunicorn, Chromium)
 	$(BIN)/pytest $(PYTEST_ARGS)
@@ -46,5 +46,8 @@ bench: $(STAMP) ## Measure speed and memory; writes docs/performance.md
 keys: $(STAMP) ## Create the newsroom identity (on the air-gapped machine) and keys/newsroom.pub
 	$(BIN)/tipbox keygen --identity "$(IDENTITY)" --recipient "$(RECIPIENT)"
 
-clean: ## Remove the venv and caches (keeps data/ and keys/)
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
+airgap-kit: $(STAMP) ## Build dist/airgap-kit/: offline install kit (wheels + install.sh) for the air-gapped machine
+	$(BIN)/python deploy/airgap_kit.py --out dist/airgap-kit
+
+clean: ## Remove the venv, caches and dist/ (keeps data/ and keys/)
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info dist

@@ -1,10 +1,13 @@
 """The ``tipbox`` command.
 
-The air-gapped commands (``keygen``, ``encrypt``, ``decrypt``, ``codename``, ``fingerprint``)
-import only :mod:`app.crypto`, :mod:`app.errors`, :mod:`app.files` and :mod:`app.words`, which
-need nothing beyond ``cryptography`` and ``pynacl``; server commands import what they need
-inside their own handler. One dispatcher turns every :class:`TipboxError` and ``OSError`` into
-``tipbox: error: …`` (plus ``tipbox: hint: …``) and exit status 1: never a traceback.
+The air-gapped commands (``keygen``, ``encrypt``, ``decrypt``, ``codename``, ``fingerprint``,
+``open``, ``reply``) import only :mod:`app.crypto`, :mod:`app.errors`, :mod:`app.files`,
+:mod:`app.words`, :mod:`app.container` and, for ``open``/``reply``, :mod:`app.airgap`,
+:mod:`app.bundle` and :mod:`app.reply` (the last three inside their handlers, so the common
+commands start fast). None of them needs more than ``cryptography``: no Flask, no stem, no
+SQLite. Server commands import what they need inside their own handler. One dispatcher turns
+every :class:`TipboxError` and ``OSError`` into ``tipbox: error: …`` (plus
+``tipbox: hint: …``) and exit status 1: never a traceback.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO, NoReturn, cast
 
-from app import airgap, crypto, reply, words
+from app import crypto, words
 from app.crypto.keyfile import identity_file_text, load_identities
 from app.crypto.stream import Readable
 from app.errors import KeyFormatError, PassphraseError, TipboxError, UsageError
@@ -157,6 +160,8 @@ def cmd_decrypt(args: argparse.Namespace) -> None:
 
 def cmd_open(args: argparse.Namespace) -> None:
     """Decrypt a bundle from the journalist app into a folder per source."""
+    from app import airgap
+
     identities: list[crypto.X25519Identity] = []
     for name in args.identity:
         identities += load_identities(Path(name).read_bytes(), _asker(f"Passphrase for {name}: "))
@@ -165,6 +170,8 @@ def cmd_open(args: argparse.Namespace) -> None:
 
 def cmd_reply(args: argparse.Namespace) -> None:
     """Encrypt a reply to a source of a bundle, for upload through the journalist app."""
+    from app import reply
+
     text = reply.reply_text(args.message, Path(args.file) if args.file else None)
     output = Path(args.output) if args.output else None
     source, path = reply.write_reply(Path(args.target), args.source, text, output)

@@ -86,5 +86,15 @@ class PassphraseError(TipboxError):
     """the passphrase was not accepted"""
 
 
+class BundleError(TipboxError):
+    """the bundle is damaged or is not a Tipbox bundle"""
+
+    hint = "copy the bundle again from the journalist app"
+
+
+class ReplyError(TipboxError):
+    """the file is not a valid reply for this source"""
+
+
 class StoreError(TipboxError):
     """the data store refused the operation"""

@@ -1,0 +1,333 @@
+"""``tipbox open``: a bundle decrypted on the air-gapped machine, into a folder per source.
+
+Every item of the bundle goes into its source's folder::
+
+    OUT/manifest.json                       the bundle's manifest, for 'tipbox reply OUT'
+    OUT/<designation-words>/message-1.txt   messages, in the order the source sent them
+    OUT/<designation-words>/files/<name>    files, under their (made safe) original names
+    OUT/<designation-words>/replies/reply-1.txt
+
+Nothing is ever overwritten (a taken name gets `` (2)``, `` (3)``…), and a file appears only once
+its whole item has authenticated (``app.files.atomic_write``). Files live apart from messages so
+that a file named ``message-1.txt`` cannot pass for a message. A damaged item is reported and
+skipped; the others are still written. Imports stay within the air-gapped rule (``app.cli``).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import unicodedata
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from app import crypto
+from app.bundle import (
+    KINDS,
+    MANIFEST_NAME,
+    BundleSource,
+    Manifest,
+    ReadItem,
+    read_bundle,
+)
+from app.container import safe_name
+from app.crypto import X25519Identity
+from app.crypto.stream import CHUNK_SIZE, Readable
+from app.errors import BundleError, NoIdentityMatchError, TipboxError
+from app.files import atomic_write, contained
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
+
+PROG = "tipbox"
+FILES, REPLIES = "files", "replies"
+MAT2_TIMEOUT = 300
+MAX_NAME_BYTES = 255
+_REGULAR = (tarfile.REGTYPE, tarfile.AREGTYPE)
+_PLURALS = {"reply": "replies"}
+_OTHER_OUT = "choose another --out folder"
+
+
+class Bar(Protocol):
+    """A progress display, as ``app.cli.Progress``."""
+
+    def __call__(self, done: int) -> None: ...
+
+    def finish(self) -> None: ...
+
+
+def say(kind: str, text: str) -> None:
+    """One ``tipbox: KIND: TEXT`` line on stderr."""
+    print(f"{PROG}: {kind}: {text}", file=sys.stderr)
+
+
+def printable(text: str) -> str:
+    """``text`` without control characters (metadata must not drive the terminal)."""
+    return "".join(c for c in text if unicodedata.category(c)[0] != "C")
+
+
+# --- names -----------------------------------------------------------------------------------
+
+
+def numbered(name: str, number: int) -> str:
+    """``name`` with `` (number)`` before its extension, within 255 bytes."""
+    stem, dot, ext = name.rpartition(".")
+    if not (dot and stem and len(ext) <= 16):
+        stem, ext = name, ""
+    suffix, ext = f" ({number})", f".{ext}" if ext else ""
+    while len(f"{stem}{suffix}{ext}".encode()) > MAX_NAME_BYTES:
+        stem = stem[:-1]
+    return f"{stem}{suffix}{ext}"
+
+
+def free_path(directory: Path, name: str) -> Path:
+    """The first of ``name``, ``name (2)``… that does not exist in ``directory``."""
+    candidate, number = name, 1
+    while os.path.lexists(directory / candidate):
+        number += 1
+        candidate = numbered(name, number)
+    return directory / candidate
+
+
+def _folder(parent: Path, name: str) -> Path:
+    try:
+        path = contained(parent, safe_name(name, fallback="source"))
+    except ValueError:  # a symbolic link already there points elsewhere: never follow it
+        raise BundleError(f"{parent / name} leads outside {parent}", hint=_OTHER_OUT) from None
+    path.mkdir(mode=0o700, exist_ok=True)
+    if path.is_symlink() or not path.is_dir():
+        raise BundleError(f"{path} is not a folder", hint=_OTHER_OUT)
+    return path
+
+
+# --- one item --------------------------------------------------------------------------------
+
+
+class _Plaintext(io.RawIOBase):
+    """An age file's authenticated plaintext as a readable, for tarfile's stream mode."""
+
+    def __init__(self, chunks: Iterator[memoryview], tick: Callable[[int], None]) -> None:
+        self._chunks, self._tick = chunks, tick
+        self._pending = memoryview(b"")
+        self.size = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def _next(self) -> bool:
+        chunk = next(self._chunks, None)
+        if chunk is None:
+            return False
+        self._pending = chunk  # valid until the next chunk is asked for
+        self.size += len(chunk)
+        self._tick(self.size)
+        return True
+
+    def readinto(self, buffer: WriteableBuffer, /) -> int:
+        if not self._pending and not self._next():
+            return 0
+        with memoryview(buffer) as view:
+            n = min(len(view), len(self._pending))
+            view[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        return n
+
+    def drain(self) -> None:
+        """Authenticate the rest of the payload (the container's padding)."""
+        while self._next():
+            pass
+
+
+def extract(
+    src: Readable,
+    identities: Sequence[X25519Identity],
+    place: Callable[[str], Path],
+    tick: Callable[[int], None],
+    pool: ThreadPoolExecutor | None = None,
+) -> tuple[Path, int]:
+    """Decrypt one item and write its member to ``place(member name)``; return (path, size).
+
+    The file is committed only after the whole payload, padding included, has authenticated.
+    """
+    plain = _Plaintext(crypto.open_payload(src, identities, pool), tick)
+    with tarfile.open(fileobj=io.BufferedReader(plain, CHUNK_SIZE), mode="r|") as archive:
+        member = archive.next()
+        data = archive.extractfile(member) if member and member.type in _REGULAR else None
+        if member is None or data is None:
+            raise BundleError("the item does not hold a regular file")
+        path = place(member.name)
+        with atomic_write(path, 0o600, durable=False) as out:
+            shutil.copyfileobj(data, out, CHUNK_SIZE)
+            plain.drain()
+    return path, member.size
+
+
+# --- a whole bundle --------------------------------------------------------------------------
+
+
+def _placer(folder: Path, kind: str, number: int) -> Callable[[str], Path]:
+    """Where an item's member goes: by kind and number, or by its own name for a file."""
+
+    def place(member_name: str) -> Path:
+        if kind == "message":
+            return free_path(folder, f"message-{number}.txt")
+        if kind == "reply":
+            return free_path(_folder(folder, REPLIES), f"reply-{number}.txt")
+        return free_path(_folder(folder, FILES), safe_name(member_name))
+
+    return place
+
+
+class _Run:
+    """One ``tipbox open``: what was written, what failed, and the progress bar."""
+
+    def __init__(self, read_item: ReadItem, identities: Sequence[X25519Identity], bar: Bar) -> None:
+        self.read_item, self.identities, self.bar = read_item, identities, bar
+        self.done = self.plain_bytes = 0
+        self.counts: Counter[str] = Counter()
+        self.files: list[Path] = []
+        self.failures: list[str] = []
+
+    def tick(self, plain: int) -> None:
+        self.bar(self.done + plain)
+
+    def source(self, source: BundleSource, out: Path, pool: ThreadPoolExecutor) -> None:
+        folder = _folder(out, source.folder)
+        numbers: Counter[str] = Counter()
+        for item in source.items:
+            numbers[item.kind] += 1
+            try:
+                with self.read_item(item) as src:
+                    place = _placer(folder, item.kind, numbers[item.kind])
+                    path, size = extract(src, self.identities, place, self.tick, pool)
+            except (TipboxError, tarfile.TarError, FileExistsError) as exc:
+                text = exc.message if isinstance(exc, TipboxError) else str(exc).lower()
+                self.failures.append(
+                    f"item {item.id} ({item.kind} of {source.designation!r}): {text}"
+                )
+            else:
+                self.counts[item.kind] += 1
+                self.plain_bytes += size
+                if item.kind == "file":
+                    self.files.append(path)
+            self.done += item.size
+            self.bar(self.done)
+
+    def summary(self, manifest: Manifest, out: Path) -> str:
+        parts = [_plural(len(manifest.sources), "source")]
+        parts += [_plural(self.counts[kind], kind) for kind in KINDS]
+        text = f"opened {', '.join(parts)}, {_size(self.plain_bytes)}, into {out}"
+        return text + (f"; {_plural(len(self.failures), 'failure')}" if self.failures else "")
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word if count == 1 else _PLURALS.get(word, word + 's')}"
+
+
+def _size(count: int) -> str:
+    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if count >= 1 << shift:
+            return f"{count / (1 << shift):.1f} {unit}"
+    return _plural(count, "byte")
+
+
+def _check_identities(manifest: Manifest, identities: Sequence[X25519Identity]) -> None:
+    if not {str(i.recipient) for i in identities} & set(manifest.recipients):
+        raise NoIdentityMatchError(
+            "the identity is not one of this bundle's newsroom recipients",
+            hint=f"use the newsroom identity of {', '.join(manifest.recipients)}",
+        )
+
+
+def open_bundle(
+    bundle: Path,
+    identities: Sequence[X25519Identity],
+    out: Path,
+    progress: Callable[[str, int], Bar],
+    clean: bool = False,
+) -> None:
+    """Decrypt every item of ``bundle`` into ``out``; print a summary, then metadata warnings.
+
+    :raises BundleError: after writing everything it could, if any item failed.
+    """
+    manifest, read_item = read_bundle(bundle)
+    _check_identities(manifest, identities)
+    out.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with atomic_write(out / MANIFEST_NAME, 0o600, overwrite=True, durable=False) as handle:
+        handle.write(manifest.to_json())
+    run = _Run(read_item, identities, progress("opening", sum(i.size for _, i in manifest.items())))
+    with ThreadPoolExecutor(2) as pool:
+        for source in manifest.sources:
+            run.source(source, out, pool)
+    run.bar.finish()
+    for failure in run.failures:
+        say("error", failure)
+    print(run.summary(manifest, out))
+    check_metadata(run.files, clean)
+    if run.failures:
+        raise BundleError(
+            f"{_plural(len(run.failures), 'item')} could not be opened (see above); "
+            "everything else was written"
+        )
+
+
+# --- metadata --------------------------------------------------------------------------------
+
+
+def mat2_show(mat2: str, path: Path) -> list[str] | None:
+    """The metadata ``mat2 --show`` finds in ``path``; ``None`` if mat2 cannot check it."""
+    proc = subprocess.run(  # noqa: S603 - mat2 from PATH, an absolute file name, no shell
+        [mat2, "--show", "--", str(path.resolve())],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=MAT2_TIMEOUT,
+        check=False,
+    )
+    lines = proc.stdout.decode("utf-8", "replace").splitlines()
+    if proc.returncode != 0 or not lines or lines[0].startswith("[-]"):
+        return None
+    if not lines[0].startswith("[+]"):
+        return []  # "No metadata found in …"
+    return [printable(line.strip()) for line in lines[1:] if line.strip()]
+
+
+def mat2_clean(mat2: str, path: Path) -> Path | None:
+    """Have mat2 write a cleaned copy beside ``path`` (``NAME.cleaned.EXT``); return it."""
+    proc = subprocess.run(  # noqa: S603 - as above
+        [mat2, "--", str(path.resolve())],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=MAT2_TIMEOUT,
+        check=False,
+    )
+    cleaned = path.with_name(f"{path.stem}.cleaned{path.suffix}")
+    return cleaned if proc.returncode == 0 and cleaned.is_file() else None
+
+
+def check_metadata(paths: Sequence[Path], clean: bool) -> None:
+    """Warn about files that carry metadata which may identify the source."""
+    mat2 = shutil.which("mat2")
+    if paths and mat2 is None:
+        say("hint", "mat2 is not installed: files were not checked for identifying metadata")
+    for path in paths:
+        if mat2 is None:
+            break
+        found = mat2_show(mat2, path)
+        if found is None:
+            say("warning", f"{path}: mat2 cannot check this kind of file; check it yourself")
+        elif found:
+            say("warning", f"{path} carries metadata that may identify the source:")
+            for line in found:
+                print(f"    {line}", file=sys.stderr)
+            cleaned = mat2_clean(mat2, path) if clean else None
+            if cleaned:
+                print(f"cleaned copy: {cleaned}")
+            elif clean:
+                say("warning", f"{path}: mat2 could not write a cleaned copy")

@@ -1,0 +1,220 @@
+"""Replies written on the air-gapped machine, and the server's check of them before storing one.
+
+A reply is an age v1 file encrypted to the source's reply key and to every newsroom key; its
+plaintext is the item container (:mod:`app.container`) with one member, ``reply.txt``, padded
+like stored items so its size tells only a size bucket. age hides whom a file is encrypted to,
+so the header also carries one stanza that age ignores (as it ignores the spec's "grease")::
+
+    -> tipbox-recipients <base64 SHA-256 of the sorted, distinct recipients joined by "\\n">
+    <empty body>
+
+The stanza is a DECLARATION, NOT A PROOF. Whoever writes a file can declare any set of keys and
+wrap the file key to others; the header MAC only shows that the declaration was there when the
+file was made. It lets the server catch honest mistakes (a reply made for the wrong source, or
+without the newsroom key, so the newsroom could not read its own reply) before storing them; it
+cannot stop a malicious writer, who can always encrypt something else to the source's key.
+Making and checking are pure; the last part is ``tipbox reply``'s handling of files.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import BinaryIO
+
+from app import container, crypto
+from app.airgap import free_path
+from app.bundle import (
+    MANIFEST_NAME,
+    MAX_MANIFEST_BYTES,
+    BundleSource,
+    Manifest,
+    parse_manifest,
+    read_bundle,
+)
+from app.container import safe_name
+from app.crypto.envelope import ciphertext_size, largest_plain_size
+from app.crypto.header import Header, Stanza, b64decode, encode_header, parse_header
+from app.crypto.stream import ENC_CHUNK_SIZE, NONCE_SIZE, TAG_SIZE
+from app.errors import BundleError, HeaderError, ReplyError
+from app.files import atomic_write
+
+TAG = "tipbox-recipients"
+NAME = "reply.txt"
+CONTENT_TYPE = "text/plain"
+MAX_TEXT_BYTES = 1 << 20
+MAX_FILE_BYTES = 2 << 20  # the largest reply (1 MiB of text) pads up to this bucket
+BUCKET_MIN = 1024
+_MAC_LINE = len(b" ") + 43 + len(b"\n")  # what follows "---" in a header
+
+
+def recipients_digest(recipients: Iterable[str | crypto.X25519Recipient]) -> str:
+    """The declaration's argument: unpadded base64 of SHA-256 over the sorted recipients."""
+    keys = sorted({str(crypto.X25519Recipient.parse(str(r))) for r in recipients})
+    digest = hashlib.sha256("\n".join(keys).encode("ascii")).digest()
+    return base64.b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def declaration(recipients: Iterable[str | crypto.X25519Recipient]) -> Stanza:
+    """The ``tipbox-recipients`` stanza declaring ``recipients``."""
+    return Stanza(TAG, (recipients_digest(recipients),), b"")
+
+
+def _bucket(size: int) -> int:
+    return max(BUCKET_MIN, 1 << (size - 1).bit_length())
+
+
+def _header_size(recipients: Sequence[crypto.X25519Recipient], extra: Stanza) -> int:
+    key = bytes(16)  # stanza sizes do not depend on the key: a dummy one measures them
+    return len(encode_header(key, [*(r.wrap(key) for r in recipients), extra])) + NONCE_SIZE
+
+
+def make_reply(text: str, recipients: Sequence[crypto.X25519Recipient]) -> bytes:
+    """The reply file for ``text``, encrypted to ``recipients`` and declaring them."""
+    data = text.encode("utf-8")
+    if len(data) > MAX_TEXT_BYTES:
+        raise ReplyError(f"the reply is too long (at most {MAX_TEXT_BYTES >> 20} MiB of text)")
+    extra = declaration(recipients)
+    head = container.head(NAME, CONTENT_TYPE, len(data), 0)
+    shortest = len(head) + len(data) + container.tail_size(len(data))
+    header = _header_size(recipients, extra)
+    room = largest_plain_size(header, _bucket(ciphertext_size(header, shortest)))
+    tail = b"".join(container.trailer(len(data), room - len(head) - len(data)))
+    src = io.BytesIO(head + data + tail)
+    out = io.BytesIO()
+    crypto.encrypt(src, out, recipients, extra_stanzas=[extra])
+    return out.getvalue()
+
+
+def _well_formed(stanza: Stanza) -> bool:
+    try:
+        share = b64decode(stanza.args[0]) if len(stanza.args) == 1 else b""
+    except HeaderError:
+        return False
+    return len(share) == 32 and len(stanza.body) == 32
+
+
+def _check_stanzas(header: Header, expected: Sequence[str]) -> None:
+    tags = [s.tag for s in header.stanzas]
+    if "scrypt" in tags:
+        raise ReplyError("the reply is encrypted with a passphrase, not to the source's keys")
+    if any(tag not in ("X25519", TAG) for tag in tags):
+        raise ReplyError("the reply's header has a recipient type Tipbox does not write")
+    if tags.count("X25519") != len(expected):
+        raise ReplyError(
+            f"the reply is encrypted to {tags.count('X25519')} keys, expected {len(expected)} "
+            "(the source's reply key and every newsroom key)"
+        )
+    if not all(_well_formed(s) for s in header.stanzas if s.tag == "X25519"):
+        raise ReplyError("the reply has a malformed X25519 stanza")
+    declared = [s for s in header.stanzas if s.tag == TAG]
+    if len(declared) != 1 or declared[0].body or len(declared[0].args) != 1:
+        raise ReplyError("the reply does not declare its recipients (was it made by tipbox?)")
+    if declared[0].args[0] != recipients_digest(expected):
+        raise ReplyError(
+            "the reply was made for other keys: another source, or without the newsroom keys",
+            hint="make the reply again with 'tipbox reply' from this source's latest bundle",
+        )
+
+
+def _check_payload(size: int) -> None:
+    """A payload of ``size`` bytes (nonce included) must be whole chunks as age writes them."""
+    full, last = divmod(size - NONCE_SIZE, ENC_CHUNK_SIZE)
+    if full and not last:
+        full, last = full - 1, ENC_CHUNK_SIZE
+    if size < NONCE_SIZE + TAG_SIZE or last < TAG_SIZE or (last == TAG_SIZE and full):
+        raise ReplyError("the reply is truncated or damaged")
+
+
+def _rest_size(src: BinaryIO, limit: int) -> int:
+    total = 0
+    while block := src.read(min(1 << 16, limit + 1 - total)):
+        total += len(block)
+        if total > limit:
+            break
+    return total
+
+
+def check_reply(
+    data: bytes | BinaryIO,
+    expected: Sequence[str | crypto.X25519Recipient],
+    limit: int = MAX_FILE_BYTES,
+) -> None:
+    """Refuse anything but a well-formed reply that declares exactly ``expected``.
+
+    ``expected`` is the source's reply recipient and every newsroom recipient. The stream is
+    read to its end (at most ``limit`` bytes). What this checks is the writer's declaration:
+    see the module's docstring for what it can and cannot prove.
+
+    :raises ReplyError: naming what is wrong.
+    """
+    keys = sorted({str(crypto.X25519Recipient.parse(str(r))) for r in expected})
+    src = io.BytesIO(data) if isinstance(data, bytes | bytearray | memoryview) else data
+    try:
+        header = parse_header(src)
+    except HeaderError as exc:
+        raise ReplyError(f"the reply is not a valid age file: {exc.message}") from None
+    _check_stanzas(header, keys)
+    header_size = len(header.sealed) + _MAC_LINE
+    rest = _rest_size(src, max(limit - header_size, 0))
+    if header_size + rest > limit:
+        raise ReplyError(f"the reply is larger than {limit} bytes")
+    _check_payload(rest)
+
+
+# --- on the air-gapped machine: tipbox reply ------------------------------------------------
+
+
+def load_manifest(target: Path) -> Manifest:
+    """The manifest of a bundle, or of a folder written by ``tipbox open``."""
+    if not target.is_dir():
+        return read_bundle(target)[0]
+    path = target / MANIFEST_NAME
+    if not path.is_file():
+        raise BundleError(
+            f"{path} does not exist", hint="give the bundle, or the folder 'tipbox open' wrote"
+        )
+    if path.stat().st_size > MAX_MANIFEST_BYTES:
+        raise BundleError(f"{path} is too large")
+    return parse_manifest(path.read_bytes())
+
+
+def find_source(manifest: Manifest, designation: str) -> BundleSource:
+    """The source called ``designation`` (its words, or its folder name)."""
+    wanted = "-".join(designation.lower().split())
+    for source in manifest.sources:
+        if source.folder == wanted:
+            return source
+    names = ", ".join(repr(s.designation) for s in manifest.sources[:10]) or "none"
+    raise ReplyError(f"no source {designation!r} in this bundle", hint=f"its sources: {names}")
+
+
+def reply_text(message: str | None, file: Path | None) -> str:
+    """The reply's text, from ``--message`` or from a UTF-8 text file."""
+    if file is not None:
+        if file.stat().st_size > MAX_TEXT_BYTES:
+            raise ReplyError(f"{file} is too long (at most {MAX_TEXT_BYTES >> 20} MiB of text)")
+        try:
+            message = file.read_bytes().decode("utf-8")
+        except UnicodeDecodeError:
+            raise ReplyError(f"{file} is not UTF-8 text") from None
+    if not message or not message.strip():
+        raise ReplyError("the reply is empty")
+    return message
+
+
+def write_reply(
+    target: Path, designation: str, text: str, output: Path | None
+) -> tuple[BundleSource, Path]:
+    """Encrypt a reply for a source of ``target``'s manifest; return the source and the file."""
+    manifest = load_manifest(target)
+    source = find_source(manifest, designation)
+    keys = [crypto.X25519Recipient.parse(r) for r in (source.reply_recipient, *manifest.recipients)]
+    data = make_reply(text, keys)
+    path = output or free_path(Path.cwd(), f"reply-{safe_name(source.folder)}.age")
+    with atomic_write(path, 0o644, overwrite=output is not None, durable=False) as handle:
+        handle.write(data)
+    return source, path
