@@ -10,8 +10,9 @@ STAMP := $(VENV)/.installed
 IDENTITY ?= $(HOME)/tipbox-newsroom-identity.age
 RECIPIENT ?= keys/newsroom.pub
 PYTEST_ARGS ?=
+TRANSLATIONS := app/translations
 
-.PHONY: help install run test lint format bench keys airgap-kit clean
+.PHONY: help install run test lint format bench keys airgap-kit translations language catalogues deploy status backup restore uninstall clean
 
 help: ## List every target
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -25,7 +26,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## Create .venv and install Tipbox with its development tools
 
-run: $(STAMP) ## Start the source portal on http://127.0.0.1:8080 (PORT=…; dev key, data/)
+run: $(STAMP) catalogues ## Start the source portal on http://127.0.0.1:8080 (PORT=…; dev key, data/)
 	$(BIN)/python -m app.dev
 
 lint: $(STAMP) ## ruff (lint and format check) and mypy --strict on app/
@@ -37,8 +38,21 @@ format: $(STAMP) ## Reformat the code with ruff
 	$(BIN)/ruff format app tests bench deploy
 	$(BIN)/ruff check --fix app tests bench deploy
 
-test: lint ## Lint, then run the whole test suite (real age, tor, gunicorn, Chromium)
+test: lint catalogues ## Lint, then run the whole test suite (real age, tor, gunicorn, Chromium)
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+translations: $(STAMP) ## Extract the source portal's strings, update every catalogue, compile them
+	$(BIN)/pybabel -q extract -F babel.cfg -o $(TRANSLATIONS)/messages.pot --add-location=file --sort-by-file --no-wrap --project=Tipbox --version=0.1.0 --copyright-holder="Tipbox contributors" --msgid-bugs-address="" .
+	$(BIN)/pybabel update -i $(TRANSLATIONS)/messages.pot -d $(TRANSLATIONS) --no-wrap --ignore-obsolete
+	$(BIN)/pybabel compile -d $(TRANSLATIONS) --statistics
+
+language: $(STAMP) ## Add a language: make language LANG=xx, translate its .po, then make translations
+	@[[ "$(LANG)" =~ ^[a-z]{2,3}(_[A-Z]{2})?$$ ]] || { echo "usage: make language LANG=xx (a language code such as fr or pt_BR)"; exit 1; }
+	@test ! -e $(TRANSLATIONS)/$(LANG) || { echo "$(TRANSLATIONS)/$(LANG) already exists"; exit 1; }
+	$(BIN)/pybabel init -i $(TRANSLATIONS)/messages.pot -d $(TRANSLATIONS) -l $(LANG) --no-wrap
+
+catalogues: $(STAMP) ## Compile the translation catalogues (the app refuses to start without them)
+	$(BIN)/pybabel -q compile -d $(TRANSLATIONS)
 
 bench: $(STAMP) ## Measure speed and memory; writes docs/performance.md
 	$(BIN)/python -m bench
@@ -48,6 +62,21 @@ keys: $(STAMP) ## Create the newsroom identity (on the air-gapped machine) and k
 
 airgap-kit: $(STAMP) ## Build dist/airgap-kit/: offline install kit (wheels + install.sh) for the air-gapped machine
 	$(BIN)/python deploy/airgap_kit.py --out dist/airgap-kit
+
+deploy: ## Install or update Tipbox on this Debian 12 server (root; KEYS=dir, default keys/)
+	bash deploy/install.sh
+
+status: ## Check tor, both onion services and both apps on this server (root)
+	bash deploy/status.sh
+
+backup: ## Write an encrypted backup: database, onion keys, config (root; OUT=file)
+	bash deploy/backup.sh
+
+restore: ## Restore a backup (root; BACKUP=file IDENTITY=file; FORCE=1 replaces data)
+	IDENTITY="$(IDENTITY)" bash deploy/restore.sh
+
+uninstall: ## Remove Tipbox; keeps data and onion keys unless PURGE=1 (root)
+	bash deploy/uninstall.sh
 
 clean: ## Remove the venv, caches and dist/ (keeps data/ and keys/)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info dist

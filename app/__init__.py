@@ -1,1 +1,58 @@
-"""Tipbox: an anonymous tip-submission portal for newsrooms."""
+"""Tipbox: an anonymous tip-submission portal for newsrooms.
+
+``create_app()`` builds the source portal (gunicorn runs ``app:create_app()``); it refuses to
+start, raising :class:`app.errors.ConfigError`, when anything it needs is missing or unsafe.
+
+The web stack is imported inside :func:`create_app`, never at package import: the air-gapped
+command (``app.cli``) lives in this package and must not load Flask, SQLite or the store.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+    from app.config import Config
+
+# Room for the message field and the multipart framing on top of the files' own limit.
+FORM_ALLOWANCE = 2 * 1024 * 1024
+# Largest non-file field: 100,000 characters of UTF-8 take at most 400,000 bytes.
+FORM_MEMORY = 1024 * 1024
+STATIC_MAX_AGE = 24 * 3600
+
+
+def create_app(config: Config | None = None) -> Flask:
+    """The source portal, configured from ``config`` or else from the environment."""
+    from flask import Flask
+    from flask_wtf.csrf import CSRFProtect
+    from werkzeug.exceptions import HTTPException
+
+    from app import headers, limits, session, source
+    from app.config import load_config
+    from app.source.pages import error_page
+
+    config = load_config(os.environ) if config is None else config
+    app = Flask(__name__)
+    app.config.update(
+        MAX_CONTENT_LENGTH=config.max_submission_bytes + FORM_ALLOWANCE,
+        MAX_FORM_MEMORY_SIZE=FORM_MEMORY,
+        SEND_FILE_MAX_AGE_DEFAULT=STATIC_MAX_AGE,
+        # A slow upload over Tor may take as long as the whole session.
+        WTF_CSRF_TIME_LIMIT=config.session_seconds,
+        # Referrer-Policy: no-referrer means no Referer to check, even over https.
+        WTF_CSRF_SSL_STRICT=False,
+    )
+    app.url_map.redirect_defaults = False  # serve /en/ as it is, do not redirect it to /
+    app.jinja_env.trim_blocks = app.jinja_env.lstrip_blocks = True
+    # Order matters: the host guard runs first, then the expired-session check, the rate
+    # limits and only then CSRF (which reads, and so streams, the body).
+    headers.init_app(app, config)
+    session.init_app(app, config)
+    source.init_app(app, config)
+    limits.init_app(app, config)
+    CSRFProtect(app)
+    app.register_error_handler(HTTPException, error_page)
+    return app

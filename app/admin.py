@@ -1,0 +1,261 @@
+"""The server's admin commands: ``tipbox onion``, ``tipbox access`` and ``tipbox status``.
+
+Wired into the ``tipbox`` command by :func:`register`. Nothing here imports stem (or
+:mod:`app.onion`) until a handler runs, so the air-gapped commands never load it. Paths and
+tor's control port come from the environment (see :func:`app.onion.layout_from_env`); the
+defaults are Debian's, so on a server ``sudo tipbox status`` needs no setting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import os
+import socket
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from app.errors import TipboxError, UsageError
+from app.files import atomic_write
+
+if TYPE_CHECKING:
+    from app.onion import Layout, TorState
+
+APP_TIMEOUT = 20.0  # a socket-activated app imports itself on the first connection
+
+
+def register(subparsers: Any) -> None:
+    """Add ``onion``, ``access`` and ``status`` to the ``tipbox`` command's sub-commands."""
+    p = subparsers.add_parser("onion", help="publish or remove the two onion services")
+    onion = p.add_subparsers(dest="onion_command", required=True)
+    q = onion.add_parser("publish", help="configure both services in tor and print the addresses")
+    q.add_argument("--wait", type=float, default=0.0, metavar="SECONDS", help="wait for tor")
+    q.set_defaults(run=cmd_publish)
+    q = onion.add_parser("remove", help="stop publishing both services (keeps their keys)")
+    q.add_argument("--purge", action="store_true", help="also delete the keys: addresses lost")
+    q.set_defaults(run=cmd_remove)
+    q = onion.add_parser("addresses", help="print the stored onion addresses")
+    q.set_defaults(run=cmd_addresses)
+
+    p = subparsers.add_parser("access", help="journalists' keys to the journalist service")
+    access = p.add_subparsers(dest="access_command", required=True)
+    q = access.add_parser("add", help="create a key for a journalist and authorise it")
+    q.add_argument("name", metavar="NAME", help="lower-case letters, digits, '-' or '_'")
+    q.add_argument("--public-key", metavar="KEY", help="authorise this key instead of a new one")
+    q.add_argument("--out", default=".", metavar="DIR", help="where to write NAME.auth_private")
+    q.set_defaults(run=cmd_access_add)
+    q = access.add_parser("list", help="list the journalists who have a key")
+    q.set_defaults(run=cmd_access_list)
+    q = access.add_parser("remove", help="take a journalist's key away (the others keep theirs)")
+    q.add_argument("name", metavar="NAME")
+    q.set_defaults(run=cmd_access_remove)
+
+    p = subparsers.add_parser("status", help="check tor, both onion services and both apps")
+    p.set_defaults(run=cmd_status)
+
+
+def _layout() -> Layout:
+    from app.onion import layout_from_env
+
+    return layout_from_env(os.environ)
+
+
+def _url(address: str) -> str:
+    return f"http://{address}/"
+
+
+def cmd_publish(args: argparse.Namespace) -> None:
+    """Configure both services, reload tor, print and store the addresses."""
+    from app.onion import publish
+
+    layout = _layout()
+    addresses, previous = publish(layout, wait=args.wait)
+    for name, address in addresses.items():
+        if previous.get(name) not in (None, address):
+            print(
+                f"tipbox: warning: the {name} address changed from {previous[name]}: its key was"
+                " lost or replaced; restore it from a backup, or announce the new address",
+                file=sys.stderr,
+            )
+    print(f"source onion service:     {_url(addresses['source'])}")
+    print(f"journalist onion service: {_url(addresses['journalist'])}  (one key per journalist)")
+    print(f"addresses stored in {layout.addresses_file}")
+
+
+def cmd_remove(args: argparse.Namespace) -> None:
+    """Stop publishing both services."""
+    from app.onion import unpublish
+
+    unpublish(_layout(), purge=args.purge)
+    if args.purge:
+        print("both onion services removed and their keys deleted: the addresses are gone")
+    else:
+        print("both onion services removed; their keys are kept ('tipbox onion publish' again)")
+
+
+def cmd_addresses(args: argparse.Namespace) -> None:
+    """Print the addresses stored by the last publish."""
+    from app.onion import read_addresses
+
+    layout = _layout()
+    addresses = read_addresses(layout)
+    if not addresses:
+        raise TipboxError(
+            f"no onion address stored in {layout.addresses_file}",
+            hint="run 'tipbox onion publish' (make deploy does)",
+        )
+    for name, address in addresses.items():
+        print(f"{name} {_url(address)}")
+
+
+def cmd_access_add(args: argparse.Namespace) -> None:
+    """Authorise a journalist; print what they put in Tor Browser and write their file."""
+    from app.onion import add_client, check_name
+
+    name = check_name(args.name)
+    out = Path(args.out) / f"{name}.auth_private"
+    if args.public_key is None and not out.parent.is_dir():
+        raise UsageError(f"{out.parent} is not a folder; nothing was changed", hint="use --out DIR")
+    if args.public_key is None and out.exists():
+        raise UsageError(f"{out} already exists; nothing was changed", hint="use --out DIR")
+    key, address = add_client(_layout(), name, args.public_key)
+    print(f"{name} can now open the journalist onion service.")
+    if key.private is None:
+        print("They use the private key that goes with the public key you gave.")
+        return
+    line = key.auth_private_line(address)
+    with atomic_write(out, 0o600) as handle:
+        handle.write(f"{line}\n".encode())
+    print("In Tor Browser: open the address, and paste the key when it asks for one:")
+    print(f"  address: {_url(address)}")
+    print(f"  key:     {key.private}")
+    print(f"For a tor client (ClientOnionAuthDir), the same as one line, also in {out}:")
+    print(f"  {line}")
+    print("Hand it over in person, then delete the file here: the server needs only the public")
+    print(f"half. Lost or leaked? 'tipbox access remove {name}', then add {name} again.")
+
+
+def cmd_access_list(args: argparse.Namespace) -> None:
+    """List the journalists who hold a key."""
+    from app.onion import list_clients
+
+    clients = list_clients(_layout())
+    if not clients:
+        print("nobody has access: the journalist service admits no one ('tipbox access add')")
+    for client in clients:
+        print(f"{client.name:<32} x25519 {client.public[:12]}…")
+
+
+def cmd_access_remove(args: argparse.Namespace) -> None:
+    """Take a journalist's key away."""
+    from app.onion import remove_client
+
+    remove_client(_layout(), args.name)
+    print(f"{args.name} no longer has access; everyone else keeps their key.")
+    print("The journalist service was rebuilt: open pages reconnect within a minute.")
+
+
+# --- tipbox status ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of ``tipbox status``."""
+
+    ok: bool
+    text: str
+
+    def __str__(self) -> str:
+        return f"{'ok  ' if self.ok else 'FAIL'}  {self.text}"
+
+
+def tor_checks(layout: Layout, state: TorState) -> list[Check]:
+    """Tor itself, then each service, in plain words."""
+    checks = [Check(True, f"tor {state.version} answers on {layout.control}")]
+    if state.progress >= 100:
+        checks.append(Check(True, "tor is connected to the Tor network"))
+    else:
+        text = f"tor is not connected to the Tor network ({state.progress}%: {state.summary})"
+        checks.append(Check(False, text))
+    for service in state.services.values():
+        what = f"{service.name} onion service"
+        if service.problem:
+            checks.append(Check(False, f"{what}: {service.problem}"))
+        elif not service.configured:
+            checks.append(Check(False, f"{what} is not in tor's configuration (make deploy)"))
+        elif not service.address or not service.descriptor:
+            checks.append(Check(False, f"{what} is configured but not published yet"))
+        else:
+            extra = "proof-of-work defence on" if service.pow else "no proof-of-work defence"
+            if service.clients is not None:
+                extra = f"{service.clients} journalist(s) with a key"
+            checks.append(Check(True, f"{what} is published: {_url(service.address)} ({extra})"))
+        if service.loose:
+            names = ", ".join(str(p) for p in service.loose)
+            checks.append(Check(False, f"{what}: readable by others, chmod 0600: {names}"))
+    return checks
+
+
+def app_check(name: str, path: Path, host: str | None) -> Check:
+    """Whether the app answers HTTP on its unix socket (what tor forwards to)."""
+    what = f"{name} app on {path}"
+    conn = _UnixHTTPConnection(path, APP_TIMEOUT)
+    try:
+        conn.request("GET", "/", headers={"Host": host or "localhost"})
+        status = conn.getresponse().status
+    except FileNotFoundError:
+        return Check(False, f"{what}: no such socket (is tipbox-{name}.socket running?)")
+    except ConnectionRefusedError:
+        return Check(False, f"{what}: nothing listens on it")
+    except PermissionError:
+        return Check(False, f"{what}: not allowed to connect (run as root)")
+    except TimeoutError:
+        return Check(False, f"{what}: no answer within {APP_TIMEOUT:.0f} s")
+    except (OSError, http.client.HTTPException) as exc:
+        return Check(False, f"{what}: {exc.__class__.__name__} {exc}".rstrip())
+    finally:
+        conn.close()
+    if status >= 500:
+        return Check(False, f"{what} answers with an error (HTTP {status}): see its journal")
+    return Check(True, f"{what} answers (HTTP {status})")
+
+
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: Path, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.socket_path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(self.timeout)
+            sock.connect(str(self.socket_path))
+        except BaseException:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+def cmd_status(args: argparse.Namespace) -> None:
+    """Check tor, both onion services and both apps; exit 1 if anything is wrong."""
+    from app.onion import SERVICES, inspect, read_addresses
+
+    layout = _layout()
+    addresses = read_addresses(layout)
+    try:
+        state = inspect(layout)
+        checks = tor_checks(layout, state)
+        addresses |= {k: v.address for k, v in state.services.items() if v.address}
+    except TipboxError as exc:
+        hint = f" ({exc.hint})" if exc.hint else ""
+        checks = [Check(False, f"tor: {exc.message}{hint}")]
+    for name in SERVICES:
+        checks.append(app_check(name, layout.socket(name), addresses.get(name)))
+    for check in checks:
+        print(check)
+    failed = sum(not check.ok for check in checks)
+    if failed:
+        raise TipboxError(f"{failed} of {len(checks)} checks failed")
+    print(f"all {len(checks)} checks passed")

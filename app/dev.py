@@ -1,0 +1,124 @@
+"""``make run``: start the source portal on a developer's machine (``python -m app.dev``).
+
+Sets the development environment and then becomes Gunicorn, with the same
+deploy/gunicorn.conf.py as production but bound to 127.0.0.1:$PORT (default 8080):
+
+- data in ``<repo>/data``;
+- the newsroom recipient from ``<repo>/keys/*.pub`` when there is one; otherwise a throwaway
+  *development* newsroom key, created once under ``data/dev/`` (identity ``data/dev/identity.txt``,
+  recipient ``data/dev/keys/newsroom.pub``), announced loudly: its secret half sits next to the
+  server, so anything encrypted to it is as good as plaintext.
+
+Never used in deployment: the service starts Gunicorn itself, with TIPBOX_ENV=production.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+
+from app import crypto
+from app.crypto.keyfile import identity_file_text, parse_identities
+from app.files import atomic_write
+
+REPO = Path(__file__).resolve().parent.parent
+GUNICORN_CONF = REPO / "deploy" / "gunicorn.conf.py"
+APP = "app:create_app()"
+DEFAULT_PORT = 8080
+BAR = "!" * 78
+DEV_HEADER = "# DEVELOPMENT ONLY: this secret key sits next to a test server. Never use it.\n"
+
+
+def _port(environ: Mapping[str, str]) -> int:
+    raw = environ.get("PORT", "").strip() or str(DEFAULT_PORT)
+    if not raw.isdigit() or not 1 <= int(raw) <= 65535:
+        raise SystemExit(f"tipbox dev: PORT must be a TCP port number (1-65535), not {raw!r}")
+    return int(raw)
+
+
+def _repo_recipients(keys_dir: Path) -> bool:
+    return keys_dir.is_dir() and any(p.is_file() for p in keys_dir.glob("*.pub"))
+
+
+def ensure_dev_key(dev_dir: Path) -> tuple[Path, Path, bool]:
+    """The development identity and keys folder under ``dev_dir``; made if absent.
+
+    Returns ``(identity path, keys dir, created now)``.
+    """
+    identity_path = dev_dir / "identity.txt"
+    keys_dir = dev_dir / "keys"
+    recipient_path = keys_dir / "newsroom.pub"
+    dev_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    keys_dir.mkdir(mode=0o755, exist_ok=True)
+    created = datetime.now(UTC).strftime("%Y-%m-%d")
+    made = not identity_path.is_file()
+    if made:
+        identity = crypto.X25519Identity.generate()
+        text = DEV_HEADER + identity_file_text(identity, created)
+        with atomic_write(identity_path, 0o600) as handle:
+            handle.write(text.encode())
+    else:  # keep an existing identity: it still decrypts earlier test submissions
+        identity = parse_identities(identity_path.read_text("utf-8"))[0]
+    if made or not recipient_path.is_file():
+        note = f"# Tipbox DEVELOPMENT newsroom recipient, created {created}: not for real use\n"
+        with atomic_write(recipient_path, 0o644, overwrite=True) as handle:
+            handle.write(f"{note}{identity.recipient}\n".encode())
+    return identity_path, keys_dir, made
+
+
+def _warn(identity_path: Path, created: bool) -> None:
+    made = "Created" if created else "Using"
+    lines = [
+        BAR,
+        "!!  DEVELOPMENT NEWSROOM KEY: FOR TESTING ON THIS MACHINE ONLY",
+        f"!!  {made} a throwaway newsroom identity: {identity_path}",
+        "!!  Its SECRET key sits right next to the server, so everything submitted to",
+        "!!  this instance is readable by anyone who can read this folder.",
+        "!!  Never submit anything real to it, and never deploy with it: production",
+        "!!  uses keys/newsroom.pub made on the air-gapped machine (`make keys`).",
+        f"!!  Decrypt test submissions with:  tipbox decrypt -i {identity_path} ITEM",
+        BAR,
+    ]
+    print("\n".join(lines), file=sys.stderr)
+
+
+def prepare(environ: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
+    """The environment and command line to exec, creating the development key if needed."""
+    port = _port(environ)
+    data_dir = REPO / "data"
+    data_dir.mkdir(mode=0o700, exist_ok=True)
+    repo_keys = REPO / "keys"
+    env = dict(environ)
+    if _repo_recipients(repo_keys):
+        keys_dir = repo_keys
+        print(f"tipbox dev: newsroom recipients from {repo_keys}", file=sys.stderr)
+    else:
+        identity_path, keys_dir, created = ensure_dev_key(data_dir / "dev")
+        _warn(identity_path, created)
+    for name in [k for k in env if k.startswith("GUNICORN")]:
+        del env[name]  # GUNICORN_CMD_ARGS could rebind us to a public address
+    env.update(
+        {
+            "TIPBOX_ENV": "development",
+            "TIPBOX_DATA_DIR": str(data_dir),
+            "TIPBOX_KEYS_DIR": str(keys_dir),
+            "TIPBOX_BIND": f"127.0.0.1:{port}",
+        }
+    )
+    print(f"tipbox dev: serving the source portal at http://127.0.0.1:{port}", file=sys.stderr)
+    command = [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF), APP]
+    return env, command
+
+
+def main() -> None:
+    env, command = prepare(os.environ)
+    sys.stderr.flush()
+    sys.stdout.flush()
+    os.execve(command[0], command, env)  # noqa: S606 - fixed argv, no shell
+
+
+if __name__ == "__main__":
+    main()

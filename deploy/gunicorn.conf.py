@@ -1,0 +1,209 @@
+"""Gunicorn settings for the Tipbox source portal: the one file used by deployment, `make run`
+and the tests (``gunicorn -c deploy/gunicorn.conf.py``).
+
+Privacy first: Gunicorn must never learn or write down who a source is. So: no access log, an
+error log that carries no request details (no client address, no URI, no exception text), no
+trust in any proxy header, no control socket. Checked against Gunicorn 27.0 (settings reference:
+``gunicorn --help`` and gunicorn/config.py).
+
+Environment:
+    TIPBOX_BIND     where to listen; default ``unix:/run/tipbox/source.sock`` (deployment: the
+                    onion service forwards to it). ``make run`` and the tests use 127.0.0.1:PORT.
+    TIPBOX_WORKERS  worker processes (default 2), TIPBOX_THREADS threads per worker (default 8).
+
+Every module-level name without a leading underscore that matches a Gunicorn setting is read
+as that setting, so helpers here start with ``_``.
+
+Things Gunicorn does on its own, checked:
+- It sends ``Server: gunicorn`` with no version (the version only appears in
+  the WSGI environ's SERVER_SOFTWARE, which the app never echoes). A WSGI app cannot remove
+  that header, only add a second one, so we leave the bare product name.
+- It never writes request bodies to temporary files: bodies are read from the socket into
+  small in-memory buffers as the app asks for them (``tmp_upload_dir`` is a dead setting). What
+  the app (Werkzeug's form parser) does with them is the app's business: see app/upload.py.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import traceback
+from typing import Any
+
+from gunicorn import glogging
+
+# --- Where to listen ------------------------------------------------------------------------
+
+# Deployment: a unix socket that only the tipbox user and the tor group can open (see umask),
+# so no TCP port exists at all. Local development: `make run` sets 127.0.0.1:PORT.
+bind = [os.environ.get("TIPBOX_BIND") or "unix:/run/tipbox/source.sock"]
+# Socket file mode 0770 (owner and group). Gunicorn uses the umask for nothing else but its
+# worker heartbeat file.
+umask = 0o007
+backlog = 128
+
+wsgi_app = "app:create_app()"
+# Every worker imports the app itself: no SQLite handle, key material or random state is
+# created before the fork and shared between processes. A worker that cannot load the app
+# (bad keys/, bad configuration) makes the whole server stop with the error.
+preload_app = False
+
+
+# --- Workers ----------------------------------------------------------------------------------
+
+
+def _positive_int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    value = int(raw)
+    if value < 1:
+        raise ValueError(f"{name} must be a positive integer, not {raw!r}")
+    return value
+
+
+# gthread, not sync: a sync worker handles one request at a time and is killed when that
+# request takes longer than `timeout`, so a 200 MiB upload over Tor at 50 KiB/s (an hour or
+# more) would die halfway. A gthread worker's main loop keeps its heartbeat going whatever its
+# threads do, so `timeout` below never cuts a slow upload.
+worker_class = "gthread"
+# Sized for a 2-core server:
+# - 2 processes, one per core. Most of a request's time is spent waiting on Tor, but the
+#   CPU-heavy parts (the codename KDF, encrypting uploads, rendering) run Python code under
+#   one GIL per process; two processes can use both cores. More processes only add memory.
+# - 8 threads each, so 16 requests in flight: slow uploads hold a thread for their whole
+#   duration (they are the reason for threads), page views are quick. Each thread can run one
+#   codename KDF at a time, so peak KDF memory is 16 x TIPBOX_KDF_MEMLIMIT: keep that product
+#   well inside the machine's RAM.
+# Note for the app: anything kept in process memory (rate-limit counters, caches) is per
+# worker, not per server.
+workers = _positive_int("TIPBOX_WORKERS", 2)
+threads = _positive_int("TIPBOX_THREADS", 8)
+# Connections a worker holds at once, kept-alive ones included; the rest wait in the backlog.
+worker_connections = 64
+max_requests = 0  # never recycle a worker in the middle of someone's upload
+
+# --- Timeouts ---------------------------------------------------------------------------------
+
+# Heartbeat: a worker whose main loop is silent this long is stuck and gets restarted. With
+# gthread this does not depend on how long requests take (see above).
+timeout = 60
+# On stop or reload, requests in flight (slow uploads) get this long to finish. Set the service
+# manager's stop timeout higher (systemd: TimeoutStopSec=90).
+graceful_timeout = 60
+# Idle keep-alive connections wait in the worker's poller (not in a thread) this long. Tor
+# round trips take a second or more, so reusing the connection for a page's next request helps.
+keepalive = 10
+# Within a request, each read from (or send to) the client may wait at most this long; a Tor
+# upload that stalls longer than this is given up and its thread freed. See pre_request.
+_IDLE_SECONDS = 300.0
+
+
+def pre_request(worker: Any, req: Any) -> None:
+    """Per-request socket timeout; replaces Gunicorn's default hook, which logs the URI."""
+    sock = getattr(getattr(req, "unreader", None), "sock", None)
+    if sock is not None and hasattr(sock, "settimeout"):
+        sock.settimeout(_IDLE_SECONDS)
+
+
+# --- Request limits ---------------------------------------------------------------------------
+
+# Our URLs are short (/es/submit): no query string carries data. Bodies are limited by the app
+# (TIPBOX_MAX_SUBMISSION_BYTES), not here: Gunicorn has no body limit.
+limit_request_line = 2048
+limit_request_fields = 50
+limit_request_field_size = 8190  # room for the session cookie
+
+# Plain HTTP/1.1 only (the onion service speaks it), no h2c upgrade, no PROXY protocol.
+http_protocols = "h1"
+http2_cleartext = "off"
+proxy_protocol = "off"
+
+# --- Never trust proxy headers ----------------------------------------------------------------
+
+# Nothing in front of us may tell us a client's address or scheme: there is no proxy, and we
+# never want client addresses. Note that Gunicorn always trusts unix-socket peers for these
+# headers whatever `forwarded_allow_ips` says, so the two header lists must be empty too.
+forwarded_allow_ips = ""
+forwarder_headers = ""
+secure_scheme_headers: dict[str, str] = {}
+proxy_allow_ips = ""
+
+# --- No control socket ------------------------------------------------------------------------
+
+# Gunicorn >= 25.1 opens a control socket (for `gunicornc`) under $XDG_RUNTIME_DIR or
+# ~/.gunicorn by default; --no-control-socket is this setting.
+control_socket_disable = True
+
+# --- Logging ----------------------------------------------------------------------------------
+
+accesslog = None
+disable_redirect_access_to_syslog = True
+errorlog = "-"  # stderr: the service manager's journal, or the terminal under `make run`
+loglevel = "info"
+capture_output = False
+syslog = False
+statsd_host = None
+
+# Gunicorn 27's log messages that carry request details (client address, method, URI, parser
+# error text, exception messages), by the start of their template, and what we say instead.
+_REQUEST_MESSAGES = {
+    "Invalid request from ip=": "Invalid request",
+    "Error handling request": "Error handling request",
+    "Socket error processing request": "Socket error processing request",
+    "Error processing SSL request": "Error processing SSL request",
+    "Ignored premature client disconnection": "Ignored premature client disconnection",
+    "Closing connection": "Closing connection",
+    "Exception in post_request hook": "Exception in post_request hook",
+    "HTTP/2": "HTTP/2 connection event",
+    "Error handling HTTP/2": "Error handling HTTP/2 request",
+    "WSGI app sent body bytes": "WSGI app sent body bytes on a no-body response",
+}
+
+
+class _RequestRedactor(logging.Filter):
+    """Rewrite log records about a request so they carry no detail of that request.
+
+    The text becomes the bare kind of event; an exception keeps its type and the code
+    locations of its traceback (useful to a developer) but loses its message, which may quote
+    the request (a header, a file name, an address).
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = str(record.msg)
+        kinds = [kind for prefix, kind in _REQUEST_MESSAGES.items() if text.startswith(prefix)]
+        if not kinds:
+            return True
+        summary = f"{kinds[0]} (request details withheld)"
+        if record.exc_info and record.exc_info[0] is not None:
+            kind, _, tb = record.exc_info
+            frames = "".join(traceback.format_list(traceback.extract_tb(tb)))
+            summary += f": {kind.__name__}\n{frames.rstrip()}"
+        record.msg, record.args = summary, ()
+        record.exc_info, record.exc_text, record.stack_info = None, None, None
+        return True
+
+
+class PrivateLogger(glogging.Logger):
+    """Gunicorn's logger without an access log and without request details in the error log.
+
+    No timestamps either: the journal adds its own, and a copied log should not time events
+    more precisely than needed.
+    """
+
+    error_fmt = r"[%(process)d] [%(levelname)s] %(message)s"
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        for handler in self.error_log.handlers:
+            if not any(isinstance(f, _RequestRedactor) for f in handler.filters):
+                handler.addFilter(_RequestRedactor())
+
+    def access(self, resp: Any, req: Any, environ: Any, request_time: Any) -> None:
+        """Never log a request."""
+
+
+logger_class = PrivateLogger
+
+# The worker heartbeat file (unlinked at once, touched every second) goes to RAM if we can.
+worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None  # noqa: S108

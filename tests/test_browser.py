@@ -1,0 +1,117 @@
+"""A source's whole visit in real Chromium with JavaScript off (Tor Browser's Safest level),
+against the real app in a real Gunicorn process, in English and in Spanish.
+
+landing -> first time -> codename -> continue -> message and two files -> send -> confirmation
+-> no replies yet -> log out; a journalist replies (written to the store by the test); landing
+-> returning -> codename -> the reply. Every step leaves a screenshot under the test's tmp dir,
+and the browser never asks anything of any origin but the server.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import expect
+
+from app.crypto.keyfile import load_identities
+from tests.live import BrowserSession, LiveServer
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+TEXT = {
+    "en": {
+        "message": "The mayor's office shreds invoices every Friday.",
+        "files": ("invoices-2024.txt", "photo of the shredder.jpg"),
+        "reply": "Thank you. Could you tell us which floor? — The newsroom",
+    },
+    "es": {
+        "message": "La alcaldía destruye las facturas cada viernes. ¿Les interesa?",
+        "files": ("facturas-año-2024.txt", "foto de la trituradora.jpg"),
+        "reply": "Gracias. ¿Nos puede decir en qué piso? — La redacción",
+    },
+}
+
+
+def _path(lang: str, page: str) -> re.Pattern[str]:
+    return re.compile(rf"^http://127\.0\.0\.1:\d+/{lang}/{page}$")
+
+
+@pytest.mark.parametrize("lang", ["en", "es"])
+def test_source_journey_without_javascript(
+    lang: str,
+    live_server: Callable[..., LiveServer],
+    browser: BrowserSession,
+    tmp_path: Path,
+) -> None:
+    text = TEXT[lang]
+    server = live_server()
+    page = browser.page
+    uploads = [tmp_path / name for name in text["files"]]
+    uploads[0].write_text(f"{text['message']}\n" * 50, encoding="utf-8")
+    uploads[1].write_bytes(os.urandom(300 * 1024))
+
+    page.goto(f"{server.url}/")
+    expect(page.locator("html")).not_to_have_class(re.compile(r"\bjs\b"))
+    expect(page.locator(".js-banner")).to_be_hidden()
+    browser.shot("landing")
+    page.click(f"a[hreflang={lang}]")
+    expect(page.locator("html")).to_have_attribute("lang", lang)
+    browser.shot(f"landing-{lang}")
+
+    page.click("a#first-time")
+    expect(page).to_have_url(_path(lang, "generate"))
+    codename = " ".join(page.inner_text("#codename").split())
+    assert len(codename.split()) >= 5, codename
+    browser.shot("codename")
+
+    page.click("a#continue")
+    expect(page).to_have_url(_path(lang, "submit"))
+    page.fill("textarea[name=message]", text["message"])
+    page.set_input_files("input[name=files][type=file][multiple]", uploads)
+    browser.shot("submit-filled")
+
+    page.click("#send")
+    received = page.locator("#received li")
+    expect(received).to_have_count(2)  # the message, and "2 files (…)"
+    expect(received.nth(1)).to_contain_text("2 ")
+    browser.shot("received")
+
+    page.goto(f"{server.url}/{lang}/lookup")
+    expect(page.locator("#no-replies")).to_be_visible()
+    expect(page.locator(".reply")).to_have_count(0)
+    browser.shot("no-replies")
+
+    page.click("form#logout [type=submit]")
+    expect(page.locator("form#logout")).to_have_count(0)
+    browser.shot("logged-out")
+    page.goto(f"{server.url}/{lang}/lookup")
+    expect(page).not_to_have_url(_path(lang, "lookup"))  # the session is gone
+    browser.shot("lookup-after-logout")
+
+    # The newsroom: the store holds the message and both files, under their names; it replies.
+    store = server.store()
+    sources = store.list_sources()
+    assert len(sources) == 1
+    identity = load_identities(server.identity_path.read_bytes())[0]
+    names = sorted(store.read_member(item, identity)[0] for item in store.items_of(sources[0].id))
+    assert names == sorted(["message.txt", *text["files"]])
+    store.add_reply_text(sources[0].id, text["reply"])
+
+    page.goto(f"{server.url}/{lang}/" if lang != "en" else f"{server.url}/")
+    page.click("a#returning")
+    expect(page).to_have_url(_path(lang, "login"))
+    page.fill("input[name=codename]", codename)
+    browser.shot("login")
+    page.click("#login")
+    expect(page).to_have_url(_path(lang, "lookup"))
+    expect(page.locator(".reply")).to_have_count(1)
+    expect(page.locator(".reply .reply-text")).to_have_text(text["reply"])
+    expect(page.locator("#no-replies")).to_have_count(0)
+    browser.shot("reply")
+
+    assert browser.requests, "no request was recorded"
+    assert browser.foreign_requests(server.origin) == []
