@@ -9,13 +9,24 @@ deploy/gunicorn.conf.py as production but bound to 127.0.0.1:$PORT (default 8080
   recipient ``data/dev/keys/newsroom.pub``), announced loudly: its secret half sits next to the
   server, so anything encrypted to it is as good as plaintext.
 
+When Debian's ``tor`` is installed, ``make run`` also publishes the portal as an onion service
+through stem: it starts a private tor (its own data dir under ``data/dev/tor``, no SOCKS port),
+asks it over the control port for a detached v3 onion service pointing at 127.0.0.1:$PORT, keeps
+that service's key in ``data/dev/tor/onion.key`` so the address survives restarts, and prints
+the address. tor is then told that this process owns it (``__OwningControllerProcess``);
+since we *become* Gunicorn with the same PID, tor stops by itself soon after Gunicorn does. Without
+tor, or if tor fails, it says so and serves on 127.0.0.1 only.
+
 Never used in deployment: the service starts Gunicorn itself, with TIPBOX_ENV=production.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import sys
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -85,10 +96,99 @@ def _warn(identity_path: Path, created: bool) -> None:
     print("\n".join(lines), file=sys.stderr)
 
 
+TOR_WAIT = 30.0
+
+
+def _torrc(tor_dir: Path, offline: bool) -> str:
+    lines = [
+        *(["DisableNetwork 1"] if offline else []),
+        f"DataDirectory {tor_dir / 'data'}",
+        "ControlPort auto",
+        f"ControlPortWriteToFile {tor_dir / 'control-port'}",
+        "CookieAuthentication 1",
+        "SocksPort 0",
+        "GeoIPFile /dev/null",
+        "GeoIPv6File /dev/null",
+        f"Log notice file {tor_dir / 'tor.log'}",
+        f"PidFile {tor_dir / 'tor.pid'}",
+    ]
+    return "".join(f"{line}\n" for line in lines)
+
+
+def _control_port(tor_dir: Path, process: subprocess.Popen[bytes]) -> int:
+    path = tor_dir / "control-port"
+    deadline = time.monotonic() + TOR_WAIT
+    while time.monotonic() < deadline and process.poll() is None:
+        if path.is_file() and (text := path.read_text().strip()):
+            return int(text.rsplit(":", 1)[1])
+        time.sleep(0.1)
+    raise RuntimeError(f"tor did not open its control port (see {tor_dir / 'tor.log'})")
+
+
+def find_tor() -> str | None:
+    """Debian's tor, on PATH or where Debian puts it."""
+    return shutil.which("tor") or shutil.which("tor", path="/usr/sbin:/usr/bin")
+
+
+def publish_onion(tor_dir: Path, port: int, offline: bool = False) -> str | None:
+    """Start a private tor and publish 127.0.0.1:``port`` as an onion service; its address.
+
+    ``None`` (after saying why) when tor is missing or fails: the portal still runs locally.
+    ``offline`` keeps tor off the network (tests: the address exists, nothing is published).
+    """
+    tor = find_tor()
+    if tor is None:
+        print("tipbox dev: tor is not installed: serving on 127.0.0.1 only", file=sys.stderr)
+        return None
+    from stem.control import Controller  # stem only when there is a tor to talk to
+
+    tor_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    (tor_dir / "control-port").unlink(missing_ok=True)
+    torrc = tor_dir / "torrc"
+    with atomic_write(torrc, 0o600, overwrite=True) as handle:
+        handle.write(_torrc(tor_dir, offline).encode())
+    process = subprocess.Popen(  # noqa: S603 - fixed argv
+        [tor, "-f", str(torrc), "--defaults-torrc", str(torrc)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        control = _control_port(tor_dir, process)
+        key_path = tor_dir / "onion.key"
+        key = key_path.read_text().strip() if key_path.is_file() else None
+        with Controller.from_port(address="127.0.0.1", port=control) as ctl:
+            ctl.authenticate()
+            reply = ctl.create_ephemeral_hidden_service(
+                {80: f"127.0.0.1:{port}"},
+                key_type="ED25519-V3" if key else "NEW",
+                key_content=key or "ED25519-V3",
+                await_publication=False,
+                detached=True,
+            )
+            # Set only now: stem takes ownership over the control connection (and tor exits
+            # when it closes) if it finds its own pid here while authenticating.
+            ctl.set_conf("__OwningControllerProcess", str(os.getpid()))
+        if not key:
+            with atomic_write(key_path, 0o600) as handle:
+                handle.write(f"{reply.private_key}\n".encode())
+    except Exception as exc:  # noqa: BLE001 - any tor trouble: say so, serve locally
+        process.terminate()
+        print(f"tipbox dev: tor failed ({exc}); serving on 127.0.0.1 only", file=sys.stderr)
+        return None
+    address = f"{reply.service_id}.onion"
+    print(
+        f"tipbox dev: onion service http://{address}/ (reachable once tor has bootstrapped;"
+        f" log: {tor_dir / 'tor.log'})",
+        file=sys.stderr,
+    )
+    return address
+
+
 def prepare(environ: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
     """The environment and command line to exec, creating the development key if needed."""
     port = _port(environ)
-    data_dir = REPO / "data"
+    data_dir = Path(environ.get("TIPBOX_DATA_DIR") or REPO / "data")
     data_dir.mkdir(mode=0o700, exist_ok=True)
     repo_keys = REPO / "keys"
     env = dict(environ)
@@ -115,6 +215,10 @@ def prepare(environ: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
 
 def main() -> None:
     env, command = prepare(os.environ)
+    if os.environ.get("TIPBOX_DEV_ONION", "1") != "0":
+        tor_dir = Path(env["TIPBOX_DATA_DIR"]) / "dev" / "tor"
+        offline = os.environ.get("TIPBOX_DEV_TOR_OFFLINE") == "1"
+        publish_onion(tor_dir, _port(os.environ), offline=offline)
     sys.stderr.flush()
     sys.stdout.flush()
     os.execve(command[0], command, env)  # noqa: S606 - fixed argv, no shell

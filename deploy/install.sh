@@ -52,6 +52,19 @@ if [[ ! -x $VENV/bin/python ]]; then
 fi
 "$VENV/bin/pip" install --quiet --disable-pip-version-check --upgrade "$SRC"
 ln -sfn "$VENV/bin/tipbox" "$BIN_LINK"
+# The compiled catalogues are not in git: compile them where the app was installed (Babel comes
+# with flask-babel), or the portal refuses to start.
+"$VENV/bin/python" - <<'PY'
+from pathlib import Path
+
+import app
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
+
+for po in Path(app.__file__).parent.glob("translations/*/LC_MESSAGES/messages.po"):
+    with po.open("rb") as source, po.with_suffix(".mo").open("wb") as compiled:
+        write_mo(compiled, read_po(source))
+PY
 
 step "newsroom keys from $KEYS (public recipients only)"
 check_keys() {

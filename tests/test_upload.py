@@ -279,5 +279,6 @@ def test_filenames_live_only_inside_the_ciphertext(
     assert response.status_code == 200
     assert stored(store, keypair) == [(safe, b"payload", "application/octet-stream")]
     assert all(ITEM_NAME.fullmatch(name) for name in os.listdir(store.items))
-    for fragment in {safe, filename, safe[:6]} - {"file"}:
+    # Fragments under 6 bytes turn up in random ciphertext by chance (".." in 4 KiB: ~6 %).
+    for fragment in {f for f in (safe, filename, safe[:6]) if len(f.encode()) >= 6}:
         assert files_containing(store.root, fragment.encode()) == [], fragment
