@@ -201,7 +201,7 @@ def tor_checks(layout: Layout, state: TorState) -> list[Check]:
 def app_check(name: str, path: Path, host: str | None) -> Check:
     """Whether the app answers HTTP on its unix socket (what tor forwards to)."""
     what = f"{name} app on {path}"
-    conn = _UnixHTTPConnection(path, APP_TIMEOUT)
+    conn = UnixHTTPConnection(path, APP_TIMEOUT)
     try:
         conn.request("GET", "/", headers={"Host": host or "localhost"})
         status = conn.getresponse().status
@@ -222,8 +222,10 @@ def app_check(name: str, path: Path, host: str | None) -> Check:
     return Check(True, f"{what} answers (HTTP {status})")
 
 
-class _UnixHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, path: Path, timeout: float) -> None:
+class UnixHTTPConnection(http.client.HTTPConnection):
+    """HTTP over a unix socket (how the onion service reaches Gunicorn in deployment)."""
+
+    def __init__(self, path: Path, timeout: float = 60.0) -> None:
         super().__init__("localhost", timeout=timeout)
         self.socket_path = path
 

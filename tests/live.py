@@ -33,6 +33,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from app.admin import UnixHTTPConnection
+
 if TYPE_CHECKING:
     from playwright.sync_api import BrowserContext, Page, Request, Route
 
@@ -245,24 +247,6 @@ def _server_env(server_root: Path, port: int, extra: Mapping[str, str]) -> dict[
     )
     env.update(extra)
     return env
-
-
-class UnixHTTPConnection(http.client.HTTPConnection):
-    """HTTP over a unix socket (how the onion service reaches Gunicorn in deployment)."""
-
-    def __init__(self, path: Path, timeout: float = 60.0) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self.socket_path = path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            sock.settimeout(self.timeout)
-            sock.connect(str(self.socket_path))
-        except BaseException:
-            sock.close()
-            raise
-        self.sock = sock
 
 
 def answers(server: LiveServer, timeout: float = 2.0) -> bool:
