@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import mmap
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Protocol
 
 from cryptography.exceptions import InvalidTag
@@ -145,25 +145,24 @@ class Opener:
         self._one = bytearray(CHUNK_SIZE)
 
     def _batches(self) -> Iterator[tuple[memoryview, int]]:
-        """Read batches; with a pool, the next one is read while this one is opened."""
+        """Read batches; with a pool, the next one is read (on the pool) while this one opens.
+
+        No executor is created or shut down in here: a generator that is dropped half-way is
+        finalised by the garbage collector, on whatever thread happens to run it, and joining a
+        thread from there can deadlock inside ``threading`` (seen in the test suite).
+        """
         size = BATCH_CHUNKS * ENC_CHUNK_SIZE
-        if self._pool is None:
-            buf = aligned(size)
-            while True:
-                n = read_full(self._src, buf)
-                yield buf, n
-                if n < size:
-                    return
-        bufs = [aligned(size), aligned(size)]
-        with ThreadPoolExecutor(1) as reader:
-            ahead = reader.submit(read_full, self._src, bufs[0])
-            for index in itertools.count():
-                n = ahead.result()
-                if n == size:
-                    ahead = reader.submit(read_full, self._src, bufs[(index + 1) % 2])
-                yield bufs[index % 2], n
-                if n < size:
-                    return
+        bufs = [aligned(size), aligned(size)] if self._pool else [aligned(size)]
+        ahead: Future[int] | None = None
+        for index in itertools.count():
+            buf = bufs[index % len(bufs)]
+            n = ahead.result() if ahead else read_full(self._src, buf)
+            ahead = None
+            if n == size and self._pool is not None:
+                ahead = self._pool.submit(read_full, self._src, bufs[(index + 1) % 2])
+            yield buf, n
+            if n < size:
+                return
 
     def chunks(self) -> Iterator[memoryview]:
         """Yield authenticated plaintext, a batch's worth at a time when all is well.
