@@ -11,6 +11,8 @@ IDENTITY ?= $(HOME)/tipbox-newsroom-identity.age
 RECIPIENT ?= keys/newsroom.pub
 PYTEST_ARGS ?=
 TRANSLATIONS := app/translations
+ENV_FILE ?= /etc/tipbox/tipbox.env
+NAME ?= admin
 
 .PHONY: help install run test lint format bench keys airgap-kit translations language catalogues deploy status backup restore uninstall clean
 
@@ -77,6 +79,13 @@ restore: ## Restore a backup (root; BACKUP=file IDENTITY=file; FORCE=1 replaces 
 
 uninstall: ## Remove Tipbox; keeps data and onion keys unless PURGE=1 (root)
 	bash deploy/uninstall.sh
+
+user: ## Add a journalist admin account (NAME=admin; on a deployed server: sudo make user NAME=…)
+	@if [ -f "$(ENV_FILE)" ]; then \
+		sudo -u tipbox bash -c 'set -a && . "$$0" && exec /usr/local/bin/tipbox user add --admin "$$1"' "$(ENV_FILE)" "$(NAME)"; \
+	else \
+		$(MAKE) --no-print-directory install && $(BIN)/tipbox user add --admin "$(NAME)"; \
+	fi
 
 clean: ## Remove the venv, caches and dist/ (keeps data/ and keys/)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info dist

@@ -5,9 +5,9 @@ The air-gapped commands (``keygen``, ``encrypt``, ``decrypt``, ``codename``, ``f
 :mod:`app.words`, :mod:`app.container` and, for ``open``/``reply``, :mod:`app.airgap`,
 :mod:`app.bundle` and :mod:`app.reply` (the last three inside their handlers, so the common
 commands start fast). None of them needs more than ``cryptography``: no Flask, no stem, no
-SQLite. Server commands (:mod:`app.admin`) are registered from modules that import only the
-standard library at load time and what they need inside their own handler. One dispatcher turns
-every :class:`TipboxError` and ``OSError`` into ``tipbox: error: …`` (plus
+SQLite. Server commands (:mod:`app.admin`, :mod:`app.users_cli`) are registered from modules
+that import only the standard library at load time and what they need inside their own handler.
+One dispatcher turns every :class:`TipboxError` and ``OSError`` into ``tipbox: error: …`` (plus
 ``tipbox: hint: …``) and exit status 1: never a traceback.
 """
 
@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO, NoReturn, cast
 
-from app import admin, crypto, words
+from app import admin, crypto, users_cli, words
 from app.crypto.keyfile import identity_file_text, load_identities
 from app.crypto.stream import Readable
 from app.errors import KeyFormatError, PassphraseError, TipboxError, UsageError
@@ -261,6 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lang", choices=words.LANGUAGES, default="en")
     p.set_defaults(run=cmd_codename)
     admin.register(sub)
+    users_cli.register(sub)
     return parser
 
 

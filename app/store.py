@@ -54,6 +54,9 @@ CREATE TABLE IF NOT EXISTS items (
     hidden_from_source INTEGER NOT NULL DEFAULT 0,
     UNIQUE (source_id, seq)
 ) WITHOUT ROWID;
+-- The journalist app lists sources newest first and counts their items by kind, per page.
+CREATE INDEX IF NOT EXISTS sources_by_activity ON sources (last_active_day DESC, designation);
+CREATE INDEX IF NOT EXISTS items_by_kind ON items (source_id, kind, seq);
 """
 
 
@@ -202,6 +205,10 @@ class Store:
         finally:
             db.close()
 
+    def connect(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        """A connection to the store's database (same pragmas), for the journalist app's tables."""
+        return self._db()
+
     def sweep(self, older_than: float = SWEEP_AGE) -> int:
         """Delete temporary ciphertext left by a crash (it was never committed).
 
@@ -324,6 +331,11 @@ class Store:
     def items_of(self, source_id: str) -> list[Item]:
         """Every item of a source, newest first."""
         return self._items("source_id = ?", (source_id,))
+
+    def item(self, source_id: str, item_id: str) -> Item | None:
+        """One item of a source, if both exist."""
+        found = self._items("source_id = ? AND id = ?", (source_id, item_id))
+        return found[0] if found else None
 
     def replies(self, source_id: str) -> list[Item]:
         """The replies a source can still see, newest first."""

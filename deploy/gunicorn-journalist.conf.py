@@ -5,9 +5,9 @@ Every setting and the private logger come from the shared file, so the two apps 
 apart on logging, timeouts or proxy headers. Only these differ:
 
     wsgi_app   ``app.journalist:create_app()``
-    bind       TIPBOX_BIND, default ``unix:/run/tipbox/journalist.sock`` (tor's journalist
-               onion service forwards to it; under systemd the socket unit hands it over and
-               ``bind`` is not used)
+    bind       TIPBOX_JOURNALIST_BIND, default ``unix:/run/tipbox/journalist.sock``
+               (tor's journalist onion service forwards to it; under systemd the socket
+               unit hands it over and ``bind`` is not used)
 """
 
 from __future__ import annotations
@@ -19,5 +19,5 @@ from pathlib import Path
 _SHARED = runpy.run_path(str(Path(__file__).with_name("gunicorn.conf.py")))
 globals().update({k: v for k, v in _SHARED.items() if not k.startswith("__")})
 
-bind = [os.environ.get("TIPBOX_BIND") or "unix:/run/tipbox/journalist.sock"]
+bind = [os.environ.get("TIPBOX_JOURNALIST_BIND") or "unix:/run/tipbox/journalist.sock"]
 wsgi_app = "app.journalist:create_app()"

@@ -1,0 +1,332 @@
+"""Journalist accounts: usernames, Argon2id passwords, TOTP, and login throttling.
+
+Accounts live in the store's SQLite file (``store.sqlite3``), in tables of their own, opened with
+their own connection so that the ``tipbox user`` command works without the web app or the
+newsroom keys. What they keep is what security needs and nothing about sources:
+
+- ``journalists``: username, Argon2id hash (argon2-cffi, PHC string), TOTP secret, the last
+  TOTP time step used (a code is never accepted twice), admin flag, the day the account was made;
+- ``login_attempts``: username and time of each login attempt, kept one minute (throttling);
+- ``sessions`` and ``api_tokens`` (see :mod:`app.journalist.credentials`): SHA-256 of random
+  tokens, never the tokens.
+
+:meth:`Accounts.login` answers the same ``None`` for an unknown user, a wrong password, a wrong
+or reused code and a locked account, after the same work (one Argon2id verification), so a
+response tells nothing about which it was. No Flask here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import re
+import secrets
+import sqlite3
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pyotp
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from app import words
+from app.errors import TipboxError
+
+MIN_PASSWORD = 14
+MAX_PASSWORD = 1024  # longer inputs are refused before they reach Argon2id
+PASSPHRASE_WORDS = 7
+TOTP_DIGITS = 6
+TOTP_STEP = 30
+TOTP_WINDOW = 1  # steps accepted either side of now
+THROTTLE_SECONDS = 60
+DEFAULT_TRIES = 5
+_USERNAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,31}")
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS journalists (
+    id INTEGER PRIMARY KEY,
+    username TEXT NOT NULL UNIQUE,
+    password_hash TEXT NOT NULL,
+    totp_secret TEXT NOT NULL,
+    totp_step INTEGER NOT NULL DEFAULT 0,
+    is_admin INTEGER NOT NULL DEFAULT 0,
+    created_day TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS login_attempts (username TEXT NOT NULL, at REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS login_attempts_by_name ON login_attempts (username, at);
+CREATE TABLE IF NOT EXISTS sessions (
+    token_hash BLOB PRIMARY KEY,
+    journalist_id INTEGER NOT NULL REFERENCES journalists(id) ON DELETE CASCADE,
+    created REAL NOT NULL,
+    seen REAL NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS api_tokens (
+    id INTEGER PRIMARY KEY,
+    journalist_id INTEGER NOT NULL REFERENCES journalists(id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    token_hash BLOB NOT NULL UNIQUE,
+    created_day TEXT NOT NULL
+);
+"""
+
+
+class AccountError(TipboxError):
+    """the account could not be changed"""
+
+
+@dataclass(frozen=True)
+class PasswordCost:
+    """Argon2id parameters for journalists' passwords (argon2-cffi's defaults, RFC 9106)."""
+
+    time_cost: int = 3
+    memory_kib: int = 64 * 1024
+    parallelism: int = 4
+
+    def hasher(self) -> PasswordHasher:
+        """An argon2-cffi hasher with these parameters (Argon2id)."""
+        return PasswordHasher(self.time_cost, self.memory_kib, self.parallelism)
+
+
+def cost_from_env(env: Mapping[str, str]) -> PasswordCost:
+    """``TIPBOX_PASSWORD_TIME_COST``, ``…_MEMORY_KIB``, ``…_PARALLELISM`` (defaults otherwise)."""
+    default = PasswordCost()
+    values = []
+    for name, low in (("TIME_COST", 1), ("MEMORY_KIB", 8), ("PARALLELISM", 1)):
+        key = f"TIPBOX_PASSWORD_{name}"
+        raw = env.get(key, "").strip()
+        if raw and (not raw.isdigit() or int(raw) < low):
+            raise AccountError(f"{key} must be a whole number of at least {low}")
+        values.append(int(raw) if raw else getattr(default, name.lower()))
+    time_cost, memory, lanes = values
+    if memory < 8 * lanes:
+        raise AccountError("TIPBOX_PASSWORD_MEMORY_KIB must be at least 8 per lane")
+    return PasswordCost(time_cost, memory, lanes)
+
+
+@dataclass(frozen=True)
+class Journalist:
+    """A journalist's account, as the apps see it (no secrets)."""
+
+    id: int
+    username: str
+    is_admin: bool
+    created_day: str
+
+
+def today() -> str:
+    """The current UTC day (accounts keep no finer date)."""
+    return datetime.now(UTC).date().isoformat()
+
+
+def suggest_passphrase() -> str:
+    """A fresh diceware passphrase (seven words, about 90 bits)."""
+    return words.generate_codename("en", PASSPHRASE_WORDS)
+
+
+def normalise_username(name: str) -> str:
+    """Usernames are compared in lower case, without surrounding blanks."""
+    return name.strip().lower()[:64]
+
+
+def check_username(name: str) -> str:
+    """The normalised username, if it is 1 to 32 of ``a-z 0-9 . _ -`` (starting alphanumeric)."""
+    name = normalise_username(name)
+    if not _USERNAME.fullmatch(name):
+        raise AccountError(
+            "a username is 1 to 32 lower-case letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+def check_password(password: str) -> str:
+    """The password, if it is long enough (and not absurdly long)."""
+    if len(password) < MIN_PASSWORD:
+        raise AccountError(f"the password must have at least {MIN_PASSWORD} characters")
+    if len(password) > MAX_PASSWORD:
+        raise AccountError(f"the password must have at most {MAX_PASSWORD} characters")
+    return password
+
+
+def matching_step(secret: str, code: str, now: float) -> int | None:
+    """The TOTP time step within ±1 of ``now`` whose code is ``code``, if any."""
+    code = code.strip().replace(" ", "")
+    if len(code) != TOTP_DIGITS or not code.isascii() or not code.isdigit():
+        return None
+    totp = pyotp.TOTP(secret, digits=TOTP_DIGITS, interval=TOTP_STEP)
+    current = int(now // TOTP_STEP)
+    found = None
+    for step in range(current - TOTP_WINDOW, current + TOTP_WINDOW + 1):
+        if hmac.compare_digest(totp.generate_otp(step), code):
+            found = step
+    return found
+
+
+def provisioning_uri(secret: str, username: str, issuer: str) -> str:
+    """The ``otpauth://`` URI an authenticator app reads from the enrolment QR code."""
+    return pyotp.TOTP(secret, digits=TOTP_DIGITS, interval=TOTP_STEP).provisioning_uri(
+        name=username, issuer_name=issuer
+    )
+
+
+class Accounts:
+    """The journalists' accounts in ``db_path`` (the store's SQLite file)."""
+
+    def __init__(
+        self,
+        db_path: Path,
+        cost: PasswordCost | None = None,
+        tries_per_minute: int = DEFAULT_TRIES,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.db_path, self.clock, self.tries = db_path, clock, tries_per_minute
+        self.hasher = (cost or PasswordCost()).hasher()
+        # Unknown usernames are checked against this, so they cost what a real account costs.
+        self._dummy = self.hasher.hash(secrets.token_urlsafe(16))
+        with self.connect() as db:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.executescript(SCHEMA)
+
+    @contextlib.contextmanager
+    def connect(self) -> Iterator[sqlite3.Connection]:
+        """A connection to the accounts' tables (autocommit, foreign keys on)."""
+        db = sqlite3.connect(self.db_path, timeout=30, isolation_level=None)
+        try:
+            db.execute("PRAGMA foreign_keys=ON")
+            db.execute("PRAGMA secure_delete=ON")
+            yield db
+        finally:
+            db.close()
+
+    def _one(self, where: str, args: tuple[object, ...]) -> Journalist | None:
+        sql = f"SELECT id, username, is_admin, created_day FROM journalists WHERE {where}"  # noqa: S608 - fixed text
+        with self.connect() as db:
+            row = db.execute(sql, args).fetchone()
+        return Journalist(row[0], row[1], bool(row[2]), row[3]) if row else None
+
+    def get(self, journalist_id: int) -> Journalist | None:
+        """The account with this id."""
+        return self._one("id = ?", (journalist_id,))
+
+    def find(self, username: str) -> Journalist | None:
+        """The account with this username."""
+        return self._one("username = ?", (normalise_username(username),))
+
+    def all(self) -> list[Journalist]:
+        """Every account, by username."""
+        with self.connect() as db:
+            rows = db.execute(
+                "SELECT id, username, is_admin, created_day FROM journalists ORDER BY username"
+            ).fetchall()
+        return [Journalist(r[0], r[1], bool(r[2]), r[3]) for r in rows]
+
+    def _existing(self, username: str) -> Journalist:
+        found = self.find(username)
+        if found is None:
+            raise AccountError(f"no journalist is called {normalise_username(username)!r}")
+        return found
+
+    def add(self, username: str, password: str, admin: bool = False) -> tuple[Journalist, str]:
+        """Create an account; return it and its new TOTP secret (shown once, for enrolment)."""
+        name, secret = check_username(username), pyotp.random_base32()
+        digest = self.hasher.hash(check_password(password))
+        try:
+            with self.connect() as db:
+                db.execute(
+                    "INSERT INTO journalists (username, password_hash, totp_secret, is_admin, "
+                    "created_day) VALUES (?, ?, ?, ?, ?)",
+                    (name, digest, secret, int(admin), today()),
+                )
+        except sqlite3.IntegrityError:
+            raise AccountError(f"a journalist called {name!r} already exists") from None
+        return self._existing(name), secret
+
+    def remove(self, username: str) -> Journalist:
+        """Delete an account with its sessions and API tokens."""
+        found = self._existing(username)
+        with self.connect() as db:
+            db.execute("DELETE FROM journalists WHERE id = ?", (found.id,))
+        return found
+
+    def set_password(self, username: str, password: str) -> Journalist:
+        """Replace a password; every session of the account ends."""
+        found = self._existing(username)
+        digest = self.hasher.hash(check_password(password))
+        with self.connect() as db:
+            db.execute("UPDATE journalists SET password_hash = ? WHERE id = ?", (digest, found.id))
+            db.execute("DELETE FROM sessions WHERE journalist_id = ?", (found.id,))
+        return found
+
+    def reset_totp(self, username: str) -> tuple[Journalist, str]:
+        """A new TOTP secret (returned, for enrolment); every session of the account ends."""
+        found, secret = self._existing(username), pyotp.random_base32()
+        with self.connect() as db:
+            db.execute(
+                "UPDATE journalists SET totp_secret = ?, totp_step = 0 WHERE id = ?",
+                (secret, found.id),
+            )
+            db.execute("DELETE FROM sessions WHERE journalist_id = ?", (found.id,))
+        return found, secret
+
+    def verify_password(self, journalist_id: int, password: str) -> bool:
+        """Whether ``password`` is this account's (for changing it)."""
+        with self.connect() as db:
+            row = db.execute(
+                "SELECT password_hash FROM journalists WHERE id = ?", (journalist_id,)
+            ).fetchone()
+        return self._verify(row[0] if row else None, password)
+
+    def _verify(self, digest: str | None, password: str) -> bool:
+        candidate = password[:MAX_PASSWORD]
+        try:
+            return self.hasher.verify(digest or self._dummy, candidate) and digest is not None
+        except (VerificationError, InvalidHashError):
+            return False
+
+    def _attempt(self, name: str, now: float) -> tuple[int, tuple[int, str, str, int] | None]:
+        """Record an attempt; return how many came before it this minute, and the account."""
+        with self.connect() as db:
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("DELETE FROM login_attempts WHERE at <= ?", (now - THROTTLE_SECONDS,))
+            (tries,) = db.execute(
+                "SELECT COUNT(*) FROM login_attempts WHERE username = ?", (name,)
+            ).fetchone()
+            db.execute("INSERT INTO login_attempts VALUES (?, ?)", (name, now))
+            row = db.execute(
+                "SELECT id, password_hash, totp_secret, totp_step FROM journalists "
+                "WHERE username = ?",
+                (name,),
+            ).fetchone()
+            db.execute("COMMIT")
+        return int(tries), row
+
+    def login(self, username: str, password: str, code: str) -> Journalist | None:
+        """The account if all three are right and the account is not throttled, else ``None``."""
+        name, now = normalise_username(username), self.clock()
+        tries, row = self._attempt(name, now)
+        password_ok = self._verify(row[1] if row else None, password)
+        if row is None or not password_ok or tries >= self.tries:
+            return None
+        step = matching_step(row[2], code, now)
+        if step is None:
+            return None
+        with self.connect() as db:  # claim the step: a code is good once, even in a race
+            claimed = db.execute(
+                "UPDATE journalists SET totp_step = ? WHERE id = ? AND totp_step < ?",
+                (step, row[0], step),
+            ).rowcount
+        if claimed != 1:
+            return None
+        self._rehash(row[0], row[1], password)
+        return self.get(row[0])
+
+    def _rehash(self, journalist_id: int, digest: str, password: str) -> None:
+        """Bring a hash up to the configured cost after a successful login."""
+        if self.hasher.check_needs_rehash(digest):
+            with self.connect() as db:
+                db.execute(
+                    "UPDATE journalists SET password_hash = ? WHERE id = ?",
+                    (self.hasher.hash(password), journalist_id),
+                )

@@ -1,0 +1,119 @@
+"""The journalist's pages: sources, a source's items, downloads, bundles, replies, deletion.
+
+Every action goes through :mod:`app.journalist.actions`, which the JSON API shares, so a page
+and the API can never disagree on what deleting or replying does.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from werkzeug.wrappers import Response
+
+from app.errors import ReplyError
+from app.journalist import actions
+from app.journalist.auth import current
+from app.journalist.inbox import FILTERS
+from app.journalist.pages import View, gettext
+from app.journalist.state import get_state, reply_sink
+
+bp = Blueprint("sources", __name__)
+
+MAX_REPLY_CHARS = 100_000
+
+
+def _back(source_id: str) -> Response:
+    return redirect(url_for("sources.source", source_id=source_id), 303)
+
+
+@bp.get("/")
+def index() -> View:
+    """Sources, most recently active first, a page at a time."""
+    show = request.args.get("show", "all")
+    if show not in FILTERS:
+        abort(404)
+    number = request.args.get("page", "1")
+    page = get_state().inbox.page(current().id, int(number) if number.isdigit() else 1, show)
+    return render_template("sources.html", page=page, show=show)
+
+
+@bp.get("/sources/<source_id>")
+def source(source_id: str) -> View:
+    """One source: its items, newest first, and what can be done with them."""
+    row = actions.source_row(current(), source_id)
+    items = get_state().store.items_of(source_id)
+    return render_template("source.html", source=row, items=items, max_chars=MAX_REPLY_CHARS)
+
+
+@bp.get("/sources/<source_id>/items/<item_id>")
+def download(source_id: str, item_id: str) -> Response:
+    """One item's ciphertext, as stored."""
+    return actions.send_item(source_id, item_id)
+
+
+@bp.post("/bundle")
+def bundle() -> Response:
+    """A bundle of the chosen sources, the unread ones, or all, streamed as it is written."""
+    scope = request.form.get("scope", "")
+    if scope not in ("selected", "unread", "all"):
+        abort(400)
+    ids = request.form.getlist("source")
+    return actions.send_bundle(current(), scope, ids)
+
+
+@bp.post("/sources/<source_id>/mark")
+def mark(source_id: str) -> Response:
+    """Read, unread, star or unstar a source."""
+    action = request.form.get("action", "")
+    if action not in actions.MARKS:
+        abort(400)
+    actions.mark(current(), source_id, action)
+    target = request.form.get("next")
+    return redirect(url_for("sources.index"), 303) if target == "list" else _back(source_id)
+
+
+@bp.post("/sources/<source_id>/items/delete")
+def delete_items(source_id: str) -> Response:
+    """Delete the chosen items (files and rows)."""
+    count = actions.delete_items(source_id, request.form.getlist("item"))
+    flash(gettext("%(num)d item(s) deleted.", num=count), "success")
+    return _back(source_id)
+
+
+@bp.post("/sources/<source_id>/delete")
+def delete_source(source_id: str) -> Response:
+    """Delete the source, all its items and its reply key (it must be confirmed)."""
+    if request.form.get("confirm") != "yes":
+        flash(gettext("Tick the box to confirm that the source should be deleted."), "error")
+        return _back(source_id)
+    actions.delete_source(source_id)
+    flash(gettext("The source and everything it sent were deleted."), "success")
+    return redirect(url_for("sources.index"), 303)
+
+
+@bp.post("/sources/<source_id>/reply")
+def upload_reply(source_id: str) -> Response:
+    """Store a reply file made by ``tipbox reply`` on the air-gapped machine."""
+    upload = request.files.get("reply")
+    sink = reply_sink(upload.stream) if upload else None
+    if sink is None:
+        flash(gettext("Choose the reply file that 'tipbox reply' wrote."), "error")
+        return _back(source_id)
+    try:
+        actions.store_reply(source_id, sink)
+    except ReplyError as exc:
+        flash(gettext("The reply was refused: %(why)s.", why=exc.message), "error")
+        return _back(source_id)
+    flash(gettext("The reply was stored. The source will see it at its next visit."), "success")
+    return _back(source_id)
+
+
+@bp.post("/sources/<source_id>/reply-text")
+def reply_text(source_id: str) -> Response:
+    """Encrypt a reply typed in the page (the less private path: the server sees it once)."""
+    text = request.form.get("text", "").replace("\r\n", "\n")
+    if not text.strip() or len(text) > MAX_REPLY_CHARS:
+        flash(gettext("Write a reply of at most 100,000 characters."), "error")
+        return _back(source_id)
+    actions.reply_text(source_id, text)
+    flash(gettext("The reply was encrypted and stored."), "success")
+    return _back(source_id)

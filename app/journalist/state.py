@@ -1,0 +1,104 @@
+"""What the journalist app holds while it runs: config, store, accounts, sessions, tokens, inbox.
+
+Built once by :func:`init_app` and kept on the app; it fails closed like the source app (no
+valid newsroom recipient, an unsafe secret: no service). The cookie is the source app's
+encrypted session (:class:`app.session.EncryptedSessionInterface`) under its own name and with
+its own instance secret; it carries the CSRF token, flashed messages and the random session
+token whose hash :class:`~app.journalist.credentials.Sessions` keeps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import IO, Any, cast
+
+from flask import Flask, Request, current_app, g
+
+from app.accounts import Accounts
+from app.crypto.header import hkdf
+from app.journalist.config import JournalistConfig
+from app.journalist.credentials import ApiTokens, Sessions
+from app.journalist.inbox import Inbox
+from app.journalist.replies import ReplySink
+from app.keys import load_recipients
+from app.session import CSRF_KEY_LABEL_V1, EncryptedSessionInterface, load_secret
+from app.store import Store
+
+SECRET_FILE = "journalist.key"  # noqa: S105 - a file name
+COOKIE_NAME = "tipbox_journalist"
+_EXTENSION = "tipbox.journalist"
+_SINKS = "tipbox_reply_sinks"
+
+
+@dataclass(frozen=True)
+class State:
+    """The journalist app's runtime state."""
+
+    config: JournalistConfig
+    store: Store
+    accounts: Accounts
+    sessions: Sessions
+    tokens: ApiTokens
+    inbox: Inbox
+
+
+class ReplyRequest(Request):
+    """Uploaded files stream into a :class:`ReplySink` in the store, never a temp file."""
+
+    def _get_file_stream(
+        self,
+        total_content_length: int | None,
+        content_type: str | None,
+        filename: str | None = None,
+        content_length: int | None = None,
+    ) -> IO[bytes]:
+        sink = ReplySink(get_state().store)
+        g.setdefault(_SINKS, []).append(sink)
+        return cast(IO[bytes], sink.file)
+
+
+def reply_sink(stream: Any) -> ReplySink | None:
+    """The sink behind an uploaded file's stream."""
+    return next((s for s in g.get(_SINKS, []) if s.file is stream), None)
+
+
+def new_sink() -> ReplySink:
+    """A sink for a reply sent as a raw body (API), cleaned up with the request."""
+    sink = ReplySink(get_state().store)
+    g.setdefault(_SINKS, []).append(sink)
+    return sink
+
+
+def _abort_sinks(_exc: BaseException | None) -> None:
+    for sink in g.pop(_SINKS, []):
+        sink.abort()
+
+
+def init_app(app: Flask, config: JournalistConfig) -> State:
+    """Load keys, secrets, the store and the accounts, and keep them on ``app``."""
+    base = config.base
+    recipients = load_recipients(base.keys_dir)
+    secret = load_secret(base.secrets_dir / SECRET_FILE)
+    base.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    store = Store(base.data_dir, recipients, base.bucket_min)
+    accounts = Accounts(store.db_path, config.password_cost, config.login_tries)
+    sessions = Sessions(accounts, config.idle_seconds, config.session_seconds)
+    state = State(config, store, accounts, sessions, ApiTokens(accounts), Inbox(store))
+    app.extensions[_EXTENSION] = state
+    app.secret_key = hkdf(secret, b"", CSRF_KEY_LABEL_V1)
+    app.session_interface = EncryptedSessionInterface(secret, config.session_seconds)
+    app.config.update(
+        SESSION_COOKIE_NAME=COOKIE_NAME,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Strict",
+        SESSION_COOKIE_SECURE=base.cookie_secure,
+    )
+    app.request_class = ReplyRequest
+    app.teardown_request(_abort_sinks)
+    return state
+
+
+def get_state() -> State:
+    """The current app's state."""
+    state: State = current_app.extensions[_EXTENSION]
+    return state

@@ -1,0 +1,316 @@
+"""Journalist accounts: Argon2id passwords, TOTP, throttling, and ``tipbox user`` (real SQLite)."""
+
+from __future__ import annotations
+
+import argparse
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pyotp
+import pytest
+
+from app import cli, users_cli
+from app.accounts import (
+    MIN_PASSWORD,
+    AccountError,
+    Accounts,
+    PasswordCost,
+    cost_from_env,
+    matching_step,
+    suggest_passphrase,
+)
+from app.journalist.credentials import ApiTokens, Sessions
+from tests.live_journalist import CHEAP, PASSWORD, Clock
+
+NOW = 1_800_000_000.0  # a multiple of 30: step boundaries are easy to reason about
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock(NOW)
+
+
+@pytest.fixture
+def accounts(tmp_path: Path, clock: Clock) -> Accounts:
+    return Accounts(tmp_path / "store.sqlite3", CHEAP, clock=clock)
+
+
+def code_at(secret: str, when: float) -> str:
+    return pyotp.TOTP(secret).at(when)
+
+
+def test_passwords_are_argon2id_hashes(accounts: Accounts, tmp_path: Path) -> None:
+    accounts.add("alice", PASSWORD)
+    with sqlite3.connect(tmp_path / "store.sqlite3") as db:
+        (digest,) = db.execute("SELECT password_hash FROM journalists").fetchone()
+    assert digest.startswith("$argon2id$")
+    assert PASSWORD not in (tmp_path / "store.sqlite3").read_bytes().decode("latin-1")
+
+
+@pytest.mark.parametrize(
+    ("name", "password", "needle"),
+    [
+        ("alice", "x" * (MIN_PASSWORD - 1), "at least 14"),
+        ("alice", "", "at least 14"),
+        ("alice", "x" * 2000, "at most"),
+        ("", PASSWORD, "username"),
+        ("-alice", PASSWORD, "username"),
+        ("al ice", PASSWORD, "username"),
+        ("a" * 33, PASSWORD, "username"),
+        ("ålice", PASSWORD, "username"),
+    ],
+)
+def test_bad_accounts_are_refused(
+    accounts: Accounts, name: str, password: str, needle: str
+) -> None:
+    with pytest.raises(AccountError, match=needle):
+        accounts.add(name, password)
+    assert accounts.all() == []
+
+
+def test_usernames_are_unique_whatever_the_case(accounts: Accounts) -> None:
+    accounts.add("alice", PASSWORD)
+    with pytest.raises(AccountError, match="already exists"):
+        accounts.add(" ALICE ", PASSWORD)
+
+
+def test_suggested_passphrases_are_long_diceware() -> None:
+    first, second = suggest_passphrase(), suggest_passphrase()
+    assert len(first.split()) == 7
+    assert len(first) >= MIN_PASSWORD
+    assert first != second
+
+
+@pytest.mark.parametrize(
+    ("offset", "accepted"),
+    [(-60, False), (-30, True), (0, True), (29, True), (30, True), (60, False)],
+)
+def test_totp_accepts_one_step_either_side(offset: int, accepted: bool) -> None:
+    secret = pyotp.random_base32()
+    step = matching_step(secret, code_at(secret, NOW + offset), NOW)
+    assert (step is not None) == accepted
+    if accepted:
+        assert step == int((NOW + offset) // 30)
+
+
+@pytest.mark.parametrize("typed", ["", "12345", "1234567", "abcdef", "１２３４５６", "12 34 5"])
+def test_totp_refuses_malformed_codes(typed: str) -> None:
+    assert matching_step(pyotp.random_base32(), typed, NOW) is None
+
+
+def test_totp_code_with_a_space_is_fine() -> None:
+    secret = pyotp.random_base32()
+    typed = code_at(secret, NOW)
+    assert matching_step(secret, f" {typed[:3]} {typed[3:]} ", NOW) is not None
+
+
+Case = Callable[[Accounts, str, Clock], tuple[str, str, str]]
+
+LOGIN_CASES: dict[str, Case] = {
+    "right": lambda a, s, c: ("alice", PASSWORD, code_at(s, c())),
+    "right, other case": lambda a, s, c: ("ALICE", PASSWORD, code_at(s, c())),
+    "wrong password": lambda a, s, c: ("alice", PASSWORD + "!", code_at(s, c())),
+    "wrong code": lambda a, s, c: ("alice", PASSWORD, f"{(int(code_at(s, c())) + 1) % 10**6:06d}"),
+    "old code": lambda a, s, c: ("alice", PASSWORD, code_at(s, c() - 90)),
+    "unknown user": lambda a, s, c: ("bob", PASSWORD, code_at(s, c())),
+    "empty": lambda a, s, c: ("", "", ""),
+}
+
+
+@pytest.mark.parametrize("case", list(LOGIN_CASES))
+def test_login(accounts: Accounts, clock: Clock, case: str) -> None:
+    _, secret = accounts.add("alice", PASSWORD)
+    found = accounts.login(*LOGIN_CASES[case](accounts, secret, clock))
+    assert (found is not None) == case.startswith("right")
+
+
+def test_a_code_is_good_once(accounts: Accounts, clock: Clock) -> None:
+    _, secret = accounts.add("alice", PASSWORD)
+    typed = code_at(secret, clock())
+    assert accounts.login("alice", PASSWORD, typed) is not None
+    assert accounts.login("alice", PASSWORD, typed) is None  # reused
+    clock.advance(30)
+    # The previous step's code is still inside the window, but it is not newer than the last.
+    assert accounts.login("alice", PASSWORD, typed) is None
+    assert accounts.login("alice", PASSWORD, code_at(secret, clock())) is not None
+
+
+def test_sixth_try_in_a_minute_is_locked(accounts: Accounts, clock: Clock) -> None:
+    _, secret = accounts.add("alice", PASSWORD)
+    for _ in range(5):
+        assert accounts.login("alice", "wrong password!!", code_at(secret, clock())) is None
+        clock.advance(5)
+    assert accounts.login("alice", PASSWORD, code_at(secret, clock())) is None  # 6th: locked
+    clock.advance(60)
+    assert accounts.login("alice", PASSWORD, code_at(secret, clock())) is not None
+
+
+def test_throttling_is_per_account(accounts: Accounts, clock: Clock) -> None:
+    _, alice = accounts.add("alice", PASSWORD)
+    _, bob = accounts.add("bob", PASSWORD)
+    for _ in range(6):
+        accounts.login("alice", "wrong password!!", "000000")
+    assert accounts.login("alice", PASSWORD, code_at(alice, clock())) is None
+    assert accounts.login("bob", PASSWORD, code_at(bob, clock())) is not None
+
+
+def test_reset_and_remove_end_sessions_and_tokens(accounts: Accounts, clock: Clock) -> None:
+    alice, secret = accounts.add("alice", PASSWORD)
+    sessions, tokens = Sessions(accounts, 600, 3600, clock), ApiTokens(accounts)
+    session, token = sessions.start(alice), tokens.create(alice, "script")
+    accounts.set_password("alice", "another long password")
+    assert sessions.resume(session) is None
+    assert tokens.resolve(token) == alice  # a token outlives a password change, not removal
+    _, new_secret = accounts.reset_totp("alice")
+    assert new_secret != secret
+    assert accounts.login("alice", "another long password", code_at(secret, clock())) is None
+    clock.advance(30)
+    assert accounts.login("alice", "another long password", code_at(new_secret, clock()))
+    accounts.remove("alice")
+    assert tokens.resolve(token) is None
+    with accounts.connect() as db:
+        assert db.execute("SELECT COUNT(*) FROM api_tokens").fetchone() == (0,)
+
+
+def test_a_hash_is_upgraded_to_the_configured_cost(tmp_path: Path, clock: Clock) -> None:
+    path = tmp_path / "store.sqlite3"
+    _, secret = Accounts(path, CHEAP, clock=clock).add("alice", PASSWORD)
+    stronger = Accounts(path, PasswordCost(2, 16, 1), clock=clock)
+    assert stronger.login("alice", PASSWORD, code_at(secret, clock())) is not None
+    with stronger.connect() as db:
+        (digest,) = db.execute("SELECT password_hash FROM journalists").fetchone()
+    assert "m=16,t=2,p=1" in digest
+
+
+def test_sessions_expire_idle_and_absolute(accounts: Accounts, clock: Clock) -> None:
+    alice, _ = accounts.add("alice", PASSWORD)
+    sessions = Sessions(accounts, idle=600, lifetime=3600, clock=clock)
+    token = sessions.start(alice)
+    for _ in range(5):  # kept alive by use...
+        clock.advance(599)
+        assert sessions.resume(token) == alice
+    clock.advance(3600 - 5 * 599)  # ...but never past its lifetime
+    assert sessions.resume(token) is None
+    idle = sessions.start(alice)
+    clock.advance(600)
+    assert sessions.resume(idle) is None
+    with accounts.connect() as db:
+        hashes = [row[0] for row in db.execute("SELECT token_hash FROM sessions")]
+    assert token.encode() not in b"".join(hashes)
+
+
+@pytest.mark.parametrize(
+    ("env", "needle"),
+    [
+        ({"TIPBOX_PASSWORD_TIME_COST": "0"}, "TIME_COST"),
+        ({"TIPBOX_PASSWORD_MEMORY_KIB": "lots"}, "MEMORY_KIB"),
+        ({"TIPBOX_PASSWORD_PARALLELISM": "4", "TIPBOX_PASSWORD_MEMORY_KIB": "16"}, "per lane"),
+    ],
+)
+def test_password_cost_from_env(env: dict[str, str], needle: str) -> None:
+    with pytest.raises(AccountError, match=needle):
+        cost_from_env(env)
+    assert cost_from_env({}) == PasswordCost()
+
+
+# --- tipbox user ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tipbox(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Iterator[Callable[..., tuple[int, str, str]]]:
+    """Run ``tipbox ARGS`` in process over a tmp data folder: (status, stdout, stderr)."""
+    monkeypatch.setenv("TIPBOX_DATA_DIR", str(tmp_path / "data"))
+    for name, value in {"TIME_COST": "1", "MEMORY_KIB": "8", "PARALLELISM": "1"}.items():
+        monkeypatch.setenv(f"TIPBOX_PASSWORD_{name}", value)
+    build = cli.build_parser
+
+    def with_users() -> argparse.ArgumentParser:
+        parser = build()
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        if "user" not in sub.choices:  # until app/cli.py registers it itself
+            users_cli.register(sub)
+        return parser
+
+    monkeypatch.setattr(cli, "build_parser", with_users)
+
+    def run(*args: str) -> tuple[int, str, str]:
+        status = cli.main(list(args))
+        out, err = capsys.readouterr()
+        return status, out, err
+
+    return run
+
+
+def _value(text: str, label: str) -> str:
+    return next(line.split(": ", 1)[1] for line in text.splitlines() if line.startswith(label))
+
+
+def test_user_commands(tipbox: Callable[..., tuple[int, str, str]], tmp_path: Path) -> None:
+    status, out, err = tipbox("user", "add", "--admin", "Alice")
+    assert (status, err) == (0, "")
+    password, secret = _value(out, "password"), _value(out, "TOTP secret")
+    assert len(password.split()) == 7
+    assert "otpauth://totp/" in out
+    accounts = Accounts(tmp_path / "data" / "store.sqlite3", CHEAP)
+    found = accounts.login("alice", password, pyotp.TOTP(secret).now())
+    assert found is not None
+    assert found.is_admin
+    assert tipbox("user", "add", "bob")[0] == 0
+    status, out, _ = tipbox("user", "list")
+    assert status == 0
+    assert [line.split()[:2] for line in out.splitlines()] == [
+        ["alice", "admin"],
+        ["bob", "journalist"],
+    ]
+    status, out, _ = tipbox("user", "reset-password", "bob")
+    assert status == 0
+    assert len(_value(out, "password").split()) == 7
+    status, out, _ = tipbox("user", "reset-totp", "bob")
+    assert status == 0
+    assert _value(out, "TOTP secret")
+    assert tipbox("user", "remove", "bob")[0] == 0
+    assert [j.username for j in accounts.all()] == ["alice"]
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (("user", "add", "alice"), "tipbox: error: a journalist called 'alice' already exists"),
+        (("user", "remove", "nobody"), "tipbox: error: no journalist is called 'nobody'"),
+        (("user", "reset-totp", "nobody"), "tipbox: error: no journalist is called 'nobody'"),
+        (("user", "add", "bad name"), "tipbox: error: a username is"),
+        (("user", "add", "carol", "--ask"), "tipbox: error: there is no terminal"),
+        (("user",), "tipbox: error: the following arguments are required"),
+    ],
+)
+def test_user_command_errors(
+    tipbox: Callable[..., tuple[int, str, str]],
+    monkeypatch: pytest.MonkeyPatch,
+    args: tuple[str, ...],
+    needle: str,
+) -> None:
+    assert tipbox("user", "add", "alice")[0] == 0
+
+    def no_terminal(prompt: str = "") -> str:
+        raise EOFError
+
+    monkeypatch.setattr("getpass.getpass", no_terminal)
+    status, out, err = tipbox(*args)
+    assert status == 1
+    assert err.startswith(needle), err
+
+
+def test_the_user_command_imports_no_web_stack_or_database() -> None:
+    code = (
+        "import sys, app.cli, app.users_cli; "
+        "print(sorted(m for m in ('flask', 'sqlite3', 'argon2', 'werkzeug') if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.strip() == "[]"
