@@ -1,4 +1,4 @@
-"""app/onion.py and the admin commands against one real tor with ``DisableNetwork 1``.
+"""app/onion/ and the admin commands against one real tor with ``DisableNetwork 1``.
 
 Each test gets its own tor (started in about 50 ms) on a Debian-like root under tmp_path:
 publishing, addresses that survive a restart, the client-authorization files, adding and

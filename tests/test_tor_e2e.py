@@ -2,7 +2,7 @@
 
 The real source app runs in Gunicorn on a unix socket, as in deployment, and a journalist app
 on another (the real one once ``app.journalist`` exists, a stand-in until then). An
-onion-service tor publishes both with app/onion.py's torrc, and a client tor reaches them
+onion-service tor publishes both with app/onion/'s torrc, and a client tor reaches them
 through its SocksPort: a tip sent to the source onion is stored encrypted; the journalist
 onion refuses a client without a key, serves one with a key, and refuses it again once the
 key is removed while another journalist's key keeps working; ``tipbox status`` is all green;

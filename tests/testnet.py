@@ -97,7 +97,7 @@ def quiet_controller(connect: Callable[[], Any]) -> Any:
         warnings.filterwarnings("ignore", "setDaemon", DeprecationWarning)
         controller = connect()
         controller.authenticate()
-    controller.msg("SETEVENTS")  # see app/onion.py: stem 1.8 can deadlock on SIGNAL events
+    controller.msg("SETEVENTS")  # see app/onion/: stem 1.8 can deadlock on SIGNAL events
     return controller
 
 
