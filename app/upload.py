@@ -24,22 +24,14 @@ from flask_wtf.csrf import CSRFError, validate_csrf
 from werkzeug.datastructures import FileStorage, MultiDict
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.formparser import FormDataParser, MultiPartParser
-from werkzeug.sansio.multipart import (
-    Data,
-    Epilogue,
-    Event,
-    Field,
-    File,
-    MultipartDecoder,
-    NeedData,
-)
+from werkzeug.sansio.multipart import Data, Event, Field, File
 from wtforms import ValidationError
 
+from app import multipart
 from app.store import ItemWriter, PendingItem, Store
 
 EXTENSION = "tipbox.store"
 READ_SIZE = 1 << 20  # bytes read from the client per call: fewer, larger reads are faster
-FEED_SIZE = 64 * 1024  # bytes handed to the multipart decoder at once
 CSRF_FIELD = "csrf_token"
 
 
@@ -106,23 +98,10 @@ class EncryptingMultiPartParser(MultiPartParser):
         return self.cls(parts.fields), self.cls(parts.files)
 
     def _parse(self, stream: t.IO[bytes], boundary: bytes, content_length: int | None) -> _Parts:
-        decoder = MultipartDecoder(
-            boundary, max_form_memory_size=self.max_form_memory_size, max_parts=self.max_form_parts
-        )
         parts = _Parts(self, content_length)
-        while True:
-            data = stream.read(READ_SIZE)
-            # The decoder refuses more than max_form_memory_size (held + new) in one call.
-            for start in range(0, max(len(data), 1), FEED_SIZE):
-                decoder.receive_data(data[start : start + FEED_SIZE] or None)
-                event = decoder.next_event()
-                while not isinstance(event, Epilogue | NeedData):
-                    parts.handle(event)
-                    event = decoder.next_event()
-                if isinstance(event, Epilogue):
-                    return parts
-            if not data:
-                return parts
+        for event in multipart.events(stream.read, boundary, READ_SIZE, self.max_form_parts):
+            parts.handle(event)
+        return parts
 
     def sink(
         self, event: File, fields: list[tuple[str, str]], content_length: int | None

@@ -1,0 +1,140 @@
+"""A streaming multipart/form-data parser built on ``bytes.find``.
+
+Werkzeug's sans-IO decoder reaches about a quarter of what Gunicorn can deliver (measured in
+``bench/upload.py``: 207 MB/s against 812 MB/s for draining the body), which made it the slowest
+step of an upload. This parser searches each 1 MiB read for the delimiter with ``bytes.find``
+(C speed) and hands out the bytes before it; it keeps back only the delimiter's length minus one
+byte, which might be the start of a delimiter split across two reads. It yields Werkzeug's own
+event classes, so the rest of the upload path is unchanged.
+
+Grammar (RFC 7578 / RFC 2046): an optional preamble, then parts each introduced by
+``--boundary`` followed by optional white space and CRLF, headers ending with an empty line,
+the body, and ``CRLF--boundary``; the last delimiter is followed by ``--``. Anything malformed or
+cut short raises :class:`MultipartError` (a ``ValueError``, as Werkzeug's parser raises).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+
+from werkzeug.datastructures import Headers
+from werkzeug.http import parse_options_header
+from werkzeug.sansio.multipart import Data, Event, Field, File
+
+HEADER_LIMIT = 16 * 1024  # one part's headers, at most
+_CONTINUATION = re.compile(rb"\r\n[ \t]+")
+_PADDING = re.compile(rb"[ \t]*\r\n")
+
+
+class MultipartError(ValueError):
+    """The body is not well-formed multipart/form-data."""
+
+
+def _headers(block: bytes) -> Headers:
+    headers = Headers()
+    for line in _CONTINUATION.sub(b" ", block).split(b"\r\n"):
+        name, colon, value = line.decode("utf-8", "replace").partition(":")
+        if not colon:
+            raise MultipartError("malformed part header")
+        headers.add(name.strip(), value.strip())
+    return headers
+
+
+def _part(block: bytes) -> Field | File:
+    headers = _headers(block)
+    disposition, options = parse_options_header(headers.get("Content-Disposition"))
+    if disposition != "form-data" or "name" not in options:
+        raise MultipartError("a part without a form-data name")
+    if "filename" in options:
+        return File(name=options["name"], filename=options["filename"], headers=headers)
+    return Field(name=options["name"], headers=headers)
+
+
+class _Reader:
+    """A buffer over ``read`` with the one operation the parser needs: search, then take."""
+
+    def __init__(self, read: Callable[[int], bytes], size: int) -> None:
+        self._read, self._size = read, size
+        self.buf, self.pos, self.eof = b"\r\n", 0, False  # CRLF first: one delimiter for all
+
+    def more(self) -> bool:
+        """Append the next read; ``False`` at the end of the body."""
+        if self.eof:
+            return False
+        data = self._read(self._size)
+        if not data:
+            self.eof = True
+            return False
+        self.buf, self.pos = self.buf[self.pos :] + data, 0
+        return True
+
+    def take(self, end: int) -> bytes:
+        """The bytes up to ``end``, consumed."""
+        data, self.pos = self.buf[self.pos : end], end
+        return data
+
+
+def events(
+    read: Callable[[int], bytes], boundary: bytes, read_size: int, max_parts: int | None
+) -> Iterator[Event]:
+    """Parse a whole body from ``read``, yielding Field/File events and their Data."""
+    if not boundary or len(boundary) > 200:
+        raise MultipartError("missing or invalid boundary")
+    delimiter = b"\r\n--" + boundary
+    reader = _Reader(read, read_size)
+    parts = 0
+    _skip_to(reader, delimiter)  # the preamble, if any, is ignored
+    while True:
+        while len(reader.buf) - reader.pos < 2 and reader.more():
+            pass
+        if reader.buf.startswith(b"--", reader.pos):
+            return  # the close delimiter; the epilogue is ignored
+        padding = _PADDING.match(reader.buf, reader.pos)
+        if padding is None:
+            raise MultipartError("garbage after a delimiter")
+        reader.pos = padding.end()
+        parts += 1
+        if max_parts is not None and parts > max_parts:
+            raise MultipartError("too many parts")
+        yield _part(_header_block(reader))
+        yield from _body(reader, delimiter)
+
+
+def _skip_to(reader: _Reader, delimiter: bytes) -> None:
+    while (index := reader.buf.find(delimiter, reader.pos)) < 0:
+        reader.pos = max(reader.pos, len(reader.buf) - len(delimiter) + 1)
+        if not reader.more():
+            raise MultipartError("no part in the body")
+    reader.pos = index + len(delimiter)
+
+
+def _header_block(reader: _Reader) -> bytes:
+    while (end := reader.buf.find(b"\r\n\r\n", reader.pos)) < 0:
+        if len(reader.buf) - reader.pos > HEADER_LIMIT or not reader.more():
+            raise MultipartError("part headers too long or cut short")
+    if end - reader.pos > HEADER_LIMIT:
+        raise MultipartError("part headers too long")
+    block = reader.take(end)
+    reader.pos += 2  # the blank line's own CRLF may double as an empty body's delimiter CRLF
+    return block
+
+
+def _body(reader: _Reader, delimiter: bytes) -> Iterator[Data]:
+    keep = len(delimiter) - 1  # a delimiter may straddle two reads
+    while len(reader.buf) - reader.pos < len(delimiter) and reader.more():
+        pass
+    if not reader.buf.startswith(delimiter, reader.pos):
+        reader.pos += 2  # the usual case: CRLF, then the body (Werkzeug's encoder omits it
+        # for an empty body, writing the delimiter straight after the headers)
+    while True:
+        index = reader.buf.find(delimiter, reader.pos)
+        if index >= 0:
+            yield Data(data=reader.take(index), more_data=False)
+            reader.pos += len(delimiter)
+            return
+        safe = len(reader.buf) - keep
+        if safe > reader.pos:
+            yield Data(data=reader.take(safe), more_data=True)
+        if not reader.more():
+            raise MultipartError("the body ends inside a part")

@@ -1,0 +1,115 @@
+"""app/multipart.py: the streaming parser against Werkzeug's encoder and decoder, byte by byte."""
+
+from __future__ import annotations
+
+import io
+import os
+import random
+
+import pytest
+from werkzeug.datastructures import FileStorage, MultiDict
+from werkzeug.sansio.multipart import Data, Field, File
+from werkzeug.test import encode_multipart
+
+from app.multipart import HEADER_LIMIT, MultipartError, events
+
+BOUNDARY = b"----TipboxBoundary7MA4YWxkTrZu0gW"
+
+
+def _parse(body: bytes, read_size: int = 1 << 20, max_parts: int | None = None) -> list:
+    """(kind, name, filename, data) per part, the data joined from its Data events."""
+    parts: list[list] = []
+    for event in events(io.BytesIO(body).read, BOUNDARY, read_size, max_parts):
+        if isinstance(event, File):
+            parts.append(["file", event.name, event.filename, b""])
+        elif isinstance(event, Field):
+            parts.append(["field", event.name, None, b""])
+        else:
+            assert isinstance(event, Data)
+            parts[-1][3] += event.data
+    return [tuple(p) for p in parts]
+
+
+def _part(name: str, data: bytes, filename: str | None = None) -> bytes:
+    disposition = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename else "")
+    return b"Content-Disposition: " + disposition.encode() + b"\r\n\r\n" + data
+
+
+def _body(*parts: bytes, preamble: bytes = b"", epilogue: bytes = b"") -> bytes:
+    out = preamble
+    for i, part in enumerate(parts):
+        out += (b"\r\n" if i or preamble else b"") + b"--" + BOUNDARY + b"\r\n" + part
+    return out + b"\r\n--" + BOUNDARY + b"--\r\n" + epilogue
+
+
+def test_fields_and_files() -> None:
+    body = _body(_part("csrf_token", b"tok"), _part("files", b"A" * 10, "a.bin"), _part("m", b""))
+    assert _parse(body) == [
+        ("field", "csrf_token", None, b"tok"),
+        ("file", "files", "a.bin", b"A" * 10),
+        ("field", "m", None, b""),
+    ]
+
+
+@pytest.mark.parametrize("read_size", [1, 2, 3, 7, 64, 4096, 1 << 20])
+def test_any_read_size_gives_the_same_parts(read_size: int) -> None:
+    data = os.urandom(20000) + b"\r\n--" + BOUNDARY[:-1] + b"\r\n-" + os.urandom(500)
+    body = _body(_part("a", b"x"), _part("f", data, "f.bin"), preamble=b"ignored", epilogue=b"z")
+    assert _parse(body, read_size) == [("field", "a", None, b"x"), ("file", "f", "f.bin", data)]
+
+
+def test_agrees_with_werkzeug_encoder_on_random_forms() -> None:
+    rng = random.Random(7)  # noqa: S311 - reproducible shapes, not secrets
+    for _ in range(40):
+        form: MultiDict[str, object] = MultiDict()
+        expected = []
+        for i in range(rng.randrange(1, 6)):
+            data = rng.randbytes(rng.choice([0, 1, 2, 100, 70000]))
+            if rng.random() < 0.5:
+                text = data.hex()
+                form.add(f"f{i}", text)
+                expected.append(("field", f"f{i}", None, text.encode()))
+            else:
+                form.add(f"u{i}", FileStorage(io.BytesIO(data), f"n{i}.bin"))
+                expected.append(("file", f"u{i}", f"n{i}.bin", data))
+        boundary, body = encode_multipart(form, boundary=BOUNDARY.decode())
+        assert boundary.encode() == BOUNDARY
+        assert _parse(body, rng.choice([1, 13, 4096, 1 << 20])) == expected
+
+
+MALFORMED = {
+    "empty body": b"",
+    "no delimiter": b"just text",
+    "cut in a body": _body(_part("f", b"data", "f"))[:-20],
+    "cut in headers": b"--" + BOUNDARY + b"\r\nContent-Disposition: form-da",
+    "no close delimiter": _body(_part("a", b"x"))[: -len(b"--\r\n")],
+    "garbage after delimiter": b"--" + BOUNDARY + b"XX\r\n" + _part("a", b"x"),
+    "header without colon": b"--" + BOUNDARY + b"\r\nnonsense\r\n\r\nx\r\n--" + BOUNDARY + b"--",
+    "not form-data": _body(b'Content-Disposition: attachment; name="a"\r\n\r\nx'),
+    "no name": _body(b"Content-Disposition: form-data\r\n\r\nx"),
+    "huge headers": _body(b"X-Pad: " + b"p" * (HEADER_LIMIT + 10) + b"\r\n" + _part("a", b"x")),
+}
+
+
+@pytest.mark.parametrize("body", MALFORMED.values(), ids=MALFORMED.keys())
+def test_malformed_bodies_raise(body: bytes) -> None:
+    with pytest.raises(MultipartError):
+        _parse(body, 5)
+
+
+def test_transport_padding_and_folded_headers() -> None:
+    part = b'Content-Disposition: form-data;\r\n  name="a"\r\nContent-Type: text/plain\r\n\r\nx'
+    body = b"--" + BOUNDARY + b" \t\r\n" + part + b"\r\n--" + BOUNDARY + b"--"
+    assert _parse(body) == [("field", "a", None, b"x")]
+
+
+def test_too_many_parts() -> None:
+    body = _body(*[_part(f"a{i}", b"x") for i in range(5)])
+    assert len(_parse(body, max_parts=5)) == 5
+    with pytest.raises(MultipartError, match="too many"):
+        _parse(body, max_parts=4)
+
+
+def test_bad_boundary() -> None:
+    with pytest.raises(MultipartError, match="boundary"):
+        list(events(io.BytesIO(b"").read, b"", 10, None))
