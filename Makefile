@@ -41,7 +41,7 @@ format: $(STAMP) ## Reformat the code with ruff
 	$(BIN)/ruff check --fix app tests bench deploy
 
 test: lint catalogues ## Lint, then run the whole test suite (real age, tor, gunicorn, Chromium)
-	$(BIN)/pytest -n auto $(PYTEST_ARGS)
+	$(BIN)/pytest -n auto --dist loadgroup $(PYTEST_ARGS)
 
 translations: $(STAMP) ## Extract the source portal's strings, update every catalogue, compile them
 	$(BIN)/pybabel -q extract -F babel.cfg -o $(TRANSLATIONS)/messages.pot --add-location=file --sort-by-file --no-wrap --project=Tipbox --version=0.1.0 --copyright-holder="Tipbox contributors" --msgid-bugs-address="" .

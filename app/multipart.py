@@ -54,15 +54,15 @@ def _part(block: bytes) -> Field | File:
 class _Reader:
     """A buffer over ``read`` with the one operation the parser needs: search, then take."""
 
-    def __init__(self, read: Callable[[int], bytes], size: int) -> None:
-        self._read, self._size = read, size
+    def __init__(self, read: Callable[[], bytes]) -> None:
+        self._read = read
         self.buf, self.pos, self.eof = b"\r\n", 0, False  # CRLF first: one delimiter for all
 
     def more(self) -> bool:
         """Append the next read; ``False`` at the end of the body."""
         if self.eof:
             return False
-        data = self._read(self._size)
+        data = self._read()
         if not data:
             self.eof = True
             return False
@@ -76,13 +76,14 @@ class _Reader:
 
 
 def events(
-    read: Callable[[int], bytes], boundary: bytes, read_size: int, max_parts: int | None
+    read: Callable[[], bytes], boundary: bytes, max_parts: int | None = None
 ) -> Iterator[Event]:
-    """Parse a whole body from ``read``, yielding Field/File events and their Data."""
+    """Parse a whole body from ``read()`` (the next bytes, empty at the end), yielding
+    Field/File events and their Data."""
     if not boundary or len(boundary) > 200:
         raise MultipartError("missing or invalid boundary")
     delimiter = b"\r\n--" + boundary
-    reader = _Reader(read, read_size)
+    reader = _Reader(read)
     parts = 0
     _skip_to(reader, delimiter)  # the preamble, if any, is ignored
     while True:

@@ -9,7 +9,7 @@ trust in any proxy header, no control socket. Checked against Gunicorn 27.0 (set
 Environment:
     TIPBOX_BIND     where to listen; default ``unix:/run/tipbox/source.sock`` (deployment: the
                     onion service forwards to it). ``make run`` and the tests use 127.0.0.1:PORT.
-    TIPBOX_WORKERS  worker processes (default 2), TIPBOX_THREADS threads per worker (default 8).
+    TIPBOX_WORKERS  worker processes (default 2), TIPBOX_THREADS threads per worker (default 64).
 
 Every module-level name without a leading underscore that matches a Gunicorn setting is read
 as that setting, so helpers here start with ``_``.
@@ -71,16 +71,18 @@ worker_class = "gthread"
 # - 2 processes, one per core. Most of a request's time is spent waiting on Tor, but the
 #   CPU-heavy parts (the codename KDF, encrypting uploads, rendering) run Python code under
 #   one GIL per process; two processes can use both cores. More processes only add memory.
-# - 8 threads each, so 16 requests in flight: slow uploads hold a thread for their whole
-#   duration (they are the reason for threads), page views are quick. Each thread can run one
-#   codename KDF at a time, so peak KDF memory is 16 x TIPBOX_KDF_MEMLIMIT: keep that product
-#   well inside the machine's RAM.
+# - 64 threads each, so 128 requests in flight: a slow upload over Tor holds a thread for its
+#   whole duration, and with 8 threads (the first setting) sixteen of them stalled every page
+#   view (measured in bench/upload.py: GET / timed out). Page views are quick. Memory stays
+#   bounded: uploads read adaptively (64 KiB first), and the codename KDF runs at most two at a
+#   time per worker (app/source/views.py), so peak KDF memory is 2 x 2 x TIPBOX_KDF_MEMLIMIT.
 # Note for the app: anything kept in process memory (rate-limit counters, caches) is per
 # worker, not per server.
 workers = _positive_int("TIPBOX_WORKERS", 2)
-threads = _positive_int("TIPBOX_THREADS", 8)
+threads = _positive_int("TIPBOX_THREADS", 64)
 # Connections a worker holds at once, kept-alive ones included; the rest wait in the backlog.
-worker_connections = 64
+# Every thread can have a connection, plus a few idle kept-alive ones.
+worker_connections = threads + 16
 max_requests = 0  # never recycle a worker in the middle of someone's upload
 
 # --- Timeouts ---------------------------------------------------------------------------------

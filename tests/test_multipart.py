@@ -19,7 +19,8 @@ BOUNDARY = b"----TipboxBoundary7MA4YWxkTrZu0gW"
 def _parse(body: bytes, read_size: int = 1 << 20, max_parts: int | None = None) -> list:
     """(kind, name, filename, data) per part, the data joined from its Data events."""
     parts: list[list] = []
-    for event in events(io.BytesIO(body).read, BOUNDARY, read_size, max_parts):
+    stream = io.BytesIO(body)
+    for event in events(lambda: stream.read(read_size), BOUNDARY, max_parts):
         if isinstance(event, File):
             parts.append(["file", event.name, event.filename, b""])
         elif isinstance(event, Field):
@@ -112,4 +113,4 @@ def test_too_many_parts() -> None:
 
 def test_bad_boundary() -> None:
     with pytest.raises(MultipartError, match="boundary"):
-        list(events(io.BytesIO(b"").read, b"", 10, None))
+        list(events(io.BytesIO(b"").read, b""))

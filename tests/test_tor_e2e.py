@@ -39,7 +39,9 @@ from tests.testnet import (
     tipbox_main,
 )
 
-pytestmark = [pytest.mark.tor, pytest.mark.slow, needs_testnet]
+# One worker runs them all (make test uses --dist loadgroup): the shared network's keeper stops
+# when its users leave, and a second worker arriving later raced its teardown.
+pytestmark = [pytest.mark.tor, pytest.mark.slow, needs_testnet, pytest.mark.xdist_group("testnet")]
 
 
 def _journalist_app() -> str:

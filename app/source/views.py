@@ -8,6 +8,7 @@ submission, which creates the source in the store.
 
 from __future__ import annotations
 
+import threading
 from typing import Any, cast
 
 from flask import (
@@ -73,11 +74,17 @@ def _source() -> tuple[str, X25519Identity] | None:
     return None
 
 
+# At most two codename derivations at a time per worker: each takes the KDF's memory (64 MiB by
+# default), and a burst of logins on 64 threads must not take 4 GiB; the others wait their turn.
+_KDF_SLOTS = threading.BoundedSemaphore(2)
+
+
 def _derive(codename: str) -> SourceKeys:
     state = get_state()
-    return derive_source_keys(
-        words.normalise_codename(codename), state.pepper, state.config.kdf_cost
-    )
+    with _KDF_SLOTS:
+        return derive_source_keys(
+            words.normalise_codename(codename), state.pepper, state.config.kdf_cost
+        )
 
 
 def _to_landing() -> Response:
