@@ -24,7 +24,7 @@ stands next to a baseline measured in the same run:
    visitor requests ``GET /`` every 100 ms (new connection each). Sessions and CSRF tokens are
    made beforehand; ``GET /`` is first timed on the idle server (the baseline). Uploads still
    running at the deadline are cut and counted. Three Gunicorn settings: the default
-   (2 workers x 8 threads), TIPBOX_THREADS=110, and 128 threads with
+   (2 workers x 64 threads), TIPBOX_THREADS=110, and 128 threads with
    ``--worker-connections 160`` (the config file's 64 caps what a worker accepts). The global
    rate limit is raised for this part (200 generations + 200 submissions in a minute would
    otherwise measure the limiter, not the server). Stored items must equal completed uploads.
@@ -109,7 +109,7 @@ class Setting:
 
 
 SETTINGS = (
-    Setting("default: 2 workers × 8 threads", {}),
+    Setting("default: 2 workers × 64 threads", {}),
     Setting("TIPBOX_THREADS=110", {"TIPBOX_THREADS": "110"}, threads=110),
     Setting(
         "TIPBOX_THREADS=128, --worker-connections 128",
