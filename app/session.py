@@ -174,16 +174,24 @@ def load_secret(path: Path) -> bytes:
     return secret
 
 
-def init_app(app: Flask, config: Config) -> None:
-    """Install the encrypted session and the CSRF signing key, both from the instance secret."""
-    secret = load_secret(config.secrets_dir / INSTANCE_KEY_FILE)
+def install(app: Flask, secret: bytes, lifetime: int, cookie: str, secure: bool) -> None:
+    """The encrypted session and the CSRF signing key, both from ``secret``, on ``app``.
+
+    Shared by the source and journalist apps, which differ only in secret, lifetime and cookie.
+    """
     app.secret_key = hkdf(secret, b"", CSRF_KEY_LABEL_V1)
-    app.session_interface = EncryptedSessionInterface(secret, config.session_seconds)
+    app.session_interface = EncryptedSessionInterface(secret, lifetime)
     app.config.update(
-        SESSION_COOKIE_NAME=COOKIE_NAME,
+        SESSION_COOKIE_NAME=cookie,
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Strict",
-        SESSION_COOKIE_SECURE=config.cookie_secure,
+        SESSION_COOKIE_SECURE=secure,
         SESSION_COOKIE_PATH="/",
         SESSION_COOKIE_DOMAIN=None,
     )
+
+
+def init_app(app: Flask, config: Config) -> None:
+    """Install the source app's encrypted session from the instance secret."""
+    secret = load_secret(config.secrets_dir / INSTANCE_KEY_FILE)
+    install(app, secret, config.session_seconds, COOKIE_NAME, config.cookie_secure)

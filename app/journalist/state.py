@@ -14,14 +14,14 @@ from typing import IO, Any, cast
 
 from flask import Flask, Request, current_app, g
 
+from app import session
 from app.accounts import Accounts
-from app.crypto.header import hkdf
 from app.journalist.config import JournalistConfig
 from app.journalist.credentials import ApiTokens, Sessions
 from app.journalist.inbox import Inbox
 from app.journalist.replies import ReplySink
 from app.keys import load_recipients
-from app.session import CSRF_KEY_LABEL_V1, EncryptedSessionInterface, load_secret
+from app.session import load_secret
 from app.store import Store
 
 SECRET_FILE = "journalist.key"  # noqa: S105 - a file name
@@ -85,14 +85,7 @@ def init_app(app: Flask, config: JournalistConfig) -> State:
     sessions = Sessions(accounts, config.idle_seconds, config.session_seconds)
     state = State(config, store, accounts, sessions, ApiTokens(accounts), Inbox(store))
     app.extensions[_EXTENSION] = state
-    app.secret_key = hkdf(secret, b"", CSRF_KEY_LABEL_V1)
-    app.session_interface = EncryptedSessionInterface(secret, config.session_seconds)
-    app.config.update(
-        SESSION_COOKIE_NAME=COOKIE_NAME,
-        SESSION_COOKIE_HTTPONLY=True,
-        SESSION_COOKIE_SAMESITE="Strict",
-        SESSION_COOKIE_SECURE=base.cookie_secure,
-    )
+    session.install(app, secret, config.session_seconds, COOKIE_NAME, base.cookie_secure)
     app.request_class = ReplyRequest
     app.teardown_request(_abort_sinks)
     return state
