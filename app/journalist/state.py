@@ -52,9 +52,7 @@ class ReplyRequest(Request):
         filename: str | None = None,
         content_length: int | None = None,
     ) -> IO[bytes]:
-        sink = ReplySink(get_state().store)
-        g.setdefault(_SINKS, []).append(sink)
-        return cast(IO[bytes], sink.file)
+        return cast(IO[bytes], new_sink().file)
 
 
 def reply_sink(stream: Any) -> ReplySink | None:
