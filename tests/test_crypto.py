@@ -12,7 +12,14 @@ import pytest
 from app.crypto import EncryptingWriter, ScryptRecipient, X25519Identity, decrypt, encrypt
 from app.crypto.envelope import PAYLOAD_LABEL
 from app.crypto.header import encode_header, hkdf
-from app.crypto.stream import BATCH_CHUNKS, CHUNK_SIZE, ENC_CHUNK_SIZE, TAG_SIZE, Sealer
+from app.crypto.stream import (
+    BATCH_CHUNKS,
+    CHUNK_SIZE,
+    ENC_CHUNK_SIZE,
+    TAG_SIZE,
+    WRITE_PIECE,
+    Sealer,
+)
 from app.errors import (
     ChunkOrderError,
     CryptoError,
@@ -65,6 +72,32 @@ def test_short_reads_both_ways(keypair: X25519Identity) -> None:
     plain = io.BytesIO()
     assert decrypt(TrickleReader(out.getvalue(), 7), plain, [keypair]) == len(data)
     assert plain.getvalue() == data
+
+
+class _Recorder(io.BytesIO):
+    """A BytesIO that remembers the size of every write it was given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sizes: list[int] = []
+
+    def write(self, data: object) -> int:
+        n = super().write(data)  # type: ignore[arg-type]
+        self.sizes.append(n)
+        return n
+
+
+def test_writes_stay_small(keypair: X25519Identity) -> None:
+    """Batches are 2 MiB, but no write() is larger than WRITE_PIECE (see write_all)."""
+    data = os.urandom(3 * BATCH_CHUNKS * CHUNK_SIZE + 12345)
+    sealed = _Recorder()
+    encrypt(io.BytesIO(data), sealed, [keypair.recipient])
+    opened = _Recorder()
+    decrypt(io.BytesIO(sealed.getvalue()), opened, [keypair])
+    assert opened.getvalue() == data
+    for sizes in (sealed.sizes[1:], opened.sizes):  # (the first write is the header)
+        assert max(sizes) == WRITE_PIECE
+        assert len(sizes) > len(data) // WRITE_PIECE
 
 
 def test_progress_reports_the_total(keypair: X25519Identity) -> None:

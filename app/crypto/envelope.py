@@ -27,6 +27,7 @@ from app.crypto.stream import (
     Writable,
     aligned,
     read_full,
+    write_all,
 )
 from app.errors import CryptoError, HeaderError, NoIdentityMatchError
 
@@ -112,7 +113,7 @@ def encrypt(
     outs = [aligned(BATCH_CHUNKS * ENC_CHUNK_SIZE) for _ in range(2)]
     n = total = read_full(src, ins[0])
     if n < size:  # small input: no threads
-        dst.write(Sealer(key).seal_batch(ins[0][:n], outs[0], last=True))
+        write_all(dst, Sealer(key).seal_batch(ins[0][:n], outs[0], last=True))
         if progress:
             progress(total)
         return total
@@ -131,7 +132,7 @@ def encrypt(
             sealed = sealer.seal_batch(ins[batch % 3][:n], outs[batch % 2], last=m == 0)
             if pending:
                 pending.result()
-            pending = writer.submit(dst.write, sealed)
+            pending = writer.submit(write_all, dst, sealed)
             if progress:
                 progress(total)
             if m == 0:
@@ -217,7 +218,7 @@ def decrypt(
         for chunk in open_payload(src, identities, pool):
             if pending:
                 pending.result()
-            pending = writer.submit(dst.write, chunk)
+            pending = writer.submit(write_all, dst, chunk)
             total += len(chunk)
             if progress:
                 progress(total)

@@ -30,7 +30,8 @@ CHUNK_SIZE = 64 * 1024
 TAG_SIZE = 16
 ENC_CHUNK_SIZE = CHUNK_SIZE + TAG_SIZE
 NONCE_SIZE = 16
-BATCH_CHUNKS = 32  # 2 MiB read, sealed or opened, and written at a time
+BATCH_CHUNKS = 32  # 2 MiB read, sealed or opened at a time
+WRITE_PIECE = 256 * 1024  # the largest single write(): see write_all()
 _MAX_COUNTER = 1 << 88
 _REORDER_WINDOW = 64  # how far away a misplaced chunk is looked for, to name the error
 _TRAILING_WINDOW = 4096  # how much appended data is looked for, to name the error
@@ -67,6 +68,25 @@ def read_full(src: Readable, view: memoryview) -> int:
             break
         filled += n
     return filled
+
+
+def write_all(dst: Writable, data: Buffer) -> None:
+    """Write ``data`` to ``dst`` in pieces of at most :data:`WRITE_PIECE` bytes.
+
+    Batches are large (fewer thread hand-offs), but the writes must not be: Linux (6.x, ext4)
+    sizes the page-cache folio it allocates after the size of the ``write()``, and a 2 MiB write
+    asks for 2 MiB of physically contiguous memory, which a fragmented machine finds only after
+    compaction. On the benchmark machine writing a 1 GiB file in 2 MiB calls cost 1.0 to 2.3 s
+    of system time against 0.26 to 0.35 s in 256 KiB calls (128 and 512 KiB were as good as
+    256; 1 MiB was already 3x worse). ``dst.write`` must write everything it is given, as
+    buffered files do.
+    """
+    view = memoryview(data)
+    if len(view) <= WRITE_PIECE:
+        dst.write(view)
+        return
+    for start in range(0, len(view), WRITE_PIECE):
+        dst.write(view[start : start + WRITE_PIECE])
 
 
 def aligned(size: int) -> memoryview:
