@@ -17,6 +17,7 @@ secrets, the logo) is checked when the app starts, and fails closed with :class:
 | ``TIPBOX_SESSION_MINUTES`` | 120 (absolute: a session never lasts longer) |
 | ``TIPBOX_KDF_OPSLIMIT``, ``TIPBOX_KDF_MEMLIMIT`` | 3, 64 MiB (Argon2id per codename) |
 | ``TIPBOX_BUCKET_MIN`` | 1024 (smallest padding bucket of stored ciphertext) |
+| ``TIPBOX_BUCKET_STEPS`` | 4 (padding buckets per power of two: 1, 2, 4, …, 32; see app.padding) |
 | ``TIPBOX_COOKIE_SECURE`` | off (onion services are plain http) |
 | ``TIPBOX_RATE_LIMIT_SESSION`` | ``20 per minute;200 per hour`` (costly requests, per session) |
 | ``TIPBOX_RATE_LIMIT_GLOBAL`` | ``300 per minute`` (costly requests, whole instance) |
@@ -32,6 +33,7 @@ from pathlib import Path
 import limits
 from nacl import pwhash
 
+from app import padding
 from app.crypto import KdfCost
 from app.errors import ConfigError
 
@@ -65,6 +67,7 @@ class Config:
     session_minutes: int = 120
     kdf_cost: KdfCost = field(default_factory=KdfCost)
     bucket_min: int = 1024
+    bucket_steps: int = 4
     cookie_secure: bool = False
     rate_limit_session: str = DEFAULT_RATE_LIMIT_SESSION
     rate_limit_global: str = DEFAULT_RATE_LIMIT_GLOBAL
@@ -103,6 +106,7 @@ def load_config(env: Mapping[str, str]) -> Config:
             ),
         ),
         bucket_min=_int(env, "TIPBOX_BUCKET_MIN", 1024, 1, 2**30),
+        bucket_steps=_steps(env),
         cookie_secure=_bool(env, "TIPBOX_COOKIE_SECURE"),
         rate_limit_session=_limit(env, "TIPBOX_RATE_LIMIT_SESSION", DEFAULT_RATE_LIMIT_SESSION),
         rate_limit_global=_limit(env, "TIPBOX_RATE_LIMIT_GLOBAL", DEFAULT_RATE_LIMIT_GLOBAL),
@@ -137,6 +141,14 @@ def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -
     if not low <= number <= high:
         raise ConfigError(f"{name} must be between {low} and {high}, got {number}")
     return number
+
+
+def _steps(env: Mapping[str, str]) -> int:
+    steps = _int(env, "TIPBOX_BUCKET_STEPS", 4, 1, max(padding.STEPS))
+    if steps not in padding.STEPS:
+        choices = ", ".join(map(str, padding.STEPS))
+        raise ConfigError(f"TIPBOX_BUCKET_STEPS must be one of {choices}, got {steps}")
+    return steps
 
 
 def _bool(env: Mapping[str, str], name: str) -> bool:

@@ -41,13 +41,14 @@ from app.crypto.header import Header, Stanza, b64decode, encode_header, parse_he
 from app.crypto.stream import ENC_CHUNK_SIZE, NONCE_SIZE, TAG_SIZE
 from app.errors import BundleError, HeaderError, ReplyError
 from app.files import atomic_write
+from app.padding import bucket
 
 TAG = "tipbox-recipients"
 NAME = "reply.txt"
 CONTENT_TYPE = "text/plain"
 MAX_TEXT_BYTES = 1 << 20
 MAX_FILE_BYTES = 2 << 20  # the largest reply (1 MiB of text) pads up to this bucket
-BUCKET_MIN = 1024
+BUCKET_MIN = 1024  # replies pad to powers of two (at most 2 MiB: cheap)
 _MAC_LINE = len(b" ") + 43 + len(b"\n")  # what follows "---" in a header
 
 
@@ -61,10 +62,6 @@ def recipients_digest(recipients: Iterable[str | crypto.X25519Recipient]) -> str
 def declaration(recipients: Iterable[str | crypto.X25519Recipient]) -> Stanza:
     """The ``tipbox-recipients`` stanza declaring ``recipients``."""
     return Stanza(TAG, (recipients_digest(recipients),), b"")
-
-
-def _bucket(size: int) -> int:
-    return max(BUCKET_MIN, 1 << (size - 1).bit_length())
 
 
 def _header_size(recipients: Sequence[crypto.X25519Recipient], extra: Stanza) -> int:
@@ -81,7 +78,7 @@ def make_reply(text: str, recipients: Sequence[crypto.X25519Recipient]) -> bytes
     head = container.head(NAME, CONTENT_TYPE, len(data), 0)
     shortest = len(head) + len(data) + container.tail_size(len(data))
     header = _header_size(recipients, extra)
-    room = largest_plain_size(header, _bucket(ciphertext_size(header, shortest)))
+    room = largest_plain_size(header, bucket(ciphertext_size(header, shortest), BUCKET_MIN))
     tail = b"".join(container.trailer(len(data), room - len(head) - len(data)))
     src = io.BytesIO(head + data + tail)
     out = io.BytesIO()

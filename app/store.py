@@ -3,10 +3,11 @@
 What a seized server shows: per source a random lookup id (derived from the codename, which is
 never stored), a random two-word designation for journalists, the source's reply recipient and
 two dates at day granularity; per item its kind, day, padded size and recipients. Item files
-have random names, mtimes set to the epoch, and sizes padded up to a power of two, so neither a
-name nor a size nor a time fingerprints a document. No plaintext ever touches the disk: uploads
-are encrypted as they stream in (see :class:`ItemWriter`), into a temporary file that becomes an
-item only when :meth:`Store.commit` records the whole submission.
+have random names, mtimes set to the epoch, and sizes padded up to a size bucket
+(:mod:`app.padding`), so neither a name nor a size nor a time fingerprints a document. No
+plaintext ever touches the disk: uploads are encrypted as they stream in (see
+:class:`ItemWriter`), into a temporary file that becomes an item only when :meth:`Store.commit`
+records the whole submission.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from pathlib import Path
 from app import container, crypto, words
 from app.crypto.envelope import DeferredHeadWriter, ciphertext_size, largest_plain_size
 from app.errors import StoreError
+from app.files import EarlyWriteback
+from app.padding import bucket
 
 KINDS = ("message", "file", "reply")
 TEMP_PREFIX = ".incoming-"
@@ -65,11 +68,6 @@ CREATE INDEX IF NOT EXISTS items_by_kind ON items (source_id, kind, seq);
 def today() -> str:
     """The current UTC day, the only time granularity Tipbox stores."""
     return datetime.now(UTC).date().isoformat()
-
-
-def bucket(size: int, minimum: int) -> int:
-    """The padded size: the next power of two, at least ``minimum``."""
-    return max(minimum, 1 << (size - 1).bit_length())
 
 
 @dataclass(frozen=True)
@@ -128,7 +126,8 @@ class ItemWriter:
         self._head_size = container.head_size(self.filename, self._type)
         self.recipients = tuple(str(r) for r in recipients)
         try:
-            self._writer = DeferredHeadWriter(self._file, recipients, self._head_size)
+            sink = EarlyWriteback(self._file)
+            self._writer = DeferredHeadWriter(sink, recipients, self._head_size)
         except BaseException:
             self.abort()
             raise
@@ -154,7 +153,9 @@ class ItemWriter:
         size = self._writer.body_size
         header = self._writer.header_size
         shortest = self._head_size + size + container.tail_size(size)
-        target = bucket(ciphertext_size(header, shortest), self._store.bucket_min)
+        target = bucket(
+            ciphertext_size(header, shortest), self._store.bucket_min, self._store.bucket_steps
+        )
         room = largest_plain_size(header, target) - self._head_size - size
         tail = container.trailer(size, room)
         head = container.head(self.filename, self._type, size, 0)
@@ -184,12 +185,13 @@ class Store:
         root: Path,
         recipients: Sequence[crypto.X25519Recipient],
         bucket_min: int = 1024,
+        bucket_steps: int = 4,
     ) -> None:
         if not recipients:
             raise StoreError("the store needs at least one newsroom recipient")
         self.root, self.items = root, root / "items"
         self.recipients = list(recipients)
-        self.bucket_min = bucket_min
+        self.bucket_min, self.bucket_steps = bucket_min, bucket_steps
         self.items.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.db_path = root / "store.sqlite3"
         with self._db() as db:

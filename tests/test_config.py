@@ -34,6 +34,7 @@ def test_defaults() -> None:
     assert config.session_seconds == 7200
     assert config.kdf_cost == KdfCost(opslimit=3, memlimit=64 * MIB)
     assert config.bucket_min == 1024
+    assert config.bucket_steps == 4
     assert config.cookie_secure is False
 
 
@@ -50,6 +51,7 @@ def test_every_variable(tmp_path: Path) -> None:
             "TIPBOX_KDF_OPSLIMIT": "4",
             "TIPBOX_KDF_MEMLIMIT": "8388608",
             "TIPBOX_BUCKET_MIN": "4096",
+            "TIPBOX_BUCKET_STEPS": "1",
             "TIPBOX_COOKIE_SECURE": "yes",
             "TIPBOX_RATE_LIMIT_SESSION": "5 per minute",
             "TIPBOX_RATE_LIMIT_GLOBAL": "50/minute;500/hour",
@@ -66,6 +68,7 @@ def test_every_variable(tmp_path: Path) -> None:
     assert config.session_minutes == 30
     assert config.kdf_cost == KdfCost(opslimit=4, memlimit=8388608)
     assert config.bucket_min == 4096
+    assert config.bucket_steps == 1
     assert config.cookie_secure is True
     assert config.rate_limit_session == "5 per minute"
     assert config.rate_limit_global == "50/minute;500/hour"
@@ -99,6 +102,9 @@ INVALID = [
     ("TIPBOX_KDF_OPSLIMIT", "0"),
     ("TIPBOX_KDF_MEMLIMIT", "1024"),
     ("TIPBOX_BUCKET_MIN", "0"),
+    ("TIPBOX_BUCKET_STEPS", "0"),
+    ("TIPBOX_BUCKET_STEPS", "3"),
+    ("TIPBOX_BUCKET_STEPS", "64"),
     ("TIPBOX_COOKIE_SECURE", "maybe"),
     ("TIPBOX_RATE_LIMIT_SESSION", "lots"),
     ("TIPBOX_RATE_LIMIT_GLOBAL", "10 per fortnight"),

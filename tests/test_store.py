@@ -15,6 +15,7 @@ import pytest
 
 from app.crypto import KdfCost, X25519Identity, derive_source_keys
 from app.errors import NoIdentityMatchError, StoreError
+from app.padding import bucket
 from app.store import PendingItem, Store
 from tests.store_helpers import (
     ITEM_NAME,
@@ -81,12 +82,12 @@ def test_age_and_tar_restore_the_original(
 SIZES = [0, 1, 100, 1000, 64000 - 1, 64000, 65536, 10**5, 200 * 1024, 1 << 20, (1 << 20) + 7]
 
 
-@pytest.mark.parametrize("bucket_min", [1024, 1 << 16])
+@pytest.mark.parametrize(("bucket_min", "steps"), [(1024, 1), (1 << 16, 1), (1024, 4)])
 @pytest.mark.parametrize("size", SIZES)
-def test_stored_sizes_are_powers_of_two(
-    tmp_path: Path, keypair: X25519Identity, size: int, bucket_min: int
+def test_stored_sizes_are_buckets(
+    tmp_path: Path, keypair: X25519Identity, size: int, bucket_min: int, steps: int
 ) -> None:
-    store = Store(tmp_path, [keypair.recipient], bucket_min=bucket_min)
+    store = Store(tmp_path, [keypair.recipient], bucket_min=bucket_min, bucket_steps=steps)
     data = os.urandom(size)
     pending = put(store, "a.bin", data)
     assert pending.plain_size == size
@@ -94,15 +95,30 @@ def test_stored_sizes_are_powers_of_two(
     stored = store.path_of(item).stat().st_size
     assert stored == item.size == pending.size
     assert stored >= bucket_min
-    assert stored & (stored - 1) == 0, stored
+    assert stored == bucket(stored, bucket_min, steps)  # a bucket's own size
+    overhead = 4096 + 16 * (size // 65536 + 1)  # age header, tar blocks, chunk tags: < 4 KiB
+    assert stored <= bucket(size + overhead, bucket_min, steps)  # and no bigger than needed
+    if steps == 1:
+        assert stored & (stored - 1) == 0, stored
     assert read_member(decrypt_path(store.path_of(item), keypair))[1] == data
 
 
-@pytest.mark.parametrize(("small", "large"), [(0, 300), (70_000, 120_000), (300_000, 500_000)])
-def test_sizes_in_one_bucket_look_the_same(store: Store, small: int, large: int) -> None:
+@pytest.mark.parametrize(
+    ("small", "large", "steps"),
+    [(0, 300, 1), (70_000, 120_000, 1), (300_000, 500_000, 1), (330_000, 390_000, 4)],
+)
+def test_sizes_in_one_bucket_look_the_same(
+    tmp_path: Path, keypair: X25519Identity, small: int, large: int, steps: int
+) -> None:
+    store = Store(tmp_path, [keypair.recipient], bucket_steps=steps)
     one, other = put(store, "a", bytes(small)), put(store, "much longer name.pdf", bytes(large))
     assert one.size == other.size
     assert os.path.getsize(one.path) == os.path.getsize(other.path)
+
+
+def test_the_default_pads_big_files_by_less_than_a_quarter(store: Store) -> None:
+    pending = put(store, "big.bin", bytes(5 << 20))  # 5 MiB + headers: the 6 MiB bucket
+    assert pending.size == 6 << 20
 
 
 def test_no_plaintext_on_disk(

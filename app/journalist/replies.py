@@ -15,8 +15,9 @@ import secrets
 from typing import IO, BinaryIO
 
 from app.errors import ReplyError
+from app.padding import bucket
 from app.reply import BUCKET_MIN, MAX_FILE_BYTES, check_reply
-from app.store import TEMP_PREFIX, Item, PendingItem, Source, Store, bucket
+from app.store import TEMP_PREFIX, Item, PendingItem, Source, Store
 
 READ_SIZE = 64 * 1024
 
