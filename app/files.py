@@ -66,3 +66,46 @@ def contained(root: Path, *parts: str) -> Path:
     if target != base and base not in target.parents:
         raise ValueError("path escapes its root")
     return target
+
+
+WRITEBACK_WINDOW = 8 << 20
+
+
+class EarlyWriteback:
+    """A seekable binary file that sends what it was given to the disk as it goes.
+
+    Every ``window`` bytes written, the kernel is asked (``POSIX_FADV_DONTNEED``) to start
+    writing the newest window back and to drop the previous one, written back by then, from the
+    page cache. The final ``fsync`` then has little left to do: on the benchmark machine it took
+    0.85 s after a 512 MiB item was written at full speed, because the kernel had written none of
+    it yet. The server also stops filling its page cache with ciphertext nobody reads soon.
+    """
+
+    def __init__(self, file: BinaryIO, window: int = WRITEBACK_WINDOW) -> None:
+        self._file = file
+        self._window = window
+        self._since = 0  # bytes written since the last request
+        self._previous = 0  # where the previous window started
+        self._current = 0  # where the newest window started
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        """Write ``data``; every ``window`` bytes, ask for the writeback."""
+        n = self._file.write(data)
+        self._since += n
+        if self._since >= self._window:
+            self._since = 0
+            self._file.flush()
+            end = self._file.tell()
+            if end > self._previous:  # (a length of 0 would mean "to the end of the file")
+                fd = self._file.fileno()
+                os.posix_fadvise(fd, self._previous, end - self._previous, os.POSIX_FADV_DONTNEED)
+            self._previous, self._current = min(self._current, end), end
+        return n
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET, /) -> int:
+        """Move, as the file does."""
+        return self._file.seek(offset, whence)
+
+    def tell(self) -> int:
+        """The position, as the file says."""
+        return self._file.tell()

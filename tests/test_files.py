@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import stat
 from collections.abc import Iterator
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from app.files import atomic_write, contained
+from app.files import EarlyWriteback, atomic_write, contained
 from tests.helpers import leftovers
 
 
@@ -145,3 +146,36 @@ def test_contained_accepts_a_symlinked_root(tmp_path: Path) -> None:
     real.mkdir()
     (tmp_path / "alias").symlink_to(real)
     assert contained(tmp_path / "alias", "x") == real / "x"
+
+
+def test_early_writeback_asks_the_kernel_window_by_window(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[tuple[int, int]] = []
+    real = os.posix_fadvise
+
+    def spy(fd: int, offset: int, length: int, advice: int) -> None:
+        assert advice == os.POSIX_FADV_DONTNEED
+        calls.append((offset, length))
+        real(fd, offset, length, advice)
+
+    monkeypatch.setattr(os, "posix_fadvise", spy)
+    data = os.urandom(10 << 20)
+    path = tmp_path / "item"
+    with path.open("w+b") as handle:
+        sink = EarlyWriteback(handle, window=1 << 20)
+        sink.seek(4096)  # leave a hole, as DeferredHeadWriter does for chunk 0
+        for start in range(4096, len(data), 300_000):
+            sink.write(data[start : start + 300_000])
+        assert sink.tell() == len(data)
+        sink.seek(0)
+        sink.write(data[:4096])
+    assert path.read_bytes() == data
+    assert len(calls) == 8  # each 4th write of 300,000 bytes passes 1 MiB (35 writes)
+    assert all(length > 0 for _, length in calls)  # never 0, which would mean "to the end"
+    assert calls[0][0] == 0
+    for (start, length), (next_start, _) in itertools.pairwise(calls):
+        # Each request covers the previous window again (now written back: dropped) and the new
+        # one (written back from now on): consecutive requests overlap, leaving no gap.
+        assert start <= next_start < start + length
+    assert calls[-1][0] + calls[-1][1] <= len(data)
