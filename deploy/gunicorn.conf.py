@@ -25,6 +25,7 @@ Things Gunicorn does on its own, checked:
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import traceback
@@ -84,6 +85,24 @@ threads = _positive_int("TIPBOX_THREADS", 64)
 # Every thread can have a connection, plus a few idle kept-alive ones.
 worker_connections = threads + 16
 max_requests = 0  # never recycle a worker in the middle of someone's upload
+
+# glibc gives each thread that allocates its own malloc arena, up to 8 per core, and memory freed
+# in one arena is not reused by another: with 200 slow uploads a worker grew to 490 MiB, and to
+# 200 MiB with two arenas (bench/upload.py, part 3), for the same CPU time. The limit is set
+# here, in the master before it forks the workers (MALLOC_ARENA_MAX in the environment does the
+# same, but only if every way of starting Gunicorn sets it).
+_M_ARENA_MAX = -8  # from glibc's malloc.h
+
+
+def _limit_malloc_arenas(count: int) -> bool:
+    """Cap glibc's malloc arenas at ``count``; False where there is no glibc (musl, macOS)."""
+    try:
+        return bool(ctypes.CDLL(None).mallopt(_M_ARENA_MAX, count))  # this process's libc
+    except (OSError, AttributeError):
+        return False
+
+
+_MALLOC_ARENAS_LIMITED = _limit_malloc_arenas(2)
 
 # --- Timeouts ---------------------------------------------------------------------------------
 

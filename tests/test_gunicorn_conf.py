@@ -80,6 +80,17 @@ def test_threaded_workers_sized_for_two_cores(load_conf: Callable[..., Config]) 
     assert cfg.wsgi_app == "app:create_app()"
 
 
+def test_malloc_arenas_are_limited() -> None:
+    """The config caps glibc's malloc arenas when Gunicorn loads it (in the master, pre-fork)."""
+    probe = (
+        "import runpy, sys; conf = runpy.run_path(sys.argv[1]); "
+        "print(conf['_MALLOC_ARENAS_LIMITED'])"
+    )
+    argv = [sys.executable, "-c", probe, str(GUNICORN_CONF)]
+    out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "True"
+
+
 def test_workers_and_threads_from_env(load_conf: Callable[..., Config]) -> None:
     cfg = load_conf(TIPBOX_WORKERS="1", TIPBOX_THREADS="3")
     assert (cfg.workers, cfg.threads) == (1, 3)
