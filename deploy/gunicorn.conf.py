@@ -32,6 +32,7 @@ import traceback
 from typing import Any
 
 from gunicorn import glogging
+from gunicorn.http import unreader as _unreader
 
 # --- Where to listen ------------------------------------------------------------------------
 
@@ -103,6 +104,16 @@ def _limit_malloc_arenas(count: int) -> bool:
 
 
 _MALLOC_ARENAS_LIMITED = _limit_malloc_arenas(2)
+
+# Gunicorn 27 reads a request body with recv() calls of up to 1 MiB whatever the app asks for
+# (SocketUnreader.max_body_chunk), and each such call first allocates its whole buffer: 128
+# threads blocked on slow Tor uploads then hold 128 MiB, and the heap fragments. With 256 KiB
+# a worker serving ~110 slow uploads peaked at 320 MiB instead of 694 MiB (bench/upload.py, part
+# 3), for less CPU; a single fast upload still gets large reads. (The attribute is checked, so
+# a Gunicorn without it keeps its own behaviour.)
+_RECV_LIMIT = 256 * 1024
+if hasattr(_unreader.SocketUnreader, "max_body_chunk"):
+    _unreader.SocketUnreader.max_body_chunk = _RECV_LIMIT
 
 # --- Timeouts ---------------------------------------------------------------------------------
 

@@ -17,8 +17,9 @@ import pytest
 from gunicorn.app.base import Application
 from gunicorn.config import Config
 
-from tests import live
-from tests.live import GUNICORN_CONF, REPO, STANDIN_APP, LiveServer
+from tests import gunicorn_launch, live
+from tests.gunicorn_launch import GUNICORN_CONF, REPO
+from tests.live import STANDIN_APP, LiveServer
 
 OUR_ENV = ("TIPBOX_BIND", "TIPBOX_WORKERS", "TIPBOX_THREADS")
 # A client address nobody else uses (loopback accepts any 127/8 source), easy to grep for.
@@ -80,15 +81,17 @@ def test_threaded_workers_sized_for_two_cores(load_conf: Callable[..., Config]) 
     assert cfg.wsgi_app == "app:create_app()"
 
 
-def test_malloc_arenas_are_limited() -> None:
-    """The config caps glibc's malloc arenas when Gunicorn loads it (in the master, pre-fork)."""
+def test_memory_settings_take_effect() -> None:
+    """Loading the config (in the master, before the fork) caps glibc's malloc arenas and the
+    size of Gunicorn's body reads."""
     probe = (
-        "import runpy, sys; conf = runpy.run_path(sys.argv[1]); "
-        "print(conf['_MALLOC_ARENAS_LIMITED'])"
+        "import runpy, sys; from gunicorn.http.unreader import SocketUnreader as S; "
+        "conf = runpy.run_path(sys.argv[1]); "
+        "print(conf['_MALLOC_ARENAS_LIMITED'], S.max_body_chunk)"
     )
     argv = [sys.executable, "-c", probe, str(GUNICORN_CONF)]
     out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "True"
+    assert out.split() == ["True", str(256 * 1024)]
 
 
 def test_workers_and_threads_from_env(load_conf: Callable[..., Config]) -> None:
@@ -306,8 +309,10 @@ def test_live_server_moves_on_from_a_taken_port(
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         ports = [taken.getsockname()[1]]
-        real_free_port = live.free_port
-        monkeypatch.setattr(live, "free_port", lambda: ports.pop() if ports else real_free_port())
+        real_free_port = gunicorn_launch.free_port
+        monkeypatch.setattr(
+            gunicorn_launch, "free_port", lambda: ports.pop() if ports else real_free_port()
+        )
         server = live.start_server(tmp_path / "srv", tmp_path / "id.txt", app=STANDIN_APP)
         try:
             assert server.port != taken.getsockname()[1]
