@@ -139,7 +139,7 @@ def trailer(size: int, length: int) -> Iterator[bytes]:
     if zeros < 0:
         raise ValueError("no room for the end of the archive")
     yield bytes(tail_size(size))
-    piece = bytes(1 << 16)
+    piece = bytes(1 << 20)
     while zeros > 0:
         yield piece[: min(zeros, len(piece))]
         zeros -= len(piece)

@@ -271,6 +271,7 @@ class DeferredHeadWriter:
         self._head_size = head_size
         self._first = bytearray()  # body bytes that belong to chunk 0, held until finish()
         self._rest = bytearray()  # pending bytes of later chunks
+        self._out = bytearray()  # sealed chunks on their way to dst (as large as a write needs)
         self._sealer: Sealer | None = None
         self.body_size = 0
 
@@ -291,10 +292,15 @@ class DeferredHeadWriter:
             self._sealer = Sealer(self._key, first_counter=1)
             self._dst.seek(self.header_size + ENC_CHUNK_SIZE)
         self._rest += data
-        while len(self._rest) > CHUNK_SIZE:  # keep the last chunk back until finish()
-            with memoryview(self._rest) as view:
-                self._dst.write(self._sealer.seal(view[:CHUNK_SIZE], last=False))
-            del self._rest[:CHUNK_SIZE]
+        # Seal every full chunk at once, but keep the last one back until finish(): only then
+        # is it known to be the last.
+        full = (len(self._rest) - 1) // CHUNK_SIZE
+        if full:
+            if len(self._out) < full * ENC_CHUNK_SIZE:
+                self._out = bytearray(full * ENC_CHUNK_SIZE)
+            with memoryview(self._rest) as view, memoryview(self._out) as out:
+                write_all(self._dst, self._sealer.seal_batch(view[: full * CHUNK_SIZE], out, False))
+            del self._rest[: full * CHUNK_SIZE]
 
     def finish(self, head: bytes, tail: Iterable[bytes] = ()) -> int:
         """Append ``tail``, seal everything with ``head`` in front; return the file's size."""
