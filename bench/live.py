@@ -4,49 +4,33 @@ A server is ``gunicorn -c deploy/gunicorn.conf.py APP`` (the production config) 
 and a free port, in a session of its own, with everything it may write (data, secrets, tmp,
 home, its log) under one folder of the bench workspace. :func:`running` starts one, waits until
 every worker answers, and always stops it: SIGTERM, a bounded wait, then SIGKILL of its whole
-process group. Only loopback addresses are used. Adapted from tests/live.py (not imported:
-bench code does not depend on the tests).
+process group. Only loopback addresses are used. The launching is the tests' own
+(tests/gunicorn_launch.py), so that what is measured is what is tested.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import http.client
 import os
 import re
 import secrets
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.cookies import SimpleCookie
 from pathlib import Path
+from typing import ClassVar
 from urllib.parse import urljoin, urlsplit
 
-from bench.core import MIB, REPO
+from bench.core import MIB
+from tests import gunicorn_launch
+from tests.gunicorn_launch import HOST, Gunicorn, ServerError
 
-HOST = "127.0.0.1"
-GUNICORN_CONF = REPO / "deploy" / "gunicorn.conf.py"
 TIPBOX_APP = "app:create_app()"
 DRAIN_APP = "bench.drain:app"
 WERKZEUG_APP = "bench.drain:werkzeug_app()"
-START_TIMEOUT = 60.0
-STOP_TIMEOUT = 20.0
-PORT_TRIES = 5
-# The codename KDF is not what this section measures: libsodium's minimum cost, as in the tests.
-CHEAP_KDF = {"TIPBOX_KDF_OPSLIMIT": "1", "TIPBOX_KDF_MEMLIMIT": str(8 * MIB)}
-_SCRUBBED_PREFIXES = ("TIPBOX_", "GUNICORN", "FORWARDED_ALLOW_IPS", "WEB_CONCURRENCY")
-_SCRUBBED = {"PORT", "XDG_RUNTIME_DIR", "PYTHONSTARTUP"}
 _PIECE = 64 * MIB
 _random: list[bytes] = []
-
-
-class ServerError(RuntimeError):
-    """A server did not start, or answered something unexpected."""
 
 
 def random_block() -> bytes:
@@ -75,166 +59,34 @@ def make_keys(keys_dir: Path) -> None:
     (keys_dir / "newsroom.pub").write_text(f"{X25519Identity.generate().recipient}\n")
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@dataclass
-class Server:
+@dataclass(kw_only=True)
+class Server(Gunicorn):
     """One Gunicorn master (and its workers) and the folder it owns."""
 
-    root: Path
-    port: int
-    process: subprocess.Popen[bytes]
+    LOGS: ClassVar[tuple[str, ...]] = ("gunicorn.log",)  # stdout and stderr, interleaved
+    STOP_TIMEOUT: ClassVar[float] = 20.0
+
     workers: int
     app: str
-
-    @property
-    def data_dir(self) -> Path:
-        return self.root / "data"
-
-    @property
-    def keys_dir(self) -> Path:
-        return self.root / "keys"
-
-    @property
-    def log_path(self) -> Path:
-        return self.root / "gunicorn.log"
-
-    def log(self) -> str:
-        try:
-            return self.log_path.read_bytes().decode("utf-8", "replace")
-        except FileNotFoundError:
-            return ""
-
-    def worker_pids(self) -> list[int]:
-        """The workers (the master's children)."""
-        pid = self.process.pid
-        try:
-            return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-        except OSError:
-            return []
-
-    def connection(self, timeout: float = 60.0) -> http.client.HTTPConnection:
-        return http.client.HTTPConnection(HOST, self.port, timeout=timeout)
-
-    def stop(self) -> None:
-        """SIGTERM (graceful), a bounded wait, then SIGKILL the process group; reap."""
-        process = self.process
-        if process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                process.terminate()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout=STOP_TIMEOUT)
-        # The group id is the master's pid (own session): reaches workers that outlived it.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(process.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=STOP_TIMEOUT)
-
-
-def _env(root: Path, port: int, extra: Mapping[str, str]) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(_SCRUBBED_PREFIXES) and k not in _SCRUBBED
-    }
-    env.update(
-        {
-            "TIPBOX_ENV": "development",
-            **CHEAP_KDF,
-            "TIPBOX_DATA_DIR": str(root / "data"),
-            "TIPBOX_KEYS_DIR": str(root / "keys"),
-            "TIPBOX_SECRETS_DIR": str(root / "secrets"),
-            "TIPBOX_BIND": f"{HOST}:{port}",
-            "TMPDIR": str(root / "tmp"),
-            "HOME": str(root / "home"),
-            "PYTHONUNBUFFERED": "1",
-        }
-    )
-    env.update(extra)
-    return env
-
-
-def _answers(port: int, timeout: float) -> bool:
-    conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
-    try:
-        conn.request("GET", "/")
-        conn.getresponse().read()
-    except (OSError, http.client.HTTPException):
-        return False
-    finally:
-        conn.close()
-    return True
-
-
-def _bind_failed(log: str) -> bool:
-    return "Connection in use" in log or os.strerror(errno.EADDRINUSE) in log
-
-
-def _booted(server: Server) -> bool:
-    """Every worker has loaded the app (Gunicorn logs nothing then: count distinct answers)."""
-    return len(server.worker_pids()) >= server.workers
-
-
-def _wait(server: Server) -> bool:
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None or _bind_failed(server.log()):
-            return False
-        # Only once our master has bound the port: another process may have taken it since
-        # free_port() saw it free, and would answer in its place.
-        bound = f"Listening at: http://{HOST}:{server.port} " in server.log()
-        if bound and _booted(server) and _answers(server.port, 1.0):
-            # The other workers fork at the same time; give them their app import too.
-            for _ in range(4 * server.workers):
-                _answers(server.port, 5.0)
-            time.sleep(0.5)
-            return True
-        time.sleep(0.1)
-    raise ServerError(f"gunicorn did not answer within {START_TIMEOUT:.0f} s:\n{server.log()}")
 
 
 def start(
     root: Path, app: str, env: Mapping[str, str] | None = None, args: Sequence[str] = ()
 ) -> Server:
-    """Start ``app`` under the deploy config (plus ``args``) with its folders under ``root``."""
-    for folder in ("data", "secrets", "tmp", "home"):
-        (root / folder).mkdir(mode=0o700, parents=True, exist_ok=True)
-    if not (root / "keys" / "newsroom.pub").exists():
-        make_keys(root / "keys")
-    extra = dict(env or {})
-    workers = int(extra.get("TIPBOX_WORKERS", "2"))
-    last = ""
-    for _ in range(PORT_TRIES):
-        port = free_port()
-        command = [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF), *args, app]
-        with open(root / "gunicorn.log", "wb") as log:  # noqa: PTH123 - a raw handle for the child
-            process = subprocess.Popen(
-                command,
-                cwd=REPO,
-                env=_env(root, port, extra),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        server = Server(root, port, process, workers, app)
-        try:
-            ready = _wait(server)
-        except BaseException:
-            server.stop()
-            raise
-        if ready:
-            return server
-        server.stop()
-        last = server.log()
-        if not _bind_failed(last):
-            break
-    raise ServerError(f"gunicorn did not start; its output:\n{last}")
+    """Start ``app`` under the deploy config (plus ``args``) with its folders under ``root``;
+    wait until every worker answers."""
+    workers = int((env or {}).get("TIPBOX_WORKERS", "2"))
+    return gunicorn_launch.start(
+        Server,
+        root,
+        app,
+        make_keys=make_keys,
+        env=env,
+        args=args,
+        wait_for=workers,
+        workers=workers,
+        app=app,
+    )
 
 
 @contextlib.contextmanager

@@ -6,6 +6,7 @@ Fixtures (pull them into a conftest with ``from tests.live import browser, live_
   real Gunicorn process on 127.0.0.1 and a free port, with its own data, keys, secrets, tmp and
   home folders under the test's tmp dir and a throwaway newsroom identity *outside* them; it
   waits until the server answers and stops it (and every process it started) at teardown.
+  The launching itself is tests/gunicorn_launch.py (shared with the benchmarks).
 - ``browser``: Debian's Chromium driven by Playwright, JavaScript off, every request recorded,
   anything not addressed to 127.0.0.1 aborted; ``browser.shot(name)`` saves a screenshot.
 
@@ -15,16 +16,10 @@ Only loopback addresses are used anywhere.
 from __future__ import annotations
 
 import contextlib
-import errno
-import http.client
+import functools
 import io
 import os
-import signal
-import socket
-import subprocess
-import sys
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +28,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from app.admin import UnixHTTPConnection
+from tests.gunicorn_launch import Gunicorn, start
 
 if TYPE_CHECKING:
     from playwright.sync_api import BrowserContext, Page, Request, Route
@@ -41,23 +36,8 @@ if TYPE_CHECKING:
     from app.crypto import X25519Recipient
     from app.store import Store
 
-REPO = Path(__file__).resolve().parent.parent
-GUNICORN_CONF = REPO / "deploy" / "gunicorn.conf.py"
 REAL_APP = "app:create_app()"
 STANDIN_APP = "tests.live:standin_app"
-HOST = "127.0.0.1"
-START_TIMEOUT = 60.0
-STOP_TIMEOUT = 30.0
-PORT_TRIES = 5
-# Cheap codename KDF for tests (libsodium's minimum ops, 8 MiB).
-TEST_ENV = {
-    "TIPBOX_ENV": "development",
-    "TIPBOX_KDF_OPSLIMIT": "1",
-    "TIPBOX_KDF_MEMLIMIT": "8388608",
-}
-# Variables of ours or Gunicorn's that must not leak from the developer's shell into a server.
-_SCRUBBED_PREFIXES = ("TIPBOX_", "GUNICORN", "FORWARDED_ALLOW_IPS", "WEB_CONCURRENCY")
-_SCRUBBED = {"PORT", "XDG_RUNTIME_DIR", "PYTHONSTARTUP"}
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -72,29 +52,12 @@ CHROMIUM_ARGS = [
 ]
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago (Gunicorn cannot bind port 0)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
+@dataclass(kw_only=True)
+class LiveServer(Gunicorn):
+    """One Gunicorn process and the folders it owns (everything it may write is under root),
+    and the newsroom identity outside them."""
 
-
-class ServerError(RuntimeError):
-    """The server did not start; the message ends with its log."""
-
-
-@dataclass
-class LiveServer:
-    """One Gunicorn process and the folders it owns (everything it may write is under root)."""
-
-    root: Path
     identity_path: Path
-    port: int
-    process: subprocess.Popen[bytes]
-    socket_path: Path | None = None
-    host: str = HOST
-    stopped: bool = field(default=False)
 
     @property
     def url(self) -> str:
@@ -105,50 +68,12 @@ class LiveServer:
         return self.url
 
     @property
-    def data_dir(self) -> Path:
-        return self.root / "data"
-
-    @property
-    def keys_dir(self) -> Path:
-        return self.root / "keys"
-
-    @property
-    def secrets_dir(self) -> Path:
-        return self.root / "secrets"
-
-    @property
-    def tmp_dir(self) -> Path:
-        return self.root / "tmp"
-
-    @property
-    def home_dir(self) -> Path:
-        return self.root / "home"
-
-    @property
     def stdout_path(self) -> Path:
         return self.root / "gunicorn.stdout"
 
     @property
     def stderr_path(self) -> Path:
         return self.root / "gunicorn.stderr"
-
-    def connection(
-        self, source_address: tuple[str, int] | None = None, timeout: float = 60.0
-    ) -> http.client.HTTPConnection:
-        """A new HTTP connection to the server (TCP from ``source_address``, or its unix socket)."""
-        if self.socket_path is not None:
-            return UnixHTTPConnection(self.socket_path, timeout=timeout)
-        return http.client.HTTPConnection(
-            self.host, self.port, timeout=timeout, source_address=source_address
-        )
-
-    def log(self) -> str:
-        """What the server printed so far (stdout then stderr), for failure messages."""
-        parts = []
-        for path in (self.stdout_path, self.stderr_path):
-            with contextlib.suppress(FileNotFoundError):
-                parts.append(path.read_bytes().decode("utf-8", "replace"))
-        return "".join(parts)
 
     def recipients(self) -> list[X25519Recipient]:
         from app.keys import load_recipients
@@ -160,50 +85,6 @@ class LiveServer:
         from app.store import Store
 
         return Store(self.data_dir, self.recipients())
-
-    def worker_pids(self) -> list[int]:
-        """The Gunicorn workers (the master's children)."""
-        pid = self.process.pid
-        try:
-            text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-        except OSError:
-            return []
-        return [int(p) for p in text.split()]
-
-    def stop(self, graceful: bool = True) -> None:
-        """SIGTERM (Gunicorn's graceful stop), wait, then SIGKILL the whole process group."""
-        if self.stopped:
-            return
-        self.stopped = True
-        stop_process(self.process, graceful)
-
-
-def stop_process(process: subprocess.Popen[bytes], graceful: bool = True) -> None:
-    """SIGTERM, wait (bounded), then SIGKILL its whole process group, then reap it.
-
-    The process was started in a session of its own, so its group id is its pid. Until we reap
-    it that pid cannot be reused, so the group kill reaches only what it started (workers that
-    outlived their master, say). ``graceful=False`` skips the SIGTERM (a Gunicorn still
-    retrying its bind only acts on it once it gives up, 5 s later).
-    """
-    if process.returncode is None:
-        if graceful:
-            with contextlib.suppress(ProcessLookupError):
-                process.terminate()
-            deadline = time.monotonic() + STOP_TIMEOUT
-            while time.monotonic() < deadline and not _exited(process.pid):
-                time.sleep(0.05)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(process.pid, signal.SIGKILL)
-    process.wait(timeout=STOP_TIMEOUT)
-
-
-def _exited(pid: int) -> bool:
-    """Whether the child has exited, without reaping it."""
-    try:
-        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
-    except ChildProcessError:
-        return True
 
 
 def make_newsroom_keys(identity_path: Path, keys_dir: Path) -> None:
@@ -227,45 +108,6 @@ def make_newsroom_keys(identity_path: Path, keys_dir: Path) -> None:
         raise RuntimeError("tipbox keygen failed")
 
 
-def _server_env(server_root: Path, port: int, extra: Mapping[str, str]) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(_SCRUBBED_PREFIXES) and k not in _SCRUBBED
-    }
-    env.update(
-        {
-            **TEST_ENV,
-            "TIPBOX_DATA_DIR": str(server_root / "data"),
-            "TIPBOX_KEYS_DIR": str(server_root / "keys"),
-            "TIPBOX_SECRETS_DIR": str(server_root / "secrets"),
-            "TIPBOX_BIND": f"{HOST}:{port}",
-            "TMPDIR": str(server_root / "tmp"),
-            "HOME": str(server_root / "home"),
-            "PYTHONUNBUFFERED": "1",
-        }
-    )
-    env.update(extra)
-    return env
-
-
-def answers(server: LiveServer, timeout: float = 2.0) -> bool:
-    """Whether the server answers ``GET /`` (with any status)."""
-    conn = server.connection(timeout=timeout)
-    try:
-        conn.request("GET", "/")
-        conn.getresponse().read()
-    except (OSError, http.client.HTTPException):
-        return False
-    finally:
-        conn.close()
-    return True
-
-
-def _bind_failed(log: str) -> bool:
-    return "Connection in use" in log or os.strerror(errno.EADDRINUSE) in log
-
-
 def start_server(
     server_root: Path,
     identity_path: Path,
@@ -276,58 +118,15 @@ def start_server(
 ) -> LiveServer:
     """Start Gunicorn with the deploy config on a free loopback port (or on a unix socket under
     ``server_root``); wait until it answers."""
-    for folder in ("data", "secrets", "tmp", "home"):
-        (server_root / folder).mkdir(mode=0o700, parents=True, exist_ok=True)
-    if not (server_root / "keys" / "newsroom.pub").exists():
-        make_newsroom_keys(identity_path, server_root / "keys")
-    last_log = ""
-    for _ in range(PORT_TRIES):
-        socket_path = server_root / "s.sock" if unix_socket else None
-        port = 0 if socket_path else free_port()
-        server_env = _server_env(server_root, port, env or {})
-        if socket_path:
-            server_env["TIPBOX_BIND"] = f"unix:{socket_path}"
-        command = [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF), app]
-        with (  # fresh logs per attempt: an earlier "Connection in use" must not count
-            open(server_root / "gunicorn.stdout", "wb") as out,  # noqa: PTH123
-            open(server_root / "gunicorn.stderr", "wb") as err,  # noqa: PTH123
-        ):
-            process = subprocess.Popen(
-                command,
-                cwd=REPO,
-                env=server_env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=err,
-                start_new_session=True,
-            )
-        server = LiveServer(server_root, identity_path, port, process, socket_path)
-        try:
-            ready = _wait_until_ready(server)
-        except BaseException:
-            server.stop()
-            raise
-        if ready:
-            return server
-        server.stop(graceful=False)
-        last_log = server.log()
-        if not _bind_failed(last_log):
-            break
-    raise ServerError(f"gunicorn did not start; its output:\n{last_log}")
-
-
-def _wait_until_ready(server: LiveServer) -> bool:
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            return False
-        if _bind_failed(server.log()):
-            return False  # Gunicorn would retry for 5 s: pick another port now
-        # Short: whoever holds a taken port may accept and never answer.
-        if answers(server, timeout=1.0):
-            return True
-        time.sleep(0.1)
-    raise ServerError(f"gunicorn did not answer within {START_TIMEOUT:.0f} s:\n{server.log()}")
+    return start(
+        LiveServer,
+        server_root,
+        app,
+        make_keys=functools.partial(make_newsroom_keys, identity_path),
+        env=env,
+        unix_socket=unix_socket,
+        identity_path=identity_path,
+    )
 
 
 StartServer = Callable[..., LiveServer]

@@ -13,8 +13,6 @@ source server from ``tests.live.live_server``.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,15 +31,16 @@ from app.journalist.config import JournalistConfig
 from app.journalist.state import State, get_state
 from app.store import Item
 from tests.fixtures_app import find
-from tests.live import (
+from tests.gunicorn_launch import (
     HOST,
     REPO,
-    LiveServer,
     ServerError,
-    _server_env,
-    _wait_until_ready,
     free_port,
+    server_env,
+    spawn,
+    wait_until_ready,
 )
+from tests.live import LiveServer
 
 CHEAP = PasswordCost(time_cost=1, memory_kib=8, parallelism=1)
 PASSWORD = "correct horse battery staple"
@@ -178,32 +177,18 @@ def start_journalist(source: LiveServer, root: Path) -> LiveServer:
     for folder in ("tmp", "home"):
         (root / folder).mkdir(mode=0o700, parents=True, exist_ok=True)
     port = free_port()
-    env = _server_env(root, port, CHEAP_ENV)
     bind = f"{HOST}:{port}"
+    env = server_env(root, bind, CHEAP_ENV)
     env.update(
         TIPBOX_DATA_DIR=str(source.data_dir),
         TIPBOX_KEYS_DIR=str(source.keys_dir),
         TIPBOX_SECRETS_DIR=str(source.secrets_dir),
-        TIPBOX_BIND=bind,
         TIPBOX_JOURNALIST_BIND=bind,
     )
-    command = [sys.executable, "-m", "gunicorn", "-c", str(JOURNALIST_CONF), JOURNALIST_APP]
-    with (
-        open(root / "gunicorn.stdout", "wb") as out,  # noqa: PTH123
-        open(root / "gunicorn.stderr", "wb") as err,  # noqa: PTH123
-    ):
-        process = subprocess.Popen(
-            command,
-            cwd=REPO,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=err,
-            start_new_session=True,
-        )
-    server = LiveServer(root, source.identity_path, port, process)
+    process = spawn(root, JOURNALIST_APP, env, conf=JOURNALIST_CONF)
+    server = LiveServer(root=root, identity_path=source.identity_path, port=port, process=process)
     try:
-        if not _wait_until_ready(server):
+        if not wait_until_ready(server):
             raise ServerError(f"the journalist app did not start:\n{server.log()}")
     except BaseException:
         server.stop()

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
-from tests.live import free_port, stop_process
+from tests.gunicorn_launch import free_port, stop_process
 
 pytestmark = [pytest.mark.tor, pytest.mark.slow]
 ONION = re.compile(rb"onion service http://([a-z2-7]{56})\.onion/")

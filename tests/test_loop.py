@@ -27,7 +27,8 @@ from werkzeug.test import encode_multipart
 from app.accounts import Accounts
 from tests import live_journalist as lj
 from tests.fixtures_app import find, one
-from tests.live import REPO, BrowserSession, LiveServer
+from tests.gunicorn_launch import REPO
+from tests.live import BrowserSession, LiveServer
 from tests.live_journalist import CHEAP, PASSWORD
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
