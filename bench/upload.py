@@ -109,7 +109,7 @@ class Setting:
 
 
 SETTINGS = (
-    Setting("default: 2 workers × 64 threads", {}),
+    Setting("default: 2 workers × 64 threads", {}, threads=64, connections=80),
     Setting("TIPBOX_THREADS=110", {"TIPBOX_THREADS": "110"}, threads=110),
     Setting(
         "TIPBOX_THREADS=128, --worker-connections 128",
@@ -1046,7 +1046,7 @@ def render(
         f"Repetitions are capped at {MAX_THROUGHPUT_REPS} to keep the section near 3 minutes.",
         f"Time from connect to the end of the response, for a {sizes.upload / MIB:.0f} MiB file",
         "in a multipart body; MB/s are 10^6 bytes of file per second, of the median. Tipbox",
-        "answers once the item is sealed: padded to the next power of two",
+        "answers once the item is sealed: padded to its size bucket (app/padding.py)",
         f"({result.runs['tipbox'][0].ciphertext / MIB:.0f} MiB stored for",
         f"{sizes.upload / MIB:.0f} MiB, the padding encrypted and written like the data),",
         "fsynced and committed. Its item writer alone, in this process (no HTTP, no parsing),",
