@@ -8,8 +8,8 @@ powers of two, themselves evenly spaced.
   twice the size on disk and twice the writing (a 1 GiB upload is stored in 2 GiB).
 * ``steps=4`` (the default for stored items) keeps two bits after the leading one: a size
   between 4 and 8 MiB becomes 5, 6, 7 or 8 MiB. Padding adds less than 25%, and each bucket
-  still holds every size within a quarter of its power of two (a 3.2 MB document shares its
-  bucket with everything from 3.0 to 3.5 MB).
+  still holds every size within a quarter of its power of two (a 3.2 MB document, 3.05 MiB,
+  shares its bucket with everything from 3 to 3.5 MiB).
 * Padmé (Nikitin et al., "Reducing Metadata Leakage from Encrypted Files and Communication with
   PURBs", PETS 2019) keeps about log2(log2(size)) bits: 32 buckets per doubling for files
   between 64 KiB and 4 GiB, under 3% overhead. Finer than Tipbox wants for leaked documents,
