@@ -127,19 +127,21 @@ def head(name: str, content_type: str, size: int, mtime: int) -> bytes:
     return pax + records + _ustar(_ascii_name(name), size, mtime, b"0")
 
 
+_ZEROS = memoryview(bytes(1 << 20))  # shared, read-only: padding is fed from it
+
+
 def tail_size(size: int) -> int:
     """The shortest trailer: zeros to the block boundary and the end-of-archive blocks."""
     return -size % BLOCK + END_OF_ARCHIVE
 
 
-def trailer(size: int, length: int) -> Iterator[bytes]:
+def trailer(size: int, length: int) -> Iterator[memoryview]:
     """Exactly ``length`` bytes to follow ``size`` bytes of data: block padding, end of archive,
     then zeros (``length`` must be at least :func:`tail_size`)."""
     zeros = length - tail_size(size)
     if zeros < 0:
         raise ValueError("no room for the end of the archive")
-    yield bytes(tail_size(size))
-    piece = bytes(1 << 20)
+    yield _ZEROS[: tail_size(size)]
     while zeros > 0:
-        yield piece[: min(zeros, len(piece))]
-        zeros -= len(piece)
+        yield _ZEROS[: min(zeros, len(_ZEROS))]
+        zeros -= len(_ZEROS)
