@@ -42,6 +42,7 @@ import asyncio
 import contextlib
 import dataclasses
 import http.client
+import multiprocessing
 import os
 import re
 import shutil
@@ -52,6 +53,8 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
+from multiprocessing.connection import Connection
+from multiprocessing.synchronize import Event as EventType
 from pathlib import Path
 from unittest import mock
 from urllib.parse import urljoin, urlsplit
@@ -101,6 +104,7 @@ class Setting:
     args: tuple[str, ...] = ()
     threads: int = 8
     connections: int = 64  # worker_connections
+    ramp: float = 2.0  # seconds over which the uploads start (0: all in the same instant)
 
     @property
     def capacity(self) -> int:
@@ -461,9 +465,11 @@ def request_head(port: int, body: Multipart, cookies: dict[str, str]) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
-async def slow_upload(port: int, job: SlowUpload) -> None:
-    """Send one upload at SLOW_RATE; a client held up by the server does not catch up."""
+async def slow_upload(port: int, job: SlowUpload, delay: float) -> None:
+    """After ``delay`` seconds, send one upload at SLOW_RATE; a client held up by the server
+    does not catch up."""
     body = live.submission(job.token, job.size)
+    await asyncio.sleep(delay)
     job.start = time.perf_counter()
     writer: asyncio.StreamWriter | None = None
     try:
@@ -497,20 +503,26 @@ async def slow_upload(port: int, job: SlowUpload) -> None:
             writer.close()
 
 
-async def all_uploads(port: int, jobs: Sequence[SlowUpload], deadline: float) -> None:
-    """Every upload at once; those still running at ``deadline`` (perf_counter) are cut."""
-    tasks = [asyncio.create_task(slow_upload(port, job)) for job in jobs]
+async def all_uploads(port: int, jobs: Sequence[SlowUpload], deadline: float, ramp: float) -> None:
+    """The uploads start one after the other, evenly over ``ramp`` seconds (0: all at once);
+    those still running at ``deadline`` (perf_counter) are cut."""
+    tasks = [
+        asyncio.create_task(slow_upload(port, job, ramp * n / len(jobs)))
+        for n, job in enumerate(jobs)
+    ]
     _, pending = await asyncio.wait(tasks, timeout=max(0.0, deadline - time.perf_counter()))
     for task in pending:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def uploads_thread(port: int, jobs: Sequence[SlowUpload], deadline: float) -> threading.Thread:
+def uploads_thread(
+    port: int, jobs: Sequence[SlowUpload], deadline: float, ramp: float
+) -> threading.Thread:
     """The uploads run on one asyncio loop in one thread (200 threads would cost the clients
     more CPU than the server uses)."""
     thread = threading.Thread(
-        target=lambda: asyncio.run(all_uploads(port, jobs, deadline)), daemon=True
+        target=lambda: asyncio.run(all_uploads(port, jobs, deadline, ramp)), daemon=True
     )
     thread.start()
     return thread
@@ -560,6 +572,51 @@ def idle_latencies(port: int) -> list[float]:
             prober.tick()
             time.sleep(0.01)
         return prober.results()
+
+
+def _probe_loop(port: int, stop: EventType, limit: float, out: Connection) -> None:
+    """In a process of its own: ``GET /`` every GET_INTERVAL until ``stop`` (at most ``limit``
+    seconds), then send the latencies back."""
+    with ThreadPoolExecutor(PROBE_THREADS) as pool:
+        prober = Prober(port, pool)
+        out.send("ready")
+        end = time.perf_counter() + limit
+        while not stop.is_set() and time.perf_counter() < end:
+            prober.tick()
+            time.sleep(0.01)
+        out.send(prober.results())
+
+
+class ProbeProcess:
+    """``GET /`` probes from another process than the slow uploads' clients.
+
+    The 200 upload clients run on an asyncio loop in this process; probes on threads of this
+    process would wait for its GIL whenever that loop is busy (200 connections opening at
+    once), and the server would be blamed for the client's delay. Forked before any upload
+    starts, when this process has no other thread.
+    """
+
+    def __init__(self, port: int, limit: float) -> None:
+        context = multiprocessing.get_context("fork")
+        self._stop = context.Event()
+        self._ours, theirs = context.Pipe()
+        self._process = context.Process(
+            target=_probe_loop, args=(port, self._stop, limit, theirs), daemon=True
+        )
+        self._process.start()
+        if not self._ours.poll(30) or self._ours.recv() != "ready":
+            self._process.kill()
+            raise ServerError("the probe process did not start")
+
+    def results(self) -> list[float]:
+        """Stop probing; the latencies (each probe ends within GET_TIMEOUT)."""
+        self._stop.set()
+        if not self._ours.poll(GET_TIMEOUT + 30):
+            self._process.kill()
+            raise ServerError("the probe process did not report")
+        latencies: list[float] = self._ours.recv()
+        self._process.join(10)
+        return latencies
 
 
 def sessions(server: Server, sizes: Sizes) -> list[SlowUpload]:
@@ -635,21 +692,20 @@ def crowd_on(server: Server, sizes: Sizes, setting: Setting) -> Crowd:
     idle = idle_latencies(server.port)
     say(f"  {setting.label}: {len(jobs)} uploads at {SLOW_RATE / MIB:.0f} MiB/s each, GET / x10/s")
     pids = server.worker_pids()
-    with RssPoller(server, count_sockets=True) as rss, ThreadPoolExecutor(PROBE_THREADS) as pool:
+    probes = ProbeProcess(server.port, sizes.window + 5)
+    with RssPoller(server, count_sockets=True) as rss:
         server_cpu, client_cpu = cpu_seconds(pids), time.process_time()
         start = time.perf_counter()
         deadline = start + sizes.window
-        uploads = uploads_thread(server.port, jobs, deadline)
-        prober = Prober(server.port, pool)
+        uploads = uploads_thread(server.port, jobs, deadline, setting.ramp)
         while time.perf_counter() < deadline and not all(j.end for j in jobs):
-            prober.tick()
             time.sleep(0.01)
         window = time.perf_counter() - start
         server_cpu, client_cpu = cpu_seconds(pids) - server_cpu, time.process_time() - client_cpu
+        busy = probes.results()
         uploads.join(timeout=30)  # the loop cancels what runs at the deadline
         if uploads.is_alive():
             raise ServerError("the slow uploads did not stop after the deadline")
-        busy = prober.results()
         time.sleep(1.0)  # let the server see the cut connections and abort their items
     result = Crowd(
         setting, idle, busy, jobs, window, rss.before_kib, rss.peak_kib, server_cpu, client_cpu,

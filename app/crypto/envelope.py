@@ -302,7 +302,7 @@ class DeferredHeadWriter:
                 write_all(self._dst, self._sealer.seal_batch(view[: full * CHUNK_SIZE], out, False))
             del self._rest[: full * CHUNK_SIZE]
 
-    def finish(self, head: bytes, tail: Iterable[bytes] = ()) -> int:
+    def finish(self, head: bytes, tail: Iterable[bytes | memoryview] = ()) -> int:
         """Append ``tail``, seal everything with ``head`` in front; return the file's size."""
         if len(head) != self._head_size:
             raise ValueError("the head does not have the announced length")
