@@ -9,9 +9,7 @@ defaults are Debian's, so on a server ``sudo tipbox status`` needs no setting.
 from __future__ import annotations
 
 import argparse
-import http.client
 import os
-import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -200,6 +198,10 @@ def tor_checks(layout: Layout, state: TorState) -> list[Check]:
 
 def app_check(name: str, path: Path, host: str | None) -> Check:
     """Whether the app answers HTTP on its unix socket (what tor forwards to)."""
+    import http.client  # here: the air-gapped commands load this module too (+25 ms)
+
+    from app.unixhttp import UnixHTTPConnection
+
     what = f"{name} app on {path}"
     conn = UnixHTTPConnection(path, APP_TIMEOUT)
     try:
@@ -220,24 +222,6 @@ def app_check(name: str, path: Path, host: str | None) -> Check:
     if status >= 500:
         return Check(False, f"{what} answers with an error (HTTP {status}): see its journal")
     return Check(True, f"{what} answers (HTTP {status})")
-
-
-class UnixHTTPConnection(http.client.HTTPConnection):
-    """HTTP over a unix socket (how the onion service reaches Gunicorn in deployment)."""
-
-    def __init__(self, path: Path, timeout: float = 60.0) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self.socket_path = path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            sock.settimeout(self.timeout)
-            sock.connect(str(self.socket_path))
-        except BaseException:
-            sock.close()
-            raise
-        self.sock = sock
 
 
 def cmd_status(args: argparse.Namespace) -> None:

@@ -26,8 +26,8 @@ from pathlib import Path
 import pytest
 
 from app import onion
-from app.admin import UnixHTTPConnection
 from app.onion import Layout
+from app.unixhttp import UnixHTTPConnection
 from tests.live import make_newsroom_keys
 from tests.testnet import REPO, TOR, Tor, needs_tor, start_tor
 
