@@ -575,6 +575,7 @@ FORBIDDEN = (
     "sqlite3",
     "app.store",
     "app.source",
+    "http.client",  # only `tipbox status` needs it (start-up time)
 )
 ALLOWED = {"app", "app.cli", "app.errors", "app.files", "app.words", "app.container"}
 ALLOWED |= {"app.airgap", "app.bundle", "app.reply", "app.padding"}
