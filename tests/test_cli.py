@@ -253,9 +253,20 @@ status = main(sys.argv[1:])
 print(json.dumps(sorted(sys.modules)))
 sys.exit(status)
 """
-FORBIDDEN = ("flask", "werkzeug", "jinja2", "stem", "gunicorn", "sqlite3",
-             "app.store", "app.source", "app.journalist", "app.onion",
-             "http.client", "importlib.resources")  # fmt: skip  (the last two: start-up time)
+FORBIDDEN = (
+    "flask",
+    "werkzeug",
+    "jinja2",
+    "stem",
+    "gunicorn",
+    "sqlite3",
+    "app.store",
+    "app.source",
+    "app.journalist",
+    "app.onion",
+    "http.client",
+    "importlib.resources",
+)  # fmt: skip  (the last two: start-up time)
 AIR_GAPPED = [
     ["encrypt", "-R", "newsroom.pub", "-o", "x.age", "plain.txt"],
     ["decrypt", "-i", "id.txt", "-o", "x.txt", "tip.age"],
