@@ -9,7 +9,7 @@ trust in any proxy header, no control socket. Checked against Gunicorn 27.0 (set
 Environment:
     TIPBOX_BIND     where to listen; default ``unix:/run/tipbox/source.sock`` (deployment: the
                     onion service forwards to it). ``make run`` and the tests use 127.0.0.1:PORT.
-    TIPBOX_WORKERS  worker processes (default 2), TIPBOX_THREADS threads per worker (default 64).
+    TIPBOX_WORKERS  worker processes (default 3), TIPBOX_THREADS threads per worker (default 96).
 
 Every module-level name without a leading underscore that matches a Gunicorn setting is read
 as that setting, so helpers here start with ``_``.
@@ -69,22 +69,28 @@ def _positive_int(name: str, default: int) -> int:
 # more) would die halfway. A gthread worker's main loop keeps its heartbeat going whatever its
 # threads do, so `timeout` below never cuts a slow upload.
 worker_class = "gthread"
-# Sized for a 2-core server:
-# - 2 processes, one per core. Most of a request's time is spent waiting on Tor, but the
-#   CPU-heavy parts (the codename KDF, encrypting uploads, rendering) run Python code under
-#   one GIL per process; two processes can use both cores. More processes only add memory.
-# - 64 threads each, so 128 requests in flight: a slow upload over Tor holds a thread for its
-#   whole duration, and with 8 threads (the first setting) sixteen of them stalled every page
-#   view (measured in bench/upload.py: GET / timed out). Page views are quick. Memory stays
-#   bounded: uploads read adaptively (64 KiB first), and the codename KDF runs at most two at a
-#   time per worker (app/source/views.py), so peak KDF memory is 2 x 2 x TIPBOX_KDF_MEMLIMIT.
+# Sized for a 2-core server, by bench/upload.py (part 3: 200 uploads at 1 MiB/s each while a
+# fresh visitor loads the landing page every 100 ms):
+# - A slow upload over Tor holds a thread for its whole duration, so the threads of all workers
+#   must outnumber the uploads in flight, or page views queue behind them: with 2 x 64 threads,
+#   GET / took 1.7 s at the median under 200 uploads.
+# - Python runs one thread at a time per process (the GIL), and a page view waits for it after
+#   every socket operation, behind the upload threads of its worker. Three processes of 96
+#   threads share that wait out: GET / p99 was 34 ms under 200 uploads, against 633 ms with
+#   2 x 128 threads. Three processes on two cores is no waste: most of the time is waiting on
+#   Tor, and the OS runs whichever process has work.
+# - Memory stays bounded: Gunicorn's reads and malloc's arenas are capped below, and the codename
+#   KDF runs at most two at a time per worker (app/source/views.py), so peak KDF memory is
+#   3 x 2 x TIPBOX_KDF_MEMLIMIT (384 MiB at the default).
 # Note for the app: anything kept in process memory (rate-limit counters, caches) is per
 # worker, not per server.
-workers = _positive_int("TIPBOX_WORKERS", 2)
-threads = _positive_int("TIPBOX_THREADS", 64)
-# Connections a worker holds at once, kept-alive ones included; the rest wait in the backlog.
-# Every thread can have a connection, plus a few idle kept-alive ones.
-worker_connections = threads + 16
+workers = _positive_int("TIPBOX_WORKERS", 3)
+threads = _positive_int("TIPBOX_THREADS", 96)
+# Connections a worker holds at once, kept-alive ones included; the rest wait in the listen
+# backlog until some worker has room. No more than its threads: a worker that accepted more
+# would queue requests on its own while another worker has idle threads (seen with 4 x 64: one
+# worker held 80 connections for 64 threads and GET / waited 3.8 s there).
+worker_connections = threads
 max_requests = 0  # never recycle a worker in the middle of someone's upload
 
 # glibc gives each thread that allocates its own malloc arena, up to 8 per core, and memory freed

@@ -223,6 +223,9 @@ def test_journalist_gunicorn_config_shares_every_setting() -> None:
     assert journalist.pop("wsgi_app") == "app.journalist:create_app()"
     assert source.pop("wsgi_app") == "app:create_app()"
     assert journalist.pop("config") != source.pop("config")
+    sized = ("workers", "threads", "worker_connections")  # a handful of journalists
+    assert [journalist.pop(k) for k in sized] == ["1", "16", "16"]
+    assert [source.pop(k) for k in sized] == ["3", "96", "96"]
     assert journalist == source
 
 

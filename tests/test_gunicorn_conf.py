@@ -74,8 +74,8 @@ def gunicorn_loggers() -> Iterator[None]:
 def test_threaded_workers_sized_for_two_cores(load_conf: Callable[..., Config]) -> None:
     cfg = load_conf()
     assert cfg.worker_class_str == "gthread"
-    assert (cfg.workers, cfg.threads) == (2, 64)
-    assert cfg.worker_connections == cfg.threads + 16
+    assert (cfg.workers, cfg.threads) == (3, 96)
+    assert cfg.worker_connections == cfg.threads
     assert cfg.preload_app is False
     assert cfg.max_requests == 0
     assert cfg.wsgi_app == "app:create_app()"

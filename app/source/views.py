@@ -75,7 +75,7 @@ def _source() -> tuple[str, X25519Identity] | None:
 
 
 # At most two codename derivations at a time per worker: each takes the KDF's memory (64 MiB by
-# default), and a burst of logins on 64 threads must not take 4 GiB; the others wait their turn.
+# default), and a burst of logins on 96 threads must not take 6 GiB; the others wait their turn.
 _KDF_SLOTS = threading.BoundedSemaphore(2)
 
 
