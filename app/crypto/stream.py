@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 import mmap
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Protocol
 
@@ -98,9 +98,21 @@ def aligned(size: int) -> memoryview:
     return memoryview(mmap.mmap(-1, size))
 
 
-def _halves(count: int) -> list[range]:
+def _split(pool: ThreadPoolExecutor | None, work: Callable[[range], None], count: int) -> None:
+    """Run ``work`` over ``range(count)``: the second half on ``pool``, the first half here.
+
+    The calling thread does its share instead of waiting for two pool threads: one hand-off
+    per batch instead of two, and no idle thread.
+    """
     middle = (count + 1) // 2
-    return [r for r in (range(0, middle), range(middle, count)) if r]
+    if pool is None or middle == count:
+        work(range(count))
+        return
+    other = pool.submit(work, range(middle, count))
+    try:
+        work(range(0, middle))
+    finally:
+        other.result()
 
 
 class Sealer:
@@ -114,7 +126,7 @@ class Sealer:
         self, key: bytes, pool: ThreadPoolExecutor | None = None, first_counter: int = 0
     ) -> None:
         self._aead = ChaCha20Poly1305(key)
-        self._pool = pool
+        self.pool = pool  # may change between batches
         self._counter = first_counter
         self._done = False
         self._out = bytearray(ENC_CHUNK_SIZE)
@@ -139,12 +151,7 @@ class Sealer:
                 start = i * ENC_CHUNK_SIZE
                 self._aead.encrypt_into(nonce, piece, None, out[start : start + len(piece) + 16])
 
-        parts = _halves(count)
-        if self._pool is None or len(parts) < 2:
-            work(range(count))
-        else:
-            for future in [self._pool.submit(work, part) for part in parts]:
-                future.result()
+        _split(self.pool, work, count)
         self._counter += count
         self._done = last
         return out[: len(data) + count * TAG_SIZE]
@@ -241,12 +248,7 @@ class Opener:
                 except InvalidTag:
                     pass
 
-        parts = _halves(count)
-        if self._pool is None or len(parts) < 2:
-            work(range(count))
-        else:
-            for future in [self._pool.submit(work, part) for part in parts]:
-                future.result()
+        _split(self._pool, work, count)
         return opened
 
     def _open(self, chunk: memoryview, counter: int, last: bool) -> memoryview | None:
