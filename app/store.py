@@ -170,6 +170,10 @@ class ItemWriter:
 
     def abort(self) -> None:
         """Forget the item and delete its ciphertext; safe to call at any time, even twice."""
+        writer = getattr(self, "_writer", None)  # (absent if __init__ failed early)
+        if writer is not None:
+            with contextlib.suppress(Exception):  # a failed write: the file goes anyway
+                writer.wait()  # no write of ours may still be on its way to the file
         if self._file is not None:
             self._file.close()
             self._file = None

@@ -10,7 +10,12 @@ from pathlib import Path
 import pytest
 
 from app.crypto import X25519Identity, encrypt
-from app.crypto.envelope import DeferredHeadWriter, ciphertext_size, largest_plain_size
+from app.crypto.envelope import (
+    PIPELINE_CHUNKS,
+    DeferredHeadWriter,
+    ciphertext_size,
+    largest_plain_size,
+)
 from app.crypto.stream import CHUNK_SIZE, ENC_CHUNK_SIZE, TAG_SIZE
 from tests.store_helpers import age_decrypt, decrypt_path, identity_file
 
@@ -125,3 +130,44 @@ def test_largest_plain_size_is_the_largest(header: int, past_full_chunks: int) -
         plain = largest_plain_size(header, limit)
         assert ciphertext_size(header, plain) <= limit
         assert ciphertext_size(header, plain + 1) > limit, (limit, plain)
+
+
+@pytest.mark.parametrize("piece", [PIPELINE_CHUNKS * C - 1, PIPELINE_CHUNKS * C, 3 << 20])
+def test_big_pieces_go_through_the_pipeline(
+    tmp_path: Path, keypair: X25519Identity, piece: int
+) -> None:
+    """Pieces of PIPELINE_CHUNKS chunks or more are sealed and written on the shared pool."""
+    body = os.urandom(4 * piece + 12345)
+    path = tmp_path / "item.age"
+    with path.open("w+b") as handle:
+        writer = DeferredHeadWriter(handle, [keypair.recipient], 512)
+        for start in range(0, len(body), piece):
+            writer.write(body[start : start + piece])
+        writer.finish(bytes(512), [bytes(1000)])
+    assert decrypt_path(path, keypair) == bytes(512) + body + bytes(1000)
+
+
+class _FailingFile(io.BytesIO):
+    """Accepts ``limit`` bytes, then fails like a full disk."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def write(self, data: object) -> int:
+        if self.tell() > self.limit:
+            raise OSError(28, "No space left on device")
+        return super().write(data)  # type: ignore[arg-type]
+
+
+def test_a_failed_write_on_the_pool_is_raised(keypair: X25519Identity) -> None:
+    writer = DeferredHeadWriter(_FailingFile(5 << 20), [keypair.recipient], 512)
+
+    def fill() -> None:
+        for _ in range(8):
+            writer.write(bytes(1 << 20))
+        writer.finish(bytes(512))
+
+    with pytest.raises(OSError, match="No space left"):
+        fill()
+    writer.wait()  # raised once, then nothing is pending

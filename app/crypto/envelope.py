@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Protocol
@@ -143,6 +144,25 @@ def encrypt(
     return total
 
 
+PIPELINE_CHUNKS = 8  # DeferredHeadWriter seals pieces of at least 512 KiB on the shared pool
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def shared_pool() -> ThreadPoolExecutor:
+    """The process's pool for long-lived writers (three threads: two seal, one writes).
+
+    Created on first use, so a forking server makes it in each worker. Shared by every item
+    written at once: under load they take turns, and no request ever waits on a task that
+    waits on another task, so the pool cannot deadlock.
+    """
+    global _POOL  # noqa: PLW0603 (one pool per process, made lazily)
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(3, thread_name_prefix="tipbox-seal")
+        return _POOL
+
+
 def _done(value: int) -> Future[int]:
     future: Future[int] = Future()
     future.set_result(value)
@@ -271,7 +291,11 @@ class DeferredHeadWriter:
         self._head_size = head_size
         self._first = bytearray()  # body bytes that belong to chunk 0, held until finish()
         self._rest = bytearray()  # pending bytes of later chunks
-        self._out = bytearray()  # sealed chunks on their way to dst (as large as a write needs)
+        # Sealed chunks on their way to dst, two buffers taking turns: one may be written (on
+        # the shared pool) while the next batch is sealed into the other.
+        self._outs = [bytearray(), bytearray()]
+        self._turn = 0
+        self._writing: Future[None] | None = None
         self._sealer: Sealer | None = None
         self.body_size = 0
 
@@ -295,12 +319,34 @@ class DeferredHeadWriter:
         # Seal every full chunk at once, but keep the last one back until finish(): only then
         # is it known to be the last.
         full = (len(self._rest) - 1) // CHUNK_SIZE
-        if full:
-            if len(self._out) < full * ENC_CHUNK_SIZE:
-                self._out = bytearray(full * ENC_CHUNK_SIZE)
-            with memoryview(self._rest) as view, memoryview(self._out) as out:
-                write_all(self._dst, self._sealer.seal_batch(view[: full * CHUNK_SIZE], out, False))
-            del self._rest[: full * CHUNK_SIZE]
+        if not full:
+            return
+        # Big pieces (a fast upload) are sealed on two threads and written on a third while the
+        # next piece is received and parsed: the request thread alone was the bottleneck.
+        # Small ones (a slow upload over Tor) stay on the request thread.
+        pool = shared_pool() if full >= PIPELINE_CHUNKS else None
+        self._sealer.pool = pool
+        if len(self._outs[self._turn]) < full * ENC_CHUNK_SIZE:
+            self._outs[self._turn] = bytearray(full * ENC_CHUNK_SIZE)
+        with memoryview(self._rest) as view:
+            out = memoryview(self._outs[self._turn])
+            sealed = self._sealer.seal_batch(view[: full * CHUNK_SIZE], out, False)
+        del self._rest[: full * CHUNK_SIZE]
+        self.wait()  # the previous batch is written before this one (and its buffer is free)
+        if pool is None:
+            write_all(self._dst, sealed)
+        else:
+            self._writing = pool.submit(write_all, self._dst, sealed)
+            self._turn ^= 1
+
+    def wait(self) -> None:
+        """Wait until every sealed byte was handed to ``dst`` (raising what a write raised).
+
+        Call it before touching ``dst`` in any other way, closing it included.
+        """
+        if self._writing is not None:
+            writing, self._writing = self._writing, None
+            writing.result()
 
     def finish(self, head: bytes, tail: Iterable[bytes | memoryview] = ()) -> int:
         """Append ``tail``, seal everything with ``head`` in front; return the file's size."""
@@ -308,6 +354,7 @@ class DeferredHeadWriter:
             raise ValueError("the head does not have the announced length")
         for piece in tail:
             self._feed(memoryview(piece))
+        self.wait()
         first = Sealer(self._key)
         if self._sealer is None:
             self._dst.write(first.seal(head + self._first, last=True))
