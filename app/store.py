@@ -64,6 +64,8 @@ CREATE INDEX IF NOT EXISTS sources_by_activity ON sources (last_active_day DESC,
 CREATE INDEX IF NOT EXISTS items_by_kind ON items (source_id, kind, seq);
 """
 
+CREATE_TRIES = 100  # at most about 6 s of retries when workers create the database together
+
 
 def today() -> str:
     """The current UTC day, the only time granularity Tipbox stores."""
@@ -198,10 +200,23 @@ class Store:
         self.bucket_min, self.bucket_steps = bucket_min, bucket_steps
         self.items.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.db_path = root / "store.sqlite3"
-        with self._db() as db:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.executescript(SCHEMA)
+        self._create()
         self.sweep()
+
+    def _create(self) -> None:
+        """Create the database if needed. Every Gunicorn worker does this as it starts, so on an
+        empty data folder several race: SQLite answers the losers' switch to WAL with "database
+        is locked" at once, without waiting (seen in the deploy rehearsal), so they retry."""
+        for attempt in range(CREATE_TRIES):
+            try:
+                with self._db() as db:
+                    db.execute("PRAGMA journal_mode=WAL")
+                    db.executescript(SCHEMA)
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or attempt == CREATE_TRIES - 1:
+                    raise
+                time.sleep(0.02 + secrets.randbelow(80) / 1000)
 
     @contextlib.contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:

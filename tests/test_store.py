@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import multiprocessing
 import os
 import re
 import secrets
 import sqlite3
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
 
-from app.crypto import KdfCost, X25519Identity, derive_source_keys
+from app.crypto import KdfCost, X25519Identity, X25519Recipient, derive_source_keys
 from app.errors import NoIdentityMatchError, StoreError
 from app.padding import bucket
 from app.store import PendingItem, Store
@@ -331,3 +333,23 @@ def test_unknown_kind_creates_nothing(store: Store) -> None:
 def test_store_needs_a_recipient(tmp_path: Path) -> None:
     with pytest.raises(StoreError):
         Store(tmp_path, [])
+
+
+def _open_store(root: str, recipient: str, start: float) -> str:
+    time.sleep(max(0.0, start - time.time()))  # all at the same instant
+    try:
+        Store(Path(root), [X25519Recipient.parse(recipient)])
+    except Exception as exc:  # noqa: BLE001 - reported to the parent
+        return repr(exc)
+    return "ok"
+
+
+def test_workers_creating_the_database_together(tmp_path: Path, keypair: X25519Identity) -> None:
+    """Gunicorn's workers all open the store as they start, on an empty data folder."""
+    context = multiprocessing.get_context("fork")
+    start = time.time() + 0.5
+    args = [(str(tmp_path / "store"), str(keypair.recipient), start)] * 6
+    with context.Pool(6) as pool:
+        assert pool.starmap(_open_store, args) == ["ok"] * 6
+    with sqlite3.connect(tmp_path / "store" / "store.sqlite3") as db:
+        assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
