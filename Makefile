@@ -14,7 +14,7 @@ TRANSLATIONS := app/translations
 ENV_FILE ?= /etc/tipbox/tipbox.env
 NAME ?= admin
 
-.PHONY: help install run test lint format bench keys airgap-kit translations language catalogues deploy status backup restore uninstall clean
+.PHONY: help install run test lint format bench keys airgap-kit translations language catalogues deploy status backup restore uninstall rehearse clean
 
 help: ## List every target
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -65,7 +65,7 @@ keys: $(STAMP) ## Create the newsroom identity (on the air-gapped machine) and k
 airgap-kit: $(STAMP) ## Build dist/airgap-kit/: offline install kit (wheels + install.sh) for the air-gapped machine
 	$(BIN)/python deploy/airgap_kit.py --out dist/airgap-kit
 
-deploy: ## Install or update Tipbox on this Debian 12 server (root; KEYS=dir, default keys/)
+deploy: ## Install or update Tipbox on this Debian 12 server (root; KEYS=dir, default keys/; WHEELS=dir: offline, wheels only, no apt-get if all is installed)
 	bash deploy/install.sh
 
 status: ## Check tor, both onion services and both apps on this server (root)
@@ -80,9 +80,13 @@ restore: ## Restore a backup (root; BACKUP=file IDENTITY=file; FORCE=1 replaces 
 uninstall: ## Remove Tipbox; keeps data and onion keys unless PURGE=1 (root)
 	bash deploy/uninstall.sh
 
+rehearse: ## Rehearse make deploy/status/backup/restore/uninstall in a Debian 12 VM (qemu, no network; root; WORK=dir)
+	bash deploy/rehearse.sh
+
 user: ## Add a journalist admin account (NAME=admin; on a deployed server: sudo make user NAME=…)
 	@if [ -f "$(ENV_FILE)" ]; then \
-		sudo -u tipbox bash -c 'set -a && . "$$0" && exec /usr/local/bin/tipbox user add --admin "$$1"' "$(ENV_FILE)" "$(NAME)"; \
+		if [ "$$(id -u)" = 0 ]; then as_tipbox="runuser -u tipbox --"; else as_tipbox="sudo -u tipbox"; fi; \
+		$$as_tipbox bash -c 'set -a && . "$$0" && exec /usr/local/bin/tipbox user add --admin "$$1"' "$(ENV_FILE)" "$(NAME)"; \
 	else \
 		$(MAKE) --no-print-directory install && $(BIN)/tipbox user add --admin "$(NAME)"; \
 	fi

@@ -243,5 +243,6 @@ def cmd_status(args: argparse.Namespace) -> None:
         print(check)
     failed = sum(not check.ok for check in checks)
     if failed:
+        sys.stdout.flush()  # the checks before the error, also when piped (make status | tee)
         raise TipboxError(f"{failed} of {len(checks)} checks failed")
     print(f"all {len(checks)} checks passed")

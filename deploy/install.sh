@@ -3,11 +3,17 @@
 # run changes nothing but the code, and keeps the onion addresses.
 #
 #   KEYS=DIR    the newsroom's public recipients (default: the repository's keys/)
+#   WHEELS=DIR  offline mode, for a server without internet: Python packages come from the
+#               wheels in DIR only (pip --no-index --find-links DIR; `bash deploy/rehearse.sh
+#               wheelhouse DIR` builds it elsewhere), and apt-get is skipped when every Debian
+#               package below is already installed (dpkg-query). Without WHEELS: apt and PyPI.
 #   ROOT=DIR    install under DIR instead of / (tests; see deploy/lib.sh)
 #
-# Steps: Debian packages; the tipbox user; folders; the code and its venv (PyPI); the
-# newsroom keys (public only, checked); tor's configuration (include dir, AppArmor rule for the
-# app sockets); the systemd units; both onion services published; sockets started.
+# Steps: Debian packages; the tipbox user; folders; the code and its venv (PyPI, or WHEELS);
+# the newsroom keys (public only, checked); tor's configuration (include dir, AppArmor rule for
+# the app sockets); the systemd units; a first load of both apps as tipbox (creates the
+# database); both onion services published; sockets started. Rehearsed on a real Debian 12 by
+# `make rehearse` (deploy/rehearse.sh).
 source "$(dirname "$0")/lib.sh"
 need_root deploy
 KEYS="${KEYS:-$REPO/keys}"
@@ -16,10 +22,33 @@ if [[ -r /etc/os-release ]] && ! grep -qx 'VERSION_ID="12"' /etc/os-release; the
     warn "this script is written for Debian 12; check every step on this system"
 fi
 
+DEBIAN_PACKAGES=(tor python3 python3-venv ca-certificates)
+WHEELS="${WHEELS:-}"
+if [[ -n $WHEELS ]]; then
+    [[ -d $WHEELS ]] || die "WHEELS=$WHEELS is not a folder of wheels"
+    WHEELS="$(cd "$WHEELS" && pwd)"
+fi
+
 step "Debian packages: tor, python3, python3-venv"
-apt-get update -qq
-DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-    tor python3 python3-venv ca-certificates >/dev/null
+missing=()
+if [[ -n $WHEELS ]]; then
+    for package in "${DEBIAN_PACKAGES[@]}"; do
+        if [[ "$(dpkg-query -W -f='${db:Status-Status}' "$package" 2>/dev/null)" != installed ]]; then
+            missing+=("$package")
+        fi
+    done
+fi
+if [[ -n $WHEELS && ${#missing[@]} -eq 0 ]]; then
+    printf '    all installed; offline mode (WHEELS=%s): apt-get not run\n' "$WHEELS"
+else
+    apt_failed() {
+        [[ -z $WHEELS ]] || die "apt-get $1 failed; offline, install these Debian packages first: ${missing[*]}"
+        exit 1
+    }
+    apt-get update -qq || apt_failed update
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+        "${DEBIAN_PACKAGES[@]}" >/dev/null || apt_failed install
+fi
 [[ -f $TORRC ]] || die "$TORRC is missing: is tor installed?"
 
 step "user $APP_USER (never in the $TOR_USER group)"
@@ -50,20 +79,28 @@ rm -rf "$SRC.old"
 if [[ ! -x $VENV/bin/python ]]; then
     "${PYTHON:-python3}" -m venv "$VENV"
 fi
-"$VENV/bin/pip" install --quiet --disable-pip-version-check --upgrade "$SRC"
+pip_options=(--quiet --disable-pip-version-check)
+if [[ -n $WHEELS ]]; then
+    # Offline: these wheels only (the build of tipbox itself needs setuptools from them too).
+    pip_options+=(--no-index --find-links "$WHEELS")
+fi
+"$VENV/bin/pip" install "${pip_options[@]}" --upgrade "$SRC"
 ln -sfn "$VENV/bin/tipbox" "$BIN_LINK"
 # The compiled catalogues are not in git: compile them where the app was installed (Babel comes
-# with flask-babel), or the portal refuses to start.
-"$VENV/bin/python" - <<'PY'
+# with flask-babel), or the portal refuses to start. From /, so that `import app` is the venv's
+# copy and not the repository's app/ in the current folder (which `make deploy` runs from).
+(cd / && "$VENV/bin/python" -) <<'PY'
 from pathlib import Path
 
 import app
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 
-for po in Path(app.__file__).parent.glob("translations/*/LC_MESSAGES/messages.po"):
+catalogues = sorted(Path(app.__file__).parent.glob("translations/*/LC_MESSAGES/messages.po"))
+for po in catalogues:
     with po.open("rb") as source, po.with_suffix(".mo").open("wb") as compiled:
         write_mo(compiled, read_po(source))
+print(f"    {len(catalogues)} translation catalogue(s) compiled in {Path(app.__file__).parent}")
 PY
 
 step "newsroom keys from $KEYS (public recipients only)"
@@ -120,13 +157,44 @@ for unit in "${UNITS[@]}"; do
 done
 systemctl daemon-reload
 
+# Load each app once, as the apps' user and with their settings, before any socket can start
+# them: this creates the database (in WAL mode) and the secrets on a fresh server. Otherwise
+# the first start has two Gunicorn workers create the database at once, and one fails with
+# "database is locked" (seen in `make rehearse`), and any broken setting (keys, catalogues)
+# stops the deploy here with its message instead of a crash loop in the journal. Skipped in a
+# throwaway root (tests), where the user does not exist on this system.
+HAS_JOURNALIST=
+if (cd / && "$VENV/bin/python" -c 'from app.journalist import create_app') 2>/dev/null; then
+    HAS_JOURNALIST=1
+fi
+# The settings are read as systemd reads EnvironmentFile= (KEY=VALUE, optional quotes, #
+# comments), not sourced by a shell (a value with spaces would be a command there).
+PREFLIGHT='import importlib, os, sys
+os.umask(0o077)
+for line in open(sys.argv[2], encoding="utf-8"):
+    key, sep, value = line.strip().partition("=")
+    if sep and key and not key.startswith(("#", ";")):
+        value = value.strip()
+        if len(value) > 1 and value[0] == value[-1] and value[0] in "\"'"'"'":
+            value = value[1:-1]
+        os.environ[key.strip()] = value
+importlib.import_module(sys.argv[1]).create_app()'
+if [[ -z $ROOT ]]; then
+    step "first load of the apps as $APP_USER (database and secrets in $DATA)"
+    for module in app ${HAS_JOURNALIST:+app.journalist}; do
+        (cd / && runuser -u "$APP_USER" -- env -i PATH=/usr/bin:/bin HOME="$DATA" \
+            "$VENV/bin/python" -c "$PREFLIGHT" "$module" "$ENV_FILE") ||
+            die "the $module app does not start with $ENV_FILE (its error is above)"
+    done
+fi
+
 step "onion services"
 systemctl enable --now tor.service
 tipbox onion publish --wait 60
 
 step "apps"
 systemctl enable --now tipbox-source.socket
-if "$VENV/bin/python" -c 'from app.journalist import create_app' 2>/dev/null; then
+if [[ -n $HAS_JOURNALIST ]]; then
     systemctl enable --now tipbox-journalist.socket
 else
     warn "this version has no journalist app yet: its onion service is published, nothing answers"

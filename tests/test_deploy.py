@@ -596,3 +596,34 @@ def test_deploy_refuses_a_secret_key(tmp_path: Path) -> None:
     assert "tipbox: hint: " in result.stderr
     assert not (root / "etc/systemd/system/tipbox-source.service").exists()
     assert not (root / "etc/tipbox/keys/oops.txt").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("installed", [True, False])
+def test_deploy_offline_with_wheels(tmp_path: Path, installed: bool) -> None:
+    """WHEELS=DIR: pip installs from DIR only; apt-get is not run when dpkg-query says every
+    Debian package is installed, and is still tried when one is missing."""
+    root = tmp_path / "root"
+    (root / "etc/tor").mkdir(parents=True)
+    (root / "etc/tor/torrc").write_text("# Debian's torrc\n")
+    (root / "etc/passwd").write_text("root:x:0:0:root:/root:/bin/bash\n")
+    (root / "etc/group").write_text("root:x:0:\ndebian-tor:x:109:\n")
+    keys = tmp_path / "keys"
+    keys.mkdir()  # no recipient: install.sh stops right after the Python packages
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    env = _script_env(tmp_path, root, keys)
+    dpkg_query = tmp_path / "stubs/dpkg-query"
+    status = "installed" if installed else "not-installed"
+    dpkg_query.write_text(f'#!/bin/bash\necho "dpkg-query $*" >>"$STUB_LOG"\nprintf {status}\n')
+    dpkg_query.chmod(0o755)
+    result = _run("install.sh", env, WHEELS=str(wheels))
+    assert result.returncode == 1, result.stdout + result.stderr
+    calls = (tmp_path / "stub.log").read_text()
+    assert "dpkg-query -W -f=${db:Status-Status} tor" in calls
+    assert f"--no-index --find-links {wheels} --upgrade {root}/opt/tipbox/src" in calls
+    if installed:
+        assert "apt-get" not in calls
+        assert f"offline mode (WHEELS={wheels}): apt-get not run" in result.stdout
+    else:
+        assert "apt-get install -y --no-install-recommends tor python3 python3-venv" in calls

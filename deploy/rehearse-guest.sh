@@ -1,0 +1,419 @@
+#!/usr/bin/env bash
+# The guest half of `make rehearse` (deploy/rehearse.sh): runs as root inside the throwaway
+# Debian 12 VM, started by its unit tipbox-rehearsal.service, from the VM's second disk:
+#
+#   PAYLOAD/repo     the repository (copied to /root/tipbox, as an admin would clone it)
+#   PAYLOAD/wheels   every Python package (`make deploy WHEELS=…`: the VM has no network)
+#   PAYLOAD/keys/newsroom.pub, PAYLOAD/identity.age   a throwaway newsroom key pair
+#   PAYLOAD/steps    if present: the names of the only steps to run (STEPS=… make rehearse)
+#   PAYLOAD/results  written here: rehearsal.log (every step, its checks, pass/fail, seconds),
+#                    one NN-step.txt per step with its whole output, the journal
+#
+# Each step is this script again (`--step NAME`) under `timeout`, so a hung step is killed
+# with everything it started. It deploys, uninstalls and purges Tipbox: it refuses to run
+# anywhere but in the rehearsal VM.
+set -euo pipefail
+umask 022
+
+PAYLOAD="${PAYLOAD:-${1:?usage: rehearse-guest.sh PAYLOAD}}"
+export PAYLOAD
+RESULTS="$PAYLOAD/results"
+LOG="$RESULTS/rehearsal.log"
+REPO=/root/tipbox
+KEYS=/root/rehearsal-keys
+IDENTITY=/root/rehearsal-identity.age
+WHEELS="$PAYLOAD/wheels"
+BACKUP=/root/rehearsal-backup.tar.age
+ADDRESSES="$RESULTS/addresses"
+# The headers app/headers.py puts on every page.
+HEADERS=(Content-Security-Policy Referrer-Policy X-Content-Type-Options X-Frame-Options
+    Cross-Origin-Opener-Policy Cross-Origin-Embedder-Policy Cross-Origin-Resource-Policy
+    Permissions-Policy Cache-Control)
+export LC_ALL=C.UTF-8 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+
+# --- Helpers for the steps ------------------------------------------------------------------
+
+fail() {
+    printf 'CHECK FAILED: %s\n' "$*"
+    exit 1
+}
+ok() { printf 'ok: %s\n' "$*"; }
+# Run a command, showing it; its failure fails the step.
+run() {
+    printf '$ %s\n' "$*"
+    "$@"
+}
+make_target() { run timeout 600 make -C "$REPO" --no-print-directory "$@"; }
+
+# The stored addresses, one "name http://….onion/" line each (`tipbox onion addresses`).
+addresses() { /usr/local/bin/tipbox onion addresses; }
+host_of() { # NAME: its onion host name, from the stored addresses
+    addresses | awk -v n="$1" '$1 == n { sub("^http://", "", $2); sub("/$", "", $2); print $2 }'
+}
+same_addresses() { # what the first deploy printed, and the same now
+    local now
+    now="$(addresses)"
+    printf '%s\n' "$now"
+    [[ $now == "$(cat "$ADDRESSES")" ]] || fail "the onion addresses changed (first: $(tr '\n' ' ' <"$ADDRESSES"))"
+    ok "same onion addresses as after the first deploy"
+}
+
+# GET / on an app's unix socket (what tor forwards to) with the onion address as Host.
+fetch() { # NAME → prints the HTTP status; headers and body in RESULTS/NAME-{headers.txt,body.html}
+    local name="$1" host
+    host="$(host_of "$name")"
+    [[ -n $host ]] || fail "no stored $name address"
+    curl --silent --show-error --max-time 60 --unix-socket "/run/tipbox/$name.sock" \
+        -H "Host: $host" -D "$RESULTS/$name-headers.txt" -o "$RESULTS/$name-body.html" \
+        -w '%{http_code}' "http://$host/"
+}
+pages_answer() {
+    local code
+    code="$(fetch source)"
+    [[ $code == 200 ]] || fail "source page: HTTP $code, expected 200"
+    ok "source page through /run/tipbox/source.sock: HTTP 200"
+    for header in "${HEADERS[@]}"; do
+        grep -qi "^$header: " "$RESULTS/source-headers.txt" || fail "source page: no $header header"
+    done
+    ok "source page has every security header (${HEADERS[*]})"
+    grep -qi '<html' "$RESULTS/source-body.html" || fail "source page: no HTML"
+    code="$(fetch journalist)"
+    [[ $code =~ ^[23][0-9][0-9]$ ]] || fail "journalist app: HTTP $code"
+    ok "journalist app through /run/tipbox/journalist.sock: HTTP $code"
+}
+active() {
+    local unit
+    for unit in "$@"; do
+        systemctl is-active --quiet "$unit" || fail "$unit is $(systemctl is-active "$unit")"
+    done
+    ok "active: $*"
+}
+main_pid() { systemctl show -p MainPID --value "$1"; }
+
+# --- The steps, in order --------------------------------------------------------------------
+
+step_system() { # what this machine is
+    grep PRETTY_NAME /etc/os-release
+    printf 'Debian %s, kernel %s, %s, %s, %s\n' "$(cat /etc/debian_version)" "$(uname -r)" \
+        "$(systemctl --version | head -n 1)" "$(tor --version | head -n 1)" "$(python3 -V)"
+    printf 'virtualisation: %s\n' "$(systemd-detect-virt || true)"
+    [[ "$(cat /proc/1/comm)" == systemd ]] || fail "PID 1 is not systemd"
+    ok "systemd is PID 1"
+    [[ "$(cat /sys/module/apparmor/parameters/enabled 2>/dev/null)" == Y ]] || fail "AppArmor is off"
+    ok "AppArmor is enabled"
+    run ip -o link
+    [[ "$(ip -o link | grep -cv ': lo:')" == 0 ]] || fail "a network interface besides lo"
+    ok "no network interface but lo"
+    run systemd-analyze time || true
+}
+
+step_copy() { # the repository to /root/tipbox, the throwaway key pair to /root
+    rm -rf "$REPO" "$KEYS"
+    cp -a "$PAYLOAD/repo" "$REPO"
+    cp -a "$PAYLOAD/keys" "$KEYS"
+    install -m 0600 "$PAYLOAD/identity.age" "$IDENTITY"
+    run ls -la "$REPO" "$KEYS"
+    ok "repository in $REPO, recipient $KEYS/newsroom.pub, identity $IDENTITY"
+}
+
+step_deploy() { # make deploy on the fresh system, offline
+    make_target deploy KEYS="$KEYS" WHEELS="$WHEELS" | tee "$RESULTS/deploy-1.out"
+    [[ "$(grep -cE 'http://[a-z2-7]{56}\.onion/' "$RESULTS/deploy-1.out")" -ge 2 ]] ||
+        fail "make deploy did not print two onion addresses"
+    ok "two onion addresses printed"
+    addresses | tee "$ADDRESSES"
+}
+
+step_units() { # tor, the sockets, AppArmor, socket permissions
+    active tor.service tor@default.service tipbox-source.socket tipbox-journalist.socket
+    systemctl is-enabled --quiet tipbox-source.socket tipbox-journalist.socket tor.service ||
+        fail "a unit is not enabled"
+    ok "enabled: tor.service tipbox-source.socket tipbox-journalist.socket"
+    local label
+    label="$(cat "/proc/$(main_pid tor@default.service)/attr/current")"
+    printf 'tor runs as AppArmor profile: %s\n' "$label"
+    [[ $label == "system_tor (enforce)" ]] || fail "tor is not confined by system_tor"
+    ok "tor is confined by its AppArmor profile system_tor (enforce)"
+    run grep -A3 'BEGIN tipbox' /etc/apparmor.d/local/system_tor
+    local sock
+    for sock in /run/tipbox/source.sock /run/tipbox/journalist.sock; do
+        [[ "$(stat -c '%U:%G %a %F' "$sock")" == "root:debian-tor 660 socket" ]] ||
+            fail "$sock: $(stat -c '%U:%G %a %F' "$sock")"
+    done
+    ok "both sockets root:debian-tor 0660"
+    run ls -la /var/lib/tor/tipbox-source /var/lib/tipbox
+    [[ "$(stat -c '%U %a' /var/lib/tor/tipbox-source/hs_ed25519_secret_key)" == "debian-tor 600" ]] ||
+        fail "source onion key: $(stat -c '%U %a' /var/lib/tor/tipbox-source/hs_ed25519_secret_key)"
+    [[ "$(stat -c '%U %a' /var/lib/tipbox)" == "tipbox 700" ]] || fail "/var/lib/tipbox: $(stat -c '%U %a' /var/lib/tipbox)"
+    ok "onion key debian-tor 0600, /var/lib/tipbox tipbox 0700"
+    id tipbox
+    ! grep -qw debian-tor <<<"$(id -nG tipbox)" || fail "tipbox is in the debian-tor group"
+    ok "tipbox is not in the debian-tor group"
+}
+
+step_pages() { # both apps through their sockets; the app's sandbox as systemd made it
+    pages_answer
+    active tipbox-source.service tipbox-journalist.service
+    local pid
+    pid="$(main_pid tipbox-source.service)"
+    run grep -E '^(Uid|NoNewPrivs|Seccomp|CapEff):' "/proc/$pid/status"
+    [[ "$(awk '/^Uid:/ { print $2 }' "/proc/$pid/status")" == "$(id -u tipbox)" ]] || fail "not running as tipbox"
+    grep -qE '^NoNewPrivs:\s+1' "/proc/$pid/status" || fail "NoNewPrivs is off"
+    grep -qE '^Seccomp:\s+2' "/proc/$pid/status" || fail "no seccomp filter"
+    run cat "/proc/$pid/net/dev"
+    [[ "$(tail -n +3 "/proc/$pid/net/dev" | grep -cv '^ *lo:')" == 0 ]] || fail "the app sees a network interface"
+    ok "gunicorn runs as tipbox, no new privileges, seccomp filter, no interface but lo"
+    grep -q MemoryDenyWriteExecute=yes <(systemctl show tipbox-source.service -p MemoryDenyWriteExecute) ||
+        fail "MemoryDenyWriteExecute is off"
+    ok "MemoryDenyWriteExecute=yes in force and the app works under it"
+}
+
+step_tor_reaches_the_apps() { # as tor: user debian-tor, AppArmor profile system_tor
+    local host code label
+    host="$(host_of source)"
+    code="$(runuser -u debian-tor -- aa-exec -p system_tor -- curl --silent --show-error \
+        --max-time 60 --unix-socket /run/tipbox/source.sock -H "Host: $host" -o /dev/null \
+        -w '%{http_code}' "http://$host/")" || true
+    [[ $code == 200 ]] || fail "user debian-tor under AppArmor profile system_tor: HTTP '$code'"
+    ok "user debian-tor under AppArmor profile system_tor reaches the source app: HTTP 200"
+    if runuser -u nobody -- curl --silent --max-time 10 --unix-socket /run/tipbox/source.sock \
+        -o /dev/null "http://$host/" 2>/dev/null; then
+        fail "user nobody could connect to the source socket"
+    fi
+    ok "user nobody cannot connect to the source socket"
+    # The control: the same confined curl, to a socket the profile does not list. On Debian 12
+    # (kernel 6.1) AppArmor does not mediate connecting to a unix socket by path, so this
+    # connects too: reported as a note (the socket's mode is what keeps others out); a kernel
+    # that mediates AF_UNIX would refuse it, and then the rule above is what lets tor in.
+    local probe=/run/rehearsal-probe.sock server
+    rm -f "$probe"
+    python3 -c 'import os, socket, sys
+os.umask(0)  # the socket is 0777 from the start: anyone may connect, as far as modes go
+s = socket.socket(socket.AF_UNIX)
+s.bind(sys.argv[1])
+s.listen()
+s.settimeout(60)
+for _ in range(2):
+    c, _ = s.accept()
+    c.recv(65536)  # the request first: closing before curl has sent it is a broken pipe
+    c.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n")
+    c.close()' "$probe" &
+    server=$!
+    for _ in $(seq 50); do
+        if [[ -S $probe ]]; then break; fi
+        sleep 0.2
+    done
+    run ls -la "$probe"
+    # That aa-exec really confines: the label of a process started the same way, read by root
+    # (the profile does not let the process read its own).
+    runuser -u debian-tor -- aa-exec -p system_tor -- sleep 20 &
+    local runner=$! sleeper=
+    for _ in $(seq 50); do
+        sleeper="$(pgrep -u debian-tor -n -x sleep || true)"
+        if [[ -n $sleeper ]]; then break; fi
+        sleep 0.2
+    done
+    label="$(cat "/proc/$sleeper/attr/current" 2>/dev/null || true)"
+    if [[ -n $sleeper ]]; then kill "$sleeper" 2>/dev/null || true; fi
+    wait "$runner" 2>/dev/null || true
+    [[ $label == "system_tor (enforce)" ]] || fail "aa-exec did not confine: '$label'"
+    ok "a process started by aa-exec -p system_tor runs as: $label"
+    code="$(runuser -u debian-tor -- curl --silent --show-error --max-time 20 --unix-socket "$probe" \
+        -o /dev/null -w '%{http_code}' http://probe/)" || true
+    [[ $code == 200 ]] || fail "control: user debian-tor, unconfined, cannot reach the probe socket ('$code')"
+    code="$(runuser -u debian-tor -- aa-exec -p system_tor -- curl --silent --show-error \
+        --max-time 20 --unix-socket "$probe" -o /dev/null -w '%{http_code}' http://probe/)" || true
+    kill "$server" 2>/dev/null || true
+    wait "$server" 2>/dev/null || true
+    rm -f "$probe"
+    if [[ $code == 200 ]]; then
+        echo "note: AppArmor here does not mediate unix-socket connects: system_tor also reached a socket it does not list"
+    else
+        ok "control: under system_tor the same curl cannot reach a socket the profile does not list"
+    fi
+}
+
+step_status() { # make status: exit 1 while tor is offline, and says why in plain words
+    local out="$RESULTS/status.out" status=0
+    make_target status >"$out" 2>&1 || status=$?
+    cat "$out"
+    [[ $status != 0 ]] || fail "make status passed although tor cannot reach the Tor network"
+    grep -q 'FAIL  tor is not connected to the Tor network' "$out" || fail "no plain 'tor is not connected' line"
+    grep -qE '^ok    tor .* answers on (unix:)?/run/tor/control' "$out" || fail "tor's control port"
+    grep -q '^ok    source app on /run/tipbox/source.sock answers (HTTP 200)' "$out" || fail "source app"
+    grep -qE '^ok    journalist app on /run/tipbox/journalist.sock answers \(HTTP [23]' "$out" || fail "journalist app"
+    local unexpected
+    unexpected="$(grep '^FAIL' "$out" | grep -v 'tor is not connected' | grep -v 'is configured but not published yet' || true)"
+    [[ -z $unexpected ]] || fail "unexpected: $unexpected"
+    [[ "$(grep -v '^make' "$out" | tail -n 1)" =~ ^tipbox:\ error:\ [0-9]+\ of\ 6\ checks\ failed$ ]] ||
+        fail "the error line does not come after the checks"
+    ok "make status fails (exit $status): says tor is not connected (no network here), services not published yet, both apps answer"
+}
+
+step_deploy_again() { # idempotence
+    make_target deploy KEYS="$KEYS" WHEELS="$WHEELS"
+    same_addresses
+    [[ "$(grep -c '^%include /etc/tor/torrc.d/\*.conf$' /etc/tor/torrc)" == 1 ]] || fail "torrc: not one %include line"
+    [[ "$(grep -c 'BEGIN tipbox' /etc/apparmor.d/local/system_tor)" == 1 ]] || fail "AppArmor: not one block"
+    ok "one %include line in torrc, one block in AppArmor's local/system_tor"
+    pages_answer
+}
+
+step_user() { # make user NAME=… (non-interactive: a generated passphrase)
+    make_target user NAME=rehearsal-admin | tee "$RESULTS/user.out"
+    [[ "$(stat -c %U /var/lib/tipbox/store.sqlite3)" == tipbox ]] || fail "the database is not tipbox's"
+    ok "account created; the database belongs to tipbox"
+}
+
+step_access() { # one journalist key: a checked reload of tor under systemd and AppArmor
+    local tor_pid
+    tor_pid="$(main_pid tor@default.service)"
+    (cd /root && run timeout 120 tipbox access add alice)
+    run tipbox access list
+    grep -q '^alice ' <<<"$(tipbox access list)" || fail "alice is not listed"
+    [[ "$(stat -c '%U %a' /var/lib/tor/tipbox-journalist/authorized_clients/alice.auth)" == "debian-tor 600" ]] ||
+        fail "alice.auth: $(stat -c '%U %a' /var/lib/tor/tipbox-journalist/authorized_clients/alice.auth)"
+    active tor@default.service
+    [[ "$(main_pid tor@default.service)" == "$tor_pid" ]] || fail "tor restarted instead of reloading"
+    ok "alice.auth debian-tor 0600; tor reloaded, same process"
+}
+
+step_backup() { # make backup: one age file, only the identity opens it
+    rm -f "$BACKUP"
+    make_target backup OUT="$BACKUP"
+    [[ "$(stat -c %a "$BACKUP")" == 600 ]] || fail "backup mode $(stat -c %a "$BACKUP")"
+    /usr/local/bin/tipbox decrypt -i "$IDENTITY" "$BACKUP" | tar -tvf - >"$RESULTS/backup-contents.txt"
+    cat "$RESULTS/backup-contents.txt"
+    local path
+    for path in var/lib/tor/tipbox-source/hs_ed25519_secret_key var/lib/tor/tipbox-journalist/hs_ed25519_secret_key \
+        var/lib/tor/tipbox-journalist/authorized_clients/alice.auth var/lib/tipbox/store.sqlite3 etc/tipbox/tipbox.env; do
+        grep -q " $path\$" "$RESULTS/backup-contents.txt" || fail "$path is not in the backup"
+    done
+    ok "backup 0600, decrypts with the identity, holds both onion keys, alice.auth, the database, the config"
+}
+
+step_restore() { # make restore FORCE=1 from that backup
+    make_target restore BACKUP="$BACKUP" IDENTITY="$IDENTITY" FORCE=1
+    same_addresses
+    grep -q '^alice ' <<<"$(tipbox access list)" || fail "alice is gone"
+    pages_answer
+}
+
+step_uninstall() { # make uninstall: keeps data and onion keys
+    make_target uninstall
+    local unit
+    for unit in tipbox-source.socket tipbox-source.service tipbox-journalist.socket tipbox-journalist.service; do
+        [[ ! -e /etc/systemd/system/$unit ]] || fail "$unit is still installed"
+        ! systemctl is-active --quiet "$unit" || fail "$unit is still active"
+    done
+    [[ ! -e /opt/tipbox && ! -e /usr/local/bin/tipbox && ! -e /etc/tor/torrc.d/tipbox.conf ]] || fail "code or snippet left"
+    [[ ! -e /run/tipbox/source.sock ]] || fail "the source socket is still there"
+    [[ -f /var/lib/tipbox/store.sqlite3 && -f /var/lib/tor/tipbox-source/hs_ed25519_secret_key ]] || fail "data or keys lost"
+    ! grep -q 'BEGIN tipbox' /etc/apparmor.d/local/system_tor || fail "AppArmor block left"
+    active tor@default.service
+    ok "units, code, snippet, AppArmor block gone; data and onion keys kept; tor still runs"
+}
+
+step_deploy_after_uninstall() { # same addresses again
+    make_target deploy KEYS="$KEYS" WHEELS="$WHEELS"
+    same_addresses
+    pages_answer
+}
+
+step_security() { # systemd-analyze security, online, on the running units
+    local unit score
+    for unit in tipbox-source.service tipbox-journalist.service tor@default.service; do
+        systemd-analyze security --no-pager "$unit" >"$RESULTS/security-$unit.txt" 2>&1 || true
+        score="$(grep -E '^→ Overall exposure level' "$RESULTS/security-$unit.txt" | sed 's/.*: //')"
+        printf 'SCORE %s: %s\n' "$unit" "${score:-none}"
+        [[ -n $score ]] || fail "no score for $unit"
+    done
+    grep -q 'Overall exposure level for tipbox-source.service: 0\.[0-9] SAFE' "$RESULTS/security-tipbox-source.service.txt" ||
+        fail "tipbox-source.service is not SAFE below 1.0"
+    grep -q 'Overall exposure level for tipbox-journalist.service: 0\.[0-9] SAFE' "$RESULTS/security-tipbox-journalist.service.txt" ||
+        fail "tipbox-journalist.service is not SAFE below 1.0"
+    ok "both app services SAFE below 1.0"
+}
+
+step_logs() { # what the journal says: no AppArmor denial for tor, no traceback in the apps
+    journalctl -b --no-pager -o short-monotonic >"$RESULTS/journal.txt" 2>&1 || true
+    local denials
+    denials="$(grep 'apparmor="DENIED"' "$RESULTS/journal.txt" | grep 'profile="system_tor"' | grep 'comm="tor"' || true)"
+    [[ -z $denials ]] || fail "AppArmor denied tor: $denials"
+    ok "no AppArmor denial for tor"
+    grep 'apparmor="DENIED"' "$RESULTS/journal.txt" || true
+    journalctl -b --no-pager -u tipbox-source.service -u tipbox-journalist.service >"$RESULTS/apps-journal.txt" || true
+    if grep -q Traceback "$RESULTS/apps-journal.txt"; then
+        tail -n 60 "$RESULTS/apps-journal.txt"
+        fail "a traceback in the apps' journal"
+    fi
+    ok "no traceback in the apps' journal"
+    run journalctl -b --no-pager -u tipbox-source.service -n 20
+}
+
+step_purge() { # make uninstall PURGE=1: everything gone, tor still runs
+    make_target uninstall PURGE=1
+    [[ ! -e /var/lib/tipbox && ! -e /etc/tipbox && ! -e /var/lib/tor/tipbox-source && ! -e /var/lib/tor/tipbox-journalist ]] ||
+        fail "data, configuration or onion keys left"
+    ! getent passwd tipbox >/dev/null || fail "the user tipbox is left"
+    active tor@default.service
+    ok "data, configuration, onion keys and the user gone; tor still runs"
+}
+
+STEPS=(system copy deploy units pages tor_reaches_the_apps status deploy_again user access
+    backup restore uninstall deploy_after_uninstall security logs purge)
+
+# --- One step (this script run again by the loop below) -------------------------------------
+
+if [[ ${2:-} == --step ]]; then
+    "step_$3"
+    exit 0
+fi
+
+# --- The rehearsal --------------------------------------------------------------------------
+
+if [[ "$(hostname)" != tipbox-rehearsal ]] || ! systemd-detect-virt --quiet --vm; then
+    echo "rehearse-guest.sh: this is not the rehearsal VM; refusing to run" >&2
+    exit 2
+fi
+mkdir -p "$RESULTS"
+: >"$LOG"
+if [[ -s $PAYLOAD/steps ]]; then read -r -a STEPS <"$PAYLOAD/steps"; fi
+say() { printf '%s\n' "$*" | tee -a "$LOG"; }
+say "Tipbox deploy rehearsal, $(date -u '+%Y-%m-%d %H:%M UTC'), in a qemu VM without network"
+start=$SECONDS
+passed=0
+failed=0
+summary=()
+n=0
+for name in "${STEPS[@]}"; do
+    n=$((n + 1))
+    out="$(printf '%s/%02d-%s.txt' "$RESULTS" "$n" "$name")"
+    describe="$(grep -m1 "^step_$name() {" "$0" | sed 's/.*# //')"
+    say ""
+    say "--- step $n: $name ($describe)"
+    t=$SECONDS
+    status=0
+    # A step may not hang: killed (with everything it started) after 15 minutes.
+    timeout --kill-after=10 900 bash "$0" "$PAYLOAD" --step "$name" >"$out" 2>&1 </dev/null || status=$?
+    took=$((SECONDS - t))
+    grep -E '^(ok: |note: |CHECK FAILED: |SCORE )' "$out" | sed 's/^/    /' | tee -a "$LOG" || true
+    if [[ $status == 0 ]]; then
+        result=PASS
+        passed=$((passed + 1))
+    else
+        result=FAIL
+        failed=$((failed + 1))
+        say "    exit status $status; the last lines of $(basename "$out"):"
+        tail -n 25 "$out" | sed 's/^/      | /' | tee -a "$LOG"
+    fi
+    say "    $result in ${took}s"
+    summary+=("$(printf '%-4s %5ss  %s' "$result" "$took" "$name")")
+done
+say ""
+say "Summary (seconds per step):"
+for line in "${summary[@]}"; do say "  $line"; done
+say "$passed passed, $failed failed, in $((SECONDS - start))s"
+if [[ $failed == 0 ]]; then say "REHEARSAL PASSED"; else say "REHEARSAL FAILED"; fi
+sync
+[[ $failed == 0 ]]
