@@ -315,11 +315,11 @@ class DeferredHeadWriter:
         if self._sealer is None:  # chunk 0 is full: leave a hole for it and go on from chunk 1
             self._sealer = Sealer(self._key, first_counter=1)
             self._dst.seek(self.header_size + ENC_CHUNK_SIZE)
+        self._rest += data
         # Seal every full chunk at once, but keep the last one back until finish(): only then
         # is it known to be the last.
-        full = (len(self._rest) + len(data) - 1) // CHUNK_SIZE
+        full = (len(self._rest) - 1) // CHUNK_SIZE
         if not full:
-            self._rest += data
             return
         # Big pieces (a fast upload) are sealed on two threads and written on a third while the
         # next piece is received and parsed: the request thread alone was the bottleneck.
@@ -328,22 +328,10 @@ class DeferredHeadWriter:
         self._sealer.pool = pool
         if len(self._outs[self._turn]) < full * ENC_CHUNK_SIZE:
             self._outs[self._turn] = bytearray(full * ENC_CHUNK_SIZE)
-        out = memoryview(self._outs[self._turn])
-        # Only the chunk that straddles what was kept back and the new piece is copied; the
-        # others are sealed straight from the caller's buffer (one copy fewer per byte).
-        done = 0
-        if self._rest:
-            take = CHUNK_SIZE - len(self._rest)
-            self._rest += data[:take]
-            data = data[take:]
-            with memoryview(self._rest) as view:
-                self._sealer.seal_batch(view, out[:ENC_CHUNK_SIZE], False)
-            done = 1
-        if full > done:
-            body = data[: (full - done) * CHUNK_SIZE]
-            self._sealer.seal_batch(body, out[done * ENC_CHUNK_SIZE :], False)
-        self._rest = bytearray(data[(full - done) * CHUNK_SIZE :])
-        sealed = out[: full * ENC_CHUNK_SIZE]
+        with memoryview(self._rest) as view:
+            out = memoryview(self._outs[self._turn])
+            sealed = self._sealer.seal_batch(view[: full * CHUNK_SIZE], out, False)
+        del self._rest[: full * CHUNK_SIZE]
         self.wait()  # the previous batch is written before this one (and its buffer is free)
         if pool is None:
             write_all(self._dst, sealed)
