@@ -198,3 +198,21 @@ def peaks(tmp_path: Path, identity: X25519Identity, size: int) -> dict[str, int]
     assert (sink.size, sink.digest()) == (size, src.digest())
     writing = _peak(lambda: _through_writer(PatternReader(size), identity))
     return {"encrypt": encrypting, "decrypt": decrypting, "writer": writing}
+
+
+# What the air-gapped commands must never import: the server's stack, and (for start-up time)
+# http.client and importlib.resources (tests/test_cli.py, tests/test_airgap.py).
+AIR_GAPPED_FORBIDDEN = (
+    "flask",
+    "werkzeug",
+    "jinja2",
+    "stem",
+    "gunicorn",
+    "sqlite3",
+    "app.store",
+    "app.source",
+    "app.journalist",
+    "app.onion",
+    "http.client",
+    "importlib.resources",
+)

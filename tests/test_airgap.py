@@ -32,6 +32,7 @@ from app.errors import ReplyError
 from app.reply import MAX_FILE_BYTES, check_reply, declaration, make_reply
 from app.store import Item, today
 from tests.helpers import (
+    AIR_GAPPED_FORBIDDEN,
     PASSPHRASE,
     TIPBOX,
     assert_cli_error,
@@ -566,17 +567,7 @@ PROBE = (
     "import json,sys; from app.cli import main; c = main(sys.argv[1:]); "
     "print(json.dumps(sorted(sys.modules))); sys.exit(c)"
 )
-FORBIDDEN = (
-    "flask",
-    "werkzeug",
-    "jinja2",
-    "stem",
-    "gunicorn",
-    "sqlite3",
-    "app.store",
-    "app.source",
-    "http.client",  # only `tipbox status` needs it (start-up time)
-)
+FORBIDDEN = AIR_GAPPED_FORBIDDEN
 ALLOWED = {"app", "app.cli", "app.errors", "app.files", "app.words", "app.container"}
 ALLOWED |= {"app.airgap", "app.bundle", "app.reply", "app.padding"}
 ALLOWED |= {"app.admin", "app.users_cli"}  # register server sub-commands; stdlib only at load

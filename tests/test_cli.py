@@ -15,6 +15,7 @@ from app import words
 from app.crypto import X25519Identity, encrypt_identity, parse_identities, parse_recipients
 from app.crypto.keyfile import decrypt_identity, identity_file_text
 from tests.helpers import (
+    AIR_GAPPED_FORBIDDEN,
     PASSPHRASE,
     TIPBOX,
     assert_cli_error,
@@ -253,20 +254,7 @@ status = main(sys.argv[1:])
 print(json.dumps(sorted(sys.modules)))
 sys.exit(status)
 """
-FORBIDDEN = (
-    "flask",
-    "werkzeug",
-    "jinja2",
-    "stem",
-    "gunicorn",
-    "sqlite3",
-    "app.store",
-    "app.source",
-    "app.journalist",
-    "app.onion",
-    "http.client",
-    "importlib.resources",
-)  # fmt: skip  (the last two: start-up time)
+FORBIDDEN = AIR_GAPPED_FORBIDDEN
 AIR_GAPPED = [
     ["encrypt", "-R", "newsroom.pub", "-o", "x.age", "plain.txt"],
     ["decrypt", "-i", "id.txt", "-o", "x.txt", "tip.age"],

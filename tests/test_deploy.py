@@ -396,6 +396,16 @@ def _script_env(tmp_path: Path, root: Path, keys: Path) -> dict[str, str]:
     return env
 
 
+def _bare_root(tmp_path: Path) -> Path:
+    """A throwaway root with just Debian's torrc and users: enough for install.sh to start."""
+    root = tmp_path / "root"
+    (root / "etc/tor").mkdir(parents=True)
+    (root / "etc/tor/torrc").write_text("# Debian's torrc\n")
+    (root / "etc/passwd").write_text("root:x:0:0:root:/root:/bin/bash\n")
+    (root / "etc/group").write_text("root:x:0:\ndebian-tor:x:109:\n")
+    return root
+
+
 def _run(script: str, env: dict[str, str], **extra: str) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
         [str(DEPLOY / script)],
@@ -582,11 +592,7 @@ def test_deploy_lifecycle_in_a_throwaway_root(server: tuple[Path, Tor], tmp_path
 
 @pytest.mark.slow
 def test_deploy_refuses_a_secret_key(tmp_path: Path) -> None:
-    root = tmp_path / "root"
-    (root / "etc/tor").mkdir(parents=True)
-    (root / "etc/tor/torrc").write_text("# Debian's torrc\n")
-    (root / "etc/passwd").write_text("root:x:0:0:root:/root:/bin/bash\n")
-    (root / "etc/group").write_text("root:x:0:\ndebian-tor:x:109:\n")
+    root = _bare_root(tmp_path)
     keys = tmp_path / "keys"
     make_newsroom_keys(tmp_path / "identity.txt", keys)
     shutil.copy(tmp_path / "identity.txt", keys / "oops.txt")
@@ -603,11 +609,7 @@ def test_deploy_refuses_a_secret_key(tmp_path: Path) -> None:
 def test_deploy_offline_with_wheels(tmp_path: Path, installed: bool) -> None:
     """WHEELS=DIR: pip installs from DIR only; apt-get is not run when dpkg-query says every
     Debian package is installed, and is still tried when one is missing."""
-    root = tmp_path / "root"
-    (root / "etc/tor").mkdir(parents=True)
-    (root / "etc/tor/torrc").write_text("# Debian's torrc\n")
-    (root / "etc/passwd").write_text("root:x:0:0:root:/root:/bin/bash\n")
-    (root / "etc/group").write_text("root:x:0:\ndebian-tor:x:109:\n")
+    root = _bare_root(tmp_path)
     keys = tmp_path / "keys"
     keys.mkdir()  # no recipient: install.sh stops right after the Python packages
     wheels = tmp_path / "wheels"
