@@ -107,7 +107,7 @@ class Setting:
     args: tuple[str, ...] = ()
     workers: int = 3
     threads: int = 96
-    connections: int = 112  # worker_connections
+    connections: int = 96  # worker_connections
     ramp: float = 2.0  # seconds over which the uploads start (0: all in the same instant)
 
     @property

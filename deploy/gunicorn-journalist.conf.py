@@ -9,7 +9,7 @@ apart on logging, timeouts or proxy headers. Only these differ:
                (tor's journalist onion service forwards to it; under systemd the socket
                unit hands it over and ``bind`` is not used)
     workers    TIPBOX_JOURNALIST_WORKERS, default 1; threads TIPBOX_JOURNALIST_THREADS,
-               default 16 (and 16 more connections, for keep-alive)
+               default 16 (and as many connections)
 """
 
 from __future__ import annotations
@@ -28,4 +28,4 @@ wsgi_app = "app.journalist:create_app()"
 _positive_int = _SHARED["_positive_int"]
 workers = _positive_int("TIPBOX_JOURNALIST_WORKERS", 1)
 threads = _positive_int("TIPBOX_JOURNALIST_THREADS", 16)
-worker_connections = threads + 16  # as the source portal: room for kept-alive connections
+worker_connections = threads

@@ -87,12 +87,10 @@ worker_class = "gthread"
 workers = _positive_int("TIPBOX_WORKERS", 3)
 threads = _positive_int("TIPBOX_THREADS", 96)
 # Connections a worker holds at once, kept-alive ones included; the rest wait in the listen
-# backlog until some worker has room. Gunicorn keeps a connection alive only while a worker
-# holds fewer than this minus its threads, and over Tor a kept-alive connection saves a round
-# trip for each of a page's three requests: hence 16 more than the threads. (Not many more: a
-# worker that accepted far more than its threads would queue requests on its own while another
-# worker has idle threads; seen with 4 x 64 threads and 80 connections.)
-worker_connections = threads + 16
+# backlog until some worker has room. No more than its threads: a worker that accepted more
+# would queue requests on its own while another worker has idle threads (seen with 4 x 64: one
+# worker held 80 connections for 64 threads and GET / waited 3.8 s there).
+worker_connections = threads
 max_requests = 0  # never recycle a worker in the middle of someone's upload
 
 # glibc gives each thread that allocates its own malloc arena, up to 8 per core, and memory freed

@@ -224,8 +224,8 @@ def test_journalist_gunicorn_config_shares_every_setting() -> None:
     assert source.pop("wsgi_app") == "app:create_app()"
     assert journalist.pop("config") != source.pop("config")
     sized = ("workers", "threads", "worker_connections")  # a handful of journalists
-    assert [journalist.pop(k) for k in sized] == ["1", "16", "32"]
-    assert [source.pop(k) for k in sized] == ["3", "96", "112"]
+    assert [journalist.pop(k) for k in sized] == ["1", "16", "16"]
+    assert [source.pop(k) for k in sized] == ["3", "96", "96"]
     assert journalist == source
 
 

@@ -75,7 +75,7 @@ def test_threaded_workers_sized_for_two_cores(load_conf: Callable[..., Config]) 
     cfg = load_conf()
     assert cfg.worker_class_str == "gthread"
     assert (cfg.workers, cfg.threads) == (3, 96)
-    assert cfg.worker_connections == cfg.threads + 16  # room for kept-alive connections
+    assert cfg.worker_connections == cfg.threads
     assert cfg.preload_app is False
     assert cfg.max_requests == 0
     assert cfg.wsgi_app == "app:create_app()"
