@@ -90,6 +90,13 @@ threads = _positive_int("TIPBOX_THREADS", 96)
 # backlog until some worker has room. No more than its threads: a worker that accepted more
 # would queue requests on its own while another worker has idle threads (seen with 4 x 64: one
 # worker held 80 connections for 64 threads and GET / waited 3.8 s there).
+# The price is keep-alive: Gunicorn keeps a connection open only while its worker has room for
+# it beyond its threads, so with none it closes every connection after the response, and over
+# Tor a page's next request pays for a new stream. With 16 connections more than threads
+# keep-alive works, but the kernel hands new connections to the workers unevenly (one took 110
+# of 200 uploads for its 96 threads), and GET / p99 rose to 3.1 s under 200 slow uploads. A
+# worker that stops accepting while its threads are busy would give both; Gunicorn's gthread
+# worker has no such setting (README, known limitations).
 worker_connections = threads
 max_requests = 0  # never recycle a worker in the middle of someone's upload
 
@@ -129,9 +136,10 @@ timeout = 60
 # On stop or reload, requests in flight (slow uploads) get this long to finish. Set the service
 # manager's stop timeout higher (systemd: TimeoutStopSec=90).
 graceful_timeout = 60
-# Idle keep-alive connections wait in the worker's poller (not in a thread) this long. Tor
-# round trips take a second or more, so reusing the connection for a page's next request helps.
-keepalive = 10
+# No keep-alive: a worker accepts no more connections than it has threads (above), so
+# Gunicorn would close every connection after its response anyway; 0 says so (and spares the
+# startup warning about it).
+keepalive = 0
 # Within a request, each read from (or send to) the client may wait at most this long; a Tor
 # upload that stalls longer than this is given up and its thread freed. See pre_request.
 _IDLE_SECONDS = 300.0
