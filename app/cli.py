@@ -275,6 +275,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if exc.hint:
             _say("hint", exc.hint)
         return 1
+    except BrokenPipeError:
+        # Whatever reads our standard output stopped reading: `| tar -x` stops at the end of
+        # the archive, before a stored item's padding. Like any Unix filter killed by SIGPIPE
+        # (age included), say nothing and exit with 128 + SIGPIPE. Python would complain again
+        # when it flushes stdout at exit, so stdout goes to /dev/null first.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + 13
     except OSError as exc:
         text = (exc.strerror or str(exc)).lower()
         _say("error", f"{exc.filename}: {text}" if exc.filename else text)

@@ -6,6 +6,7 @@ import json
 import os
 import re
 import stat
+import subprocess
 import sys
 from pathlib import Path
 
@@ -70,6 +71,25 @@ def test_round_trip_through_pipes(tmp_path: Path, world: X25519Identity) -> None
     for name in ("id.txt", "second.txt"):
         dec = tipbox("decrypt", "-i", name, cwd=tmp_path, stdin=enc.stdout)
         assert (dec.returncode, dec.stdout, dec.stderr) == (0, b"from stdin", b"")
+
+
+def test_a_reader_that_stops_early_is_no_error(tmp_path: Path, world: X25519Identity) -> None:
+    """`tipbox decrypt item | tar -x`: tar stops before a stored item's padding. Like a filter
+    killed by SIGPIPE, tipbox says nothing and exits 141."""
+    big = tmp_path / "big.age"
+    big.write_bytes(encrypt_bytes(bytes(8 << 20), [world.recipient]))
+    reader = subprocess.Popen(["head", "-c", "10"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert reader.stdin is not None
+    writer = subprocess.run(
+        [*TIPBOX, "decrypt", "-i", "id.txt", "big.age"],
+        cwd=tmp_path, stdout=reader.stdin, stderr=subprocess.PIPE, timeout=60, check=False,
+    )  # fmt: skip
+    reader.stdin.close()
+    assert reader.stdout is not None
+    assert reader.stdout.read() == bytes(10)
+    assert reader.wait(timeout=60) == 0
+    reader.stdout.close()
+    assert (writer.returncode, writer.stderr) == (141, b"")
 
 
 def test_decrypt_overwrites_output_only_on_success(tmp_path: Path, world: X25519Identity) -> None:
