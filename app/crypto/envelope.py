@@ -150,7 +150,8 @@ _POOL_LOCK = threading.Lock()
 
 
 def shared_pool() -> ThreadPoolExecutor:
-    """The process's pool for long-lived writers (three threads: two seal, one writes).
+    """The process's pool for long-lived writers: three threads, for the half of a batch that
+    the request thread does not seal itself, the write of the previous batch, and a spare.
 
     Created on first use, so a forking server makes it in each worker. Shared by every item
     written at once: under load they take turns, and no request ever waits on a task that
