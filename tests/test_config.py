@@ -12,13 +12,9 @@ from app import create_app
 from app.config import GIB, MIB, REPO, Config, load_config
 from app.crypto import KdfCost, X25519Identity
 from app.errors import ConfigError
-from tests import fixtures_app as fx
 from tests.fixtures_app import (
     make_app,
 )
-
-# The app fixtures, until conftest.py pulls them in (then these are harmless duplicates).
-app, client, config, translations_dir = fx.app, fx.client, fx.config, fx.translations_dir
 
 
 def test_defaults() -> None:

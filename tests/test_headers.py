@@ -14,7 +14,6 @@ from werkzeug.test import TestResponse
 
 from app.config import Config
 from app.headers import ASSET_ENDPOINTS, HEADERS, host_allowed
-from tests import fixtures_app as fx
 from tests.fixtures_app import (
     csrf_token,
     login,
@@ -24,9 +23,6 @@ from tests.fixtures_app import (
     state_of,
     submit,
 )
-
-# The app fixtures, until conftest.py pulls them in (then these are harmless duplicates).
-app, client, config, translations_dir = fx.app, fx.client, fx.config, fx.translations_dir
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE_ARGS = {"lang": "es", "filename": "style.css", "item_id": "0" * 32}

@@ -16,7 +16,6 @@ from flask.testing import FlaskClient
 from app import words
 from app.config import TRANSLATIONS, Config
 from app.source.language import format_day, human_size, language_name
-from tests import fixtures_app as fx
 from tests.fixtures_app import (
     csrf_token,
     find,
@@ -26,9 +25,6 @@ from tests.fixtures_app import (
     state_of,
     submit,
 )
-
-# The app fixtures, until conftest.py pulls them in (then these are harmless duplicates).
-app, client, config, translations_dir = fx.app, fx.client, fx.config, fx.translations_dir
 
 REPO = Path(__file__).resolve().parent.parent
 LANGUAGES = sorted(p.parent.parent.name for p in TRANSLATIONS.glob("*/LC_MESSAGES/messages.po"))

@@ -21,7 +21,6 @@ from app.session import (
     EncryptedSessionInterface,
     load_secret,
 )
-from tests import fixtures_app as fx
 from tests.fixtures_app import (
     csrf_token,
     login,
@@ -31,9 +30,6 @@ from tests.fixtures_app import (
     state_of,
     submit,
 )
-
-# The app fixtures, until conftest.py pulls them in (then these are harmless duplicates).
-app, client, config, translations_dir = fx.app, fx.client, fx.config, fx.translations_dir
 
 
 def interface(app: Flask) -> EncryptedSessionInterface:

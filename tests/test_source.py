@@ -14,7 +14,6 @@ from app.config import Config
 from app.crypto import X25519Identity
 from app.source import views
 from app.store import Store
-from tests import fixtures_app as fx
 from tests.fixtures_app import (
     csrf_token,
     files_under,
@@ -26,9 +25,6 @@ from tests.fixtures_app import (
     state_of,
     submit,
 )
-
-# The app fixtures, until conftest.py pulls them in (then these are harmless duplicates).
-app, client, config, translations_dir = fx.app, fx.client, fx.config, fx.translations_dir
 
 ITEM_FILE = re.compile(r"items/[0-9a-f]{32}")
 # What the data folder may hold: the database, its WAL files, items with random names, secrets.
