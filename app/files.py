@@ -11,7 +11,9 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import threading
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO
 
@@ -69,29 +71,77 @@ def contained(root: Path, *parts: str) -> Path:
 
 
 WRITEBACK_WINDOW = 8 << 20
+FLUSH_WINDOW = 32 << 20
+_FLUSHER: ThreadPoolExecutor | None = None
+_FLUSHER_LOCK = threading.Lock()
+
+
+def _flusher() -> ThreadPoolExecutor:
+    """The process's one thread for early flushes, made on first use.
+
+    One thread for every item written at once: the flushes queue for the one disk anyway, and
+    an early flush that waits changes no answer (the writer's own final ``fsync`` decides).
+    """
+    global _FLUSHER  # noqa: PLW0603 (one thread per process, made lazily)
+    with _FLUSHER_LOCK:
+        if _FLUSHER is None:
+            _FLUSHER = ThreadPoolExecutor(1, thread_name_prefix="tipbox-flush")
+        return _FLUSHER
+
+
+def _forget_flusher() -> None:
+    """In a forked child the parent's thread does not exist: make a new one when needed."""
+    global _FLUSHER, _FLUSHER_LOCK  # noqa: PLW0603
+    _FLUSHER, _FLUSHER_LOCK = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_flusher)
+
+
+def _datasync(fd: int) -> None:
+    try:
+        os.fdatasync(fd)
+    finally:
+        os.close(fd)
 
 
 class EarlyWriteback:
     """A seekable binary file that sends what it was given to the disk as it goes.
 
-    Every ``window`` bytes written, the kernel is asked (``POSIX_FADV_DONTNEED``) to start
-    writing the newest window back and to drop the previous one, written back by then, from the
-    page cache. The final ``fsync`` then has little left to do: on the benchmark machine it took
-    0.85 s after a 512 MiB item was written at full speed, because the kernel had written none of
-    it yet. The server also stops filling its page cache with ciphertext nobody reads soon.
+    Two cadences, both measured on the benchmark machine (a virtual disk that keeps writes in
+    the host's cache until told to flush):
+
+    - Every ``window`` bytes written, the kernel is asked (``POSIX_FADV_DONTNEED``) to start
+      writing the newest window back and to drop the previous one, written back by then, from
+      the page cache. The server stops filling its page cache with ciphertext nobody reads soon.
+    - Every ``flush_window`` bytes, if the previous one is over, a background thread
+      ``fdatasync``s what is written so far. Without it the writeback only reached the host's
+      cache, and the final ``fsync`` of a 1280 MiB item still waited 1.2–1.6 s for the host's
+      disk; with it, writing 1280 MiB at upload speed and then the final ``fsync`` took
+      1.9–2.0 s in all, against 2.2–3.3 s (``dd conv=fsync`` takes 2.0–2.7 s).
+
+    The flush works on a duplicate of the file's descriptor, so closing the file never races
+    it. Its error is not lost: :meth:`fsync` (and the next flush) raise it, since the kernel
+    reports a writeback error once per open file and the early flush may be the one to see it.
     """
 
-    def __init__(self, file: BinaryIO, window: int = WRITEBACK_WINDOW) -> None:
+    def __init__(
+        self, file: BinaryIO, window: int = WRITEBACK_WINDOW, flush_window: int = FLUSH_WINDOW
+    ) -> None:
         self._file = file
         self._window = window
+        self._flush_window = flush_window
         self._since = 0  # bytes written since the last request
+        self._unflushed = 0  # bytes written since the last early flush began
         self._previous = 0  # where the previous window started
         self._current = 0  # where the newest window started
+        self._flushing: Future[None] | None = None
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
         """Write ``data``; every ``window`` bytes, ask for the writeback."""
         n = self._file.write(data)
         self._since += n
+        self._unflushed += n
         if self._since >= self._window:
             self._since = 0
             self._file.flush()
@@ -100,7 +150,26 @@ class EarlyWriteback:
                 fd = self._file.fileno()
                 os.posix_fadvise(fd, self._previous, end - self._previous, os.POSIX_FADV_DONTNEED)
             self._previous, self._current = min(self._current, end), end
+            if self._unflushed >= self._flush_window and self._flush_over():
+                self._unflushed = 0
+                self._flushing = _flusher().submit(_datasync, os.dup(self._file.fileno()))
         return n
+
+    def _flush_over(self) -> bool:
+        """Whether no early flush is running; raises the error of one that failed."""
+        if self._flushing is None:
+            return True
+        if not self._flushing.done():
+            return False
+        self._flushing.result()
+        return True
+
+    def fsync(self) -> None:
+        """Flush Python's buffer and make everything durable; raises an early flush's error."""
+        self._file.flush()
+        if self._flushing is not None:
+            self._flushing.result()
+        os.fsync(self._file.fileno())
 
     def seek(self, offset: int, whence: int = os.SEEK_SET, /) -> int:
         """Move, as the file does."""

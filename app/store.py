@@ -128,8 +128,8 @@ class ItemWriter:
         self._head_size = container.head_size(self.filename, self._type)
         self.recipients = tuple(str(r) for r in recipients)
         try:
-            sink = EarlyWriteback(self._file)
-            self._writer = DeferredHeadWriter(sink, recipients, self._head_size)
+            self._sink = EarlyWriteback(self._file)
+            self._writer = DeferredHeadWriter(self._sink, recipients, self._head_size)
         except BaseException:
             self.abort()
             raise
@@ -162,8 +162,7 @@ class ItemWriter:
         tail = container.trailer(size, room)
         head = container.head(self.filename, self._type, size, 0)
         total = self._writer.finish(head, tail)
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        self._sink.fsync()
         self._file.close()
         self._file = None
         os.utime(self._path, (0, 0))

@@ -5,8 +5,10 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import signal
 import subprocess
 import sys
+import time
 import tracemalloc
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -216,3 +218,24 @@ AIR_GAPPED_FORBIDDEN = (
     "http.client",
     "importlib.resources",
 )
+
+
+def in_forked_child(work: Callable[[], None], timeout: float = 20.0) -> None:
+    """Run ``work`` in a forked child (as Gunicorn runs a worker) and fail if it raises or
+    hangs; a hung child is killed after ``timeout`` seconds."""
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            work()
+            code = 0
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + timeout
+    while (done := os.waitpid(pid, os.WNOHANG)) == (0, 0) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if done == (0, 0):
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        raise AssertionError(f"the forked child hung for {timeout} s")
+    assert os.waitstatus_to_exitcode(done[1]) == 0, "the forked child failed"
