@@ -16,6 +16,7 @@ cut short raises :class:`MultipartError` (a ``ValueError``, as Werkzeug's parser
 from __future__ import annotations
 
 import re
+import typing as t
 from collections.abc import Callable, Iterator
 
 from werkzeug.datastructures import Headers
@@ -25,6 +26,7 @@ from werkzeug.sansio.multipart import Data, Event, Field, File
 HEADER_LIMIT = 16 * 1024  # one part's headers, at most
 _CONTINUATION = re.compile(rb"\r\n[ \t]+")
 _PADDING = re.compile(rb"[ \t]*\r\n")
+Buffer = bytes | bytearray  # what a read returns
 
 
 class MultipartError(ValueError):
@@ -54,29 +56,41 @@ def _part(block: bytes) -> Field | File:
 class _Reader:
     """A buffer over ``read`` with the one operation the parser needs: search, then take."""
 
-    def __init__(self, read: Callable[[], bytes]) -> None:
+    def __init__(self, read: Callable[[], Buffer]) -> None:
         self._read = read
-        self.buf, self.pos, self.eof = b"\r\n", 0, False  # CRLF first: one delimiter for all
+        self.buf: Buffer = b"\r\n"  # CRLF first: one delimiter for all
+        self.pos, self.eof = 0, False
 
-    def more(self) -> bool:
-        """Append the next read; ``False`` at the end of the body."""
+    def next_read(self) -> Buffer | None:
+        """The next read, or ``None`` at the end of the body."""
         if self.eof:
-            return False
+            return None
         data = self._read()
         if not data:
             self.eof = True
+            return None
+        return data
+
+    def more(self) -> bool:
+        """Append the next read; ``False`` at the end of the body."""
+        data = self.next_read()
+        if data is None:
             return False
-        self.buf, self.pos = self.buf[self.pos :] + data, 0
+        self.append(data)
         return True
 
-    def take(self, end: int) -> bytes:
-        """The bytes up to ``end``, consumed."""
-        data, self.pos = self.buf[self.pos : end], end
+    def append(self, data: Buffer) -> None:
+        """Put ``data`` after what is left unconsumed (a copy of both)."""
+        self.buf, self.pos = self.buf[self.pos :] + data, 0
+
+    def take(self, end: int) -> memoryview:
+        """The bytes up to ``end``, consumed: a view, not a copy (reads are never reused)."""
+        data, self.pos = memoryview(self.buf)[self.pos : end], end
         return data
 
 
 def events(
-    read: Callable[[], bytes], boundary: bytes, max_parts: int | None = None
+    read: Callable[[], Buffer], boundary: bytes, max_parts: int | None = None
 ) -> Iterator[Event]:
     """Parse a whole body from ``read()`` (the next bytes, empty at the end), yielding
     Field/File events and their Data."""
@@ -116,7 +130,7 @@ def _header_block(reader: _Reader) -> bytes:
             raise MultipartError("part headers too long or cut short")
     if end - reader.pos > HEADER_LIMIT:
         raise MultipartError("part headers too long")
-    block = reader.take(end)
+    block = bytes(reader.take(end))
     reader.pos += 2  # the blank line's own CRLF may double as an empty body's delimiter CRLF
     return block
 
@@ -131,11 +145,27 @@ def _body(reader: _Reader, delimiter: bytes) -> Iterator[Data]:
     while True:
         index = reader.buf.find(delimiter, reader.pos)
         if index >= 0:
-            yield Data(data=reader.take(index), more_data=False)
+            yield _data(reader.take(index), more=False)
             reader.pos += len(delimiter)
             return
         safe = len(reader.buf) - keep
         if safe > reader.pos:
-            yield Data(data=reader.take(safe), more_data=True)
-        if not reader.more():
+            yield _data(reader.take(safe), more=True)
+        # At most ``keep`` bytes are left: the start of a delimiter, perhaps.
+        data = reader.next_read()
+        if data is None:
             raise MultipartError("the body ends inside a part")
+        left = reader.buf[reader.pos :]
+        if len(data) >= keep and delimiter not in left + data[:keep]:
+            # No delimiter starts in what was left: hand it out and search the new read where
+            # it lies, rather than copying a whole read behind a few bytes.
+            if left:
+                yield _data(reader.take(len(reader.buf)), more=True)
+            reader.buf, reader.pos = data, 0
+        else:
+            reader.append(data)
+
+
+def _data(view: memoryview, more: bool) -> Data:
+    """A Data event whose ``data`` is a view into a read (bytes-like, not ``bytes``)."""
+    return Data(data=t.cast(bytes, view), more_data=more)

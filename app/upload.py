@@ -49,21 +49,33 @@ class _AdaptiveRead:
     """Reads that grow while the client keeps them full and fast, and shrink when it is slow.
 
     Gunicorn holds what each read asks for: 200 slow Tor uploads reading 1 MiB at a time cost
-    a worker 600 MiB (bench/upload.py); a fast local upload still gets 1 MiB reads.
+    a worker 600 MiB (bench/upload.py); a fast local upload still gets 1 MiB reads. Each read
+    goes into a new ``bytearray`` through ``readinto``: Werkzeug's ``read`` would copy it twice
+    more (``io.RawIOBase.read`` reads into a ``bytearray`` of its own, then copies that into
+    ``bytes``). A new one each time, since the parser hands out views into it.
     """
 
     def __init__(self, stream: t.IO[bytes]) -> None:
         self._stream, self.size = stream, MIN_READ
+        self._readinto = getattr(stream, "readinto", None)
 
-    def __call__(self) -> bytes:
+    def __call__(self) -> bytes | bytearray:
         started = time.monotonic()
-        data = self._stream.read(self.size)
+        data = self._read(self.size)
         took = time.monotonic() - started
         if len(data) == self.size and took < FAST_READ:
             self.size = min(2 * self.size, READ_SIZE)
         elif took > SLOW_READ:
             self.size = max(self.size // 2, MIN_READ)
         return data
+
+    def _read(self, size: int) -> bytes | bytearray:
+        if self._readinto is None:
+            return self._stream.read(size)
+        buffer = bytearray(size)
+        n = self._readinto(buffer) or 0
+        del buffer[n:]
+        return buffer
 
 
 class _Parts:

@@ -282,3 +282,25 @@ def test_filenames_live_only_inside_the_ciphertext(
     # Fragments under 6 bytes turn up in random ciphertext by chance (".." in 4 KiB: ~6 %).
     for fragment in {f for f in (safe, filename, safe[:6]) if len(f.encode()) >= 6}:
         assert files_containing(store.root, fragment.encode()) == [], fragment
+
+
+class _ReadOnly:
+    """A stream with ``read`` only (WSGI asks no more of ``wsgi.input``)."""
+
+    def __init__(self, data: bytes) -> None:
+        self._stream = io.BytesIO(data)
+
+    def read(self, size: int) -> bytes:
+        return self._stream.read(size)
+
+
+@pytest.mark.parametrize("make", [io.BytesIO, _ReadOnly], ids=["readinto", "read only"])
+def test_adaptive_reads_give_every_byte_once(make: type) -> None:
+    data = os.urandom(5 * upload.READ_SIZE + 123)
+    read = upload._AdaptiveRead(make(data))  # noqa: SLF001 - the reader on its own
+    pieces = []
+    while piece := read():
+        pieces.append(piece)
+    assert b"".join(pieces) == data
+    assert len(pieces[0]) == upload.MIN_READ  # then growing while reads are full and fast
+    assert max(len(p) for p in pieces) == upload.READ_SIZE
