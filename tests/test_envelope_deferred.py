@@ -17,6 +17,7 @@ from app.crypto.envelope import (
     largest_plain_size,
 )
 from app.crypto.stream import CHUNK_SIZE, ENC_CHUNK_SIZE, TAG_SIZE
+from tests.helpers import in_forked_child
 from tests.store_helpers import age_decrypt, decrypt_path, identity_file
 
 C = CHUNK_SIZE
@@ -171,3 +172,17 @@ def test_a_failed_write_on_the_pool_is_raised(keypair: X25519Identity) -> None:
     with pytest.raises(OSError, match="No space left"):
         fill()
     writer.wait()  # raised once, then nothing is pending
+
+
+def test_a_forked_child_gets_a_pool_of_its_own(keypair: X25519Identity) -> None:
+    """Gunicorn forks its workers: a batch queued for the parent's pool threads, which do not
+    exist in the child, would never be sealed."""
+
+    def big_item() -> None:
+        writer = DeferredHeadWriter(io.BytesIO(), [keypair.recipient], 512)
+        for _ in range(4):
+            writer.write(bytes(PIPELINE_CHUNKS * C))
+        writer.finish(bytes(512))
+
+    big_item()  # the parent's pool now has its threads
+    in_forked_child(big_item)

@@ -164,6 +164,16 @@ def shared_pool() -> ThreadPoolExecutor:
         return _POOL
 
 
+def _forget_pool() -> None:
+    """A forked child has none of its parent's threads: it makes its own pool when needed
+    (a task queued for the parent's would wait for ever)."""
+    global _POOL, _POOL_LOCK  # noqa: PLW0603
+    _POOL, _POOL_LOCK = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_pool)
+
+
 def _done(value: int) -> Future[int]:
     future: Future[int] = Future()
     future.set_result(value)
