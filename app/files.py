@@ -152,7 +152,12 @@ class EarlyWriteback:
             self._previous, self._current = min(self._current, end), end
             if self._unflushed >= self._flush_window and self._flush_over():
                 self._unflushed = 0
-                self._flushing = _flusher().submit(_datasync, os.dup(self._file.fileno()))
+                fd = os.dup(self._file.fileno())
+                try:
+                    self._flushing = _flusher().submit(_datasync, fd)
+                except BaseException:  # (the interpreter is shutting down)
+                    os.close(fd)
+                    raise
         return n
 
     def _flush_over(self) -> bool:
