@@ -11,11 +11,12 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-import threading
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from pathlib import Path
 from typing import BinaryIO
+
+from app.pools import ProcessPool
 
 
 @contextlib.contextmanager
@@ -72,30 +73,9 @@ def contained(root: Path, *parts: str) -> Path:
 
 WRITEBACK_WINDOW = 8 << 20
 FLUSH_WINDOW = 32 << 20
-_FLUSHER: ThreadPoolExecutor | None = None
-_FLUSHER_LOCK = threading.Lock()
-
-
-def _flusher() -> ThreadPoolExecutor:
-    """The process's one thread for early flushes, made on first use.
-
-    One thread for every item written at once: the flushes queue for the one disk anyway, and
-    an early flush that waits changes no answer (the writer's own final ``fsync`` decides).
-    """
-    global _FLUSHER  # noqa: PLW0603 (one thread per process, made lazily)
-    with _FLUSHER_LOCK:
-        if _FLUSHER is None:
-            _FLUSHER = ThreadPoolExecutor(1, thread_name_prefix="tipbox-flush")
-        return _FLUSHER
-
-
-def _forget_flusher() -> None:
-    """In a forked child the parent's thread does not exist: make a new one when needed."""
-    global _FLUSHER, _FLUSHER_LOCK  # noqa: PLW0603
-    _FLUSHER, _FLUSHER_LOCK = None, threading.Lock()
-
-
-os.register_at_fork(after_in_child=_forget_flusher)
+# One thread for every item written at once: the flushes queue for the one disk anyway, and an
+# early flush that waits changes no answer (the writer's own final ``fsync`` decides).
+_FLUSHER = ProcessPool(1, "tipbox-flush")
 
 
 def _datasync(fd: int) -> None:
@@ -154,7 +134,7 @@ class EarlyWriteback:
                 self._unflushed = 0
                 fd = os.dup(self._file.fileno())
                 try:
-                    self._flushing = _flusher().submit(_datasync, fd)
+                    self._flushing = _FLUSHER.get().submit(_datasync, fd)
                 except BaseException:  # (the interpreter is shutting down)
                     os.close(fd)
                     raise

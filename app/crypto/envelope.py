@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Protocol
@@ -31,6 +30,7 @@ from app.crypto.stream import (
     write_all,
 )
 from app.errors import CryptoError, HeaderError, NoIdentityMatchError
+from app.pools import ProcessPool
 
 PAYLOAD_LABEL = b"payload"
 Progress = Callable[[int], None]
@@ -145,33 +145,19 @@ def encrypt(
 
 
 PIPELINE_CHUNKS = 8  # DeferredHeadWriter seals pieces of at least 512 KiB on the shared pool
-_POOL: ThreadPoolExecutor | None = None
-_POOL_LOCK = threading.Lock()
+_POOL = ProcessPool(3, "tipbox-seal")
 
 
 def shared_pool() -> ThreadPoolExecutor:
     """The process's pool for long-lived writers: three threads, for the half of a batch that
     the request thread does not seal itself, the write of the previous batch, and a spare.
 
-    Created on first use, so a forking server makes it in each worker. Shared by every item
-    written at once: under load they take turns, and no request ever waits on a task that
-    waits on another task, so the pool cannot deadlock.
+    Created on first use, and anew in a forked child (:mod:`app.pools`), so a forking server
+    makes it in each worker. Shared by every item written at once: under load they take turns,
+    and no request ever waits on a task that waits on another task, so the pool cannot
+    deadlock.
     """
-    global _POOL  # noqa: PLW0603 (one pool per process, made lazily)
-    with _POOL_LOCK:
-        if _POOL is None:
-            _POOL = ThreadPoolExecutor(3, thread_name_prefix="tipbox-seal")
-        return _POOL
-
-
-def _forget_pool() -> None:
-    """A forked child has none of its parent's threads: it makes its own pool when needed
-    (a task queued for the parent's would wait for ever)."""
-    global _POOL, _POOL_LOCK  # noqa: PLW0603
-    _POOL, _POOL_LOCK = None, threading.Lock()
-
-
-os.register_at_fork(after_in_child=_forget_pool)
+    return _POOL.get()
 
 
 def _done(value: int) -> Future[int]:

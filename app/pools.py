@@ -1,0 +1,35 @@
+"""Thread pools that belong to one process: made on first use, made anew in a forked child.
+
+Gunicorn forks its workers from a master that may have imported (and, in tests, used) the
+code that owns a pool. A forked child has none of its parent's threads, and an inherited
+``ThreadPoolExecutor`` believes it still has them: work queued on it would wait for ever. So a
+:class:`ProcessPool` forgets its executor in the child, which then makes its own when it first
+needs one. Standard library only: the crypto core and the air-gapped command import this.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+
+class ProcessPool:
+    """A lazily made ``ThreadPoolExecutor`` of ``threads`` threads, one per process."""
+
+    def __init__(self, threads: int, name: str) -> None:
+        self._threads, self._name = threads, name
+        self._executor: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+        os.register_at_fork(after_in_child=self._forget)
+
+    def get(self) -> ThreadPoolExecutor:
+        """This process's executor, made on first use."""
+        with self._lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(self._threads, thread_name_prefix=self._name)
+            return self._executor
+
+    def _forget(self) -> None:
+        # The parent's lock may have been held by one of its threads at the fork: a new one.
+        self._executor, self._lock = None, threading.Lock()
