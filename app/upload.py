@@ -50,7 +50,7 @@ class _AdaptiveRead:
 
     Gunicorn holds what each read asks for: 200 slow Tor uploads reading 1 MiB at a time cost
     a worker 600 MiB (bench/upload.py); a fast local upload still gets 1 MiB reads. Each read
-    goes into a new ``bytearray`` through ``readinto``: Werkzeug's ``read`` would copy it twice
+    goes into a new ``bytearray`` through ``readinto``: Werkzeug's ``read`` would copy it once
     more (``io.RawIOBase.read`` reads into a ``bytearray`` of its own, then copies that into
     ``bytes``). A new one each time, since the parser hands out views into it.
     """
