@@ -569,7 +569,7 @@ PROBE = (
 )
 FORBIDDEN = AIR_GAPPED_FORBIDDEN
 ALLOWED = {"app", "app.cli", "app.errors", "app.files", "app.words", "app.container"}
-ALLOWED |= {"app.airgap", "app.bundle", "app.reply", "app.padding"}
+ALLOWED |= {"app.airgap", "app.bundle", "app.reply", "app.padding", "app.pools"}
 ALLOWED |= {"app.admin", "app.users_cli"}  # register server sub-commands; stdlib only at load
 
 
