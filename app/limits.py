@@ -1,11 +1,13 @@
 """Rate limits for the costly requests, per browser session and for the whole instance.
 
 Behind Tor every source arrives from the same local address, so a per-address limit means
-nothing and is never used (the app never reads a client address). Two shared limits apply
-instead, both in memory: one keyed by a random value kept in the (encrypted) session, which
-is not the source id so the limiter's memory never links to a source, and one global. Only costly
-requests count: every POST (uploads, logins, deletions) and the GETs that run the codename
-derivation. A breach is a 429, rendered as the generic error page.
+nothing and is never used (the app never reads a client address). Two limits apply instead:
+one keyed by a random value kept in the (encrypted) session, which is not the source id so the
+limiter's memory never links to a source, and one global. Only costly requests count: every
+POST (uploads, logins, deletions) and the GETs that run the codename derivation. A breach is a
+429, rendered as the generic error page. The counters are in memory, shared by all of a
+server's workers (:mod:`app.counters`), so a limit means what it says whatever the number of
+workers.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import secrets
 from flask import Flask, request, session
 from flask_limiter import ApplicationLimit, Limiter
 
+from app import counters
 from app.config import Config
 
 SESSION_KEY = "r"
@@ -43,7 +46,7 @@ def is_cheap() -> bool:
 
 
 def init_app(app: Flask, config: Config) -> Limiter:
-    """Attach a limiter with in-memory storage and the two shared limits from ``config``."""
+    """Attach a limiter with shared in-memory counters and the two limits from ``config``."""
     limiter = Limiter(
         key_func=session_key,
         application_limits=[
@@ -60,7 +63,7 @@ def init_app(app: Flask, config: Config) -> Limiter:
                 exempt_when=is_cheap,
             ),
         ],
-        storage_uri="memory://",
+        storage_uri=f"{counters.SCHEME}://",
         headers_enabled=False,
     )
     limiter.init_app(app)

@@ -128,6 +128,16 @@ _RECV_LIMIT = 256 * 1024
 if hasattr(_unreader.SocketUnreader, "max_body_chunk"):
     _unreader.SocketUnreader.max_body_chunk = _RECV_LIMIT
 
+
+def on_starting(server: Any) -> None:
+    """In the master, before the first fork: the memory the workers share their rate-limit
+    counters in (app/counters.py), named to them in the environment they inherit. Without it
+    each worker would count alone, and every limit would be multiplied by ``workers``."""
+    from app import counters  # (the master has the project on sys.path by now: chdir)
+
+    os.environ[counters.ENV] = str(counters.create())
+
+
 # --- Timeouts ---------------------------------------------------------------------------------
 
 # Heartbeat: a worker whose main loop is silent this long is stuck and gets restarted. With

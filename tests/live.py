@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from app.counters import MEMFD_NAME
 from tests.gunicorn_launch import Gunicorn, start
 
 if TYPE_CHECKING:
@@ -195,14 +196,20 @@ class OpenFiles(threading.Thread):
 
     def suspicious(self) -> list[str]:
         """Files that look like spooled request data: anything in the server's TMPDIR or in a
-        system tmp folder, and any deleted file but Gunicorn's worker heartbeat."""
+        system tmp folder, and any deleted file but Gunicorn's worker heartbeat and the rate
+        limit counters (a memory file, app/counters.py)."""
         root, tmp = f"{self.server.root}/", f"{self.server.tmp_dir}/"
+        counters = f"/memfd:{MEMFD_NAME} (deleted)"
         return sorted(
             s
             for s in self.seen
             if s.startswith(tmp)
             or (s.startswith(("/tmp/", "/var/tmp/")) and not s.startswith(root))  # noqa: S108
-            or (s.endswith("(deleted)") and not s.startswith("/dev/shm/wgunicorn-"))
+            or (
+                s.endswith("(deleted)")
+                and not s.startswith("/dev/shm/wgunicorn-")
+                and s != counters
+            )
         )
 
 

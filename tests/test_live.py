@@ -24,6 +24,7 @@ import sys
 import tarfile
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from http.cookies import SimpleCookie
@@ -471,3 +472,28 @@ def _check_with_age_and_tar(identity: Path, item: Path, plain_dir: Path) -> None
         subprocess.run(["tar", "-x", "-C", str(folder)], stdin=age.stdout, check=True, timeout=60)
         assert age.wait(timeout=60) == 0
     assert [p.name for p in folder.iterdir()] == ["message.txt"]
+
+
+def test_rate_limits_hold_across_workers(live_server: Callable[..., LiveServer]) -> None:
+    """Three workers, a global limit of 4 costly requests a minute: 12 fresh visitors asking for
+    a codename at once (new connections, which the kernel spreads over the workers) get
+    exactly 4 codenames, not 4 per worker (app/counters.py)."""
+    server = live_server(env={"TIPBOX_WORKERS": "3", "TIPBOX_RATE_LIMIT_GLOBAL": "4 per minute"})
+    deadline = time.monotonic() + 30
+    while len(server.worker_pids()) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(server.worker_pids()) == 3
+
+    def generate() -> int:
+        conn = server.connection(timeout=30)
+        try:
+            conn.request("GET", "/en/generate")
+            response = conn.getresponse()
+            response.read()
+            return response.status
+        finally:
+            conn.close()
+
+    with ThreadPoolExecutor(12) as pool:
+        statuses = list(pool.map(lambda _: generate(), range(12)))
+    assert sorted(statuses) == [200] * 4 + [429] * 8
