@@ -10,13 +10,13 @@ the server stops. Without ``TIPBOX_LIMITS_FD`` (the Flask test client, one proce
 limiter gets counters of its own.
 
 Layout: a header (magic, a random salt, the number of slots: :data:`SLOTS`) and slots of 32
-bytes, each the keyed
-BLAKE2b digest of a limiter key (the key itself, which holds a session's random rate-limit
-value, is never stored), the end of its window (``time.time()``) and its count. A key lives in
-the first of :data:`PROBE` slots from its digest's position; a slot whose window has ended is
-free. When all of them hold running windows, the one with the lowest count is taken over: the
-global counter, which every costly request raises, is never that one, and a session whose
-counter is taken over gains at most what it had used.
+bytes, each the keyed BLAKE2b digest of a limiter key (the key itself, which holds a session's
+random rate-limit value, is never stored), the end of its window (``time.time()``) and its
+count. A key lives in the first of :data:`PROBE` slots from its digest's position; a slot whose
+window has ended is free. When all of them hold running windows, the one with the lowest count
+is taken over (of equals, the one whose window ends first): under a flood of new sessions, one
+of theirs, which loses at most what it had used, rather than the global counter, which every
+costly request raises.
 
 Locking: a thread lock for the threads of one worker, then ``lockf`` on the memory file for
 the workers. The kernel drops a process's ``lockf`` when it dies, so a worker killed in the
@@ -105,10 +105,11 @@ class Counters:
 
     def _lookup(self, digest: bytes, now: float) -> tuple[int | None, int]:
         """The offset of ``digest``'s running window (``None`` if none runs), and of the slot
-        a new window would take: the first free one, else the one with the lowest count."""
+        a new window would take: the first free one, else the one with the lowest count (of
+        equals, the one whose window ends first)."""
         start = int.from_bytes(digest[:8], "little")
         free: int | None = None
-        weakest, weakest_count = 0, _MAX_COUNT + 1
+        weakest, weakest_rank = 0, (_MAX_COUNT + 1, 0.0)
         for i in range(PROBE):
             offset = _HEADER.size + (start + i) % self._slots * _SLOT.size
             other, end, count = _SLOT.unpack_from(self._memory, offset)
@@ -116,8 +117,8 @@ class Counters:
                 free = offset if free is None else free
             elif other == digest:
                 return offset, offset
-            elif count < weakest_count:
-                weakest, weakest_count = offset, count
+            elif (count, end) < weakest_rank:
+                weakest, weakest_rank = offset, (count, end)
         return None, free if free is not None else weakest
 
     def incr(self, key: str, expiry: float, amount: int = 1) -> int:

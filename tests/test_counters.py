@@ -97,6 +97,23 @@ def test_a_full_neighbourhood_gives_up_its_lowest_count() -> None:
     assert c.incr("late", 60) == 1
 
 
+def test_of_equal_counts_the_window_ending_first_goes() -> None:
+    """A flood of new sessions (count 1 each) takes over its own oldest counters, not the
+    global counter at the start of its window (count 1 too, but newer)."""
+    clock = Clock()
+    c = Counters(counters.create(slots=PROBE), clock)
+    for n in range(PROBE - 1):
+        c.incr(f"flood{n}", 60)
+        clock.now += 0.01
+    c.incr("global", 60)
+    for n in range(PROBE - 1, 2 * PROBE - 2):
+        clock.now += 0.01
+        c.incr(f"flood{n}", 60)
+        oldest = n - (PROBE - 1)
+        assert c.get(f"flood{oldest}")[0] == 0, f"flood{n} did not take over flood{oldest}"
+        assert c.get("global")[0] == 1, f"flood{n} took over the global counter"
+
+
 def test_threads_of_one_worker_lose_no_count() -> None:
     c = Counters()
 
