@@ -166,6 +166,20 @@ step_pages() { # both apps through their sockets; the app's sandbox as systemd m
     grep -q MemoryDenyWriteExecute=yes <(systemctl show tipbox-source.service -p MemoryDenyWriteExecute) ||
         fail "MemoryDenyWriteExecute is off"
     ok "MemoryDenyWriteExecute=yes in force and the app works under it"
+    # A costly page: the codename derivation (Argon2id), counted by the rate limits in the
+    # memory file the master shares with its workers (app/counters.py: memfd_create, lockf).
+    local host code
+    host="$(host_of source)"
+    code="$(curl --silent --show-error --max-time 120 --unix-socket /run/tipbox/source.sock \
+        -H "Host: $host" -o "$RESULTS/generate-body.html" -w '%{http_code}' "http://$host/en/generate")"
+    [[ $code == 200 ]] || fail "codename page: HTTP $code"
+    grep -q 'id="codename"' "$RESULTS/generate-body.html" || fail "codename page without a codename"
+    local fd shared=no
+    for fd in "/proc/$pid/fd/"*; do
+        if [[ "$(readlink "$fd")" == "/memfd:tipbox-limits (deleted)" ]]; then shared=yes; fi
+    done
+    [[ $shared == yes ]] || fail "no rate-limit memory in the master"
+    ok "a codename page under the sandbox, counted in the workers' shared rate-limit memory"
 }
 
 step_tor_reaches_the_apps() { # as tor: user debian-tor, AppArmor profile system_tor
