@@ -223,6 +223,11 @@ AIR_GAPPED_FORBIDDEN = (
 def in_forked_child(work: Callable[[], None], timeout: float = 20.0) -> None:
     """Run ``work`` in a forked child (as Gunicorn runs a worker) and fail if it raises or
     hangs; a hung child is killed after ``timeout`` seconds."""
+    wait_for_child(fork_child(work), timeout)
+
+
+def fork_child(work: Callable[[], None]) -> int:
+    """Fork a child that runs ``work`` and exits: 0 if it returned, 1 if it raised; its pid."""
     pid = os.fork()
     if pid == 0:
         code = 1
@@ -231,9 +236,14 @@ def in_forked_child(work: Callable[[], None], timeout: float = 20.0) -> None:
             code = 0
         finally:
             os._exit(code)
+    return pid
+
+
+def wait_for_child(pid: int, timeout: float = 20.0) -> None:
+    """Wait for a forked child; fail if it failed, or if it hangs (then it is killed)."""
     deadline = time.monotonic() + timeout
     while (done := os.waitpid(pid, os.WNOHANG)) == (0, 0) and time.monotonic() < deadline:
-        time.sleep(0.05)
+        time.sleep(0.02)
     if done == (0, 0):
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)

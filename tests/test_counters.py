@@ -16,7 +16,7 @@ from limits.strategies import FixedWindowRateLimiter
 
 from app import counters
 from app.counters import PROBE, Counters, SharedStorage
-from tests.helpers import in_forked_child
+from tests.helpers import fork_child, in_forked_child, wait_for_child
 
 
 class Clock:
@@ -135,31 +135,16 @@ def test_forked_workers_share_the_counts(fd: int) -> None:
     c = Counters(fd)
     c.incr("k", 60)
     start = time.time() + 0.3
-    pids = []
-    for _ in range(3):
-        pid = os.fork()
-        if pid == 0:
-            code = 1
-            try:
-                time.sleep(max(0.0, start - time.time()))
-                for _ in range(400):
-                    c.incr("k", 60)
-                code = 0
-            finally:
-                os._exit(code)
-        pids.append(pid)
-    time.sleep(max(0.0, start - time.time()))
-    for _ in range(400):
-        c.incr("k", 60)
-    deadline = time.monotonic() + 30
+
+    def count() -> None:
+        time.sleep(max(0.0, start - time.time()))
+        for _ in range(400):
+            c.incr("k", 60)
+
+    pids = [fork_child(count) for _ in range(3)]
+    count()
     for pid in pids:
-        while (done := os.waitpid(pid, os.WNOHANG)) == (0, 0) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        if done == (0, 0):
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            pytest.fail("a counting child hung")
-        assert os.waitstatus_to_exitcode(done[1]) == 0
+        wait_for_child(pid, timeout=30)
     assert c.get("k")[0] == 1 + 4 * 400
 
 
