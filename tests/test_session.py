@@ -254,3 +254,74 @@ def test_pepper_and_instance_key_survive_a_restart(config: Config) -> None:
     second = make_app(config)
     assert interface(second).unseal(value) is not None
     assert login(second.test_client(), codename).status_code == 303
+
+
+def _logged_in_with_a_reply(app: Flask, client: FlaskClient) -> tuple[str, str]:
+    """A source that sent something and got a reply; its cookie and CSRF token."""
+    new_source(client)
+    submit(client, "hello")
+    store = state_of(app).store
+    store.add_reply_text(store.list_sources()[0].id, "the reply only this source may read")
+    token = csrf_token(client, "/en/submit")
+    return cookie_value(client), token
+
+
+def test_a_cookie_captured_before_logout_is_refused_after_it(
+    app: Flask, client: FlaskClient
+) -> None:
+    captured, token = _logged_in_with_a_reply(app, client)
+    assert client.post("/en/logout", data={"csrf_token": token}).status_code in (200, 303)
+    thief = app.test_client()
+    thief.set_cookie(COOKIE_NAME, captured)
+    page = thief.get("/en/lookup")
+    assert b"the reply only this source may read" not in page.data
+    assert one(page.data, id="new-identity-advice")
+    thief.set_cookie(COOKIE_NAME, captured)
+    submit(thief, "sent after the logout", token=token)
+    assert len(state_of(app).store.items_of(state_of(app).store.list_sources()[0].id)) == 2
+
+
+def test_an_ended_session_stays_ended_in_another_worker_and_after_a_restart(
+    app: Flask, client: FlaskClient, config: Config
+) -> None:
+    captured, token = _logged_in_with_a_reply(app, client)
+    client.post("/en/logout", data={"csrf_token": token})
+    restarted = make_app(config).test_client()  # same data folder and secrets, new process state
+    restarted.set_cookie(COOKIE_NAME, captured)
+    assert one(restarted.get("/en/lookup").data, id="new-identity-advice")
+
+
+def test_signing_in_again_ends_the_session_it_replaces(app: Flask, client: FlaskClient) -> None:
+    captured, _ = _logged_in_with_a_reply(app, client)
+    new_source(client)  # another codename in the same browser: the old keys are dropped
+    thief = app.test_client()
+    thief.set_cookie(COOKIE_NAME, captured)
+    assert b"the reply only this source may read" not in thief.get("/en/lookup").data
+
+
+def test_ended_sessions_are_kept_only_as_keyed_digests_until_they_would_expire(
+    app: Flask, client: FlaskClient
+) -> None:
+    import sqlite3
+
+    captured, token = _logged_in_with_a_reply(app, client)
+    client.post("/en/logout", data={"csrf_token": token})
+    ours = interface(app)
+    opened = ours.open_token(captured)
+    assert opened is not None
+    issued, session_id, _ = opened
+    db = sqlite3.connect(state_of(app).store.db_path)
+    rows = db.execute("SELECT * FROM ended_sessions").fetchall()
+    db.close()
+    assert len(rows) == 1
+    digest, until = rows[0]
+    assert session_id not in digest
+    assert len(digest) == 16
+    assert issued + ours.lifetime <= until <= issued + ours.lifetime + 3600 + 300
+    later = until + 1
+    ours.clock = lambda: later
+    assert ours.ended is not None
+    ours.ended.add(os.urandom(16), later + 60, later)  # each addition drops what has expired
+    db = sqlite3.connect(state_of(app).store.db_path)
+    assert digest not in [r[0] for r in db.execute("SELECT digest FROM ended_sessions")]
+    db.close()

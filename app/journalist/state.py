@@ -83,7 +83,9 @@ def init_app(app: Flask, config: JournalistConfig) -> State:
     sessions = Sessions(accounts, config.idle_seconds, config.session_seconds)
     state = State(config, store, accounts, sessions, ApiTokens(accounts), Inbox(store))
     app.extensions[_EXTENSION] = state
-    session.install(app, secret, config.session_seconds, COOKIE_NAME, base.cookie_secure)
+    session.install(
+        app, secret, config.session_seconds, COOKIE_NAME, base.cookie_secure, base.data_dir
+    )
     app.request_class = ReplyRequest
     app.teardown_request(_abort_sinks)
     return state
