@@ -250,24 +250,35 @@ class Accounts:
             db.execute("DELETE FROM journalists WHERE id = ?", (found.id,))
         return found
 
+    @staticmethod
+    def _end_credentials(db: sqlite3.Connection, journalist_id: int) -> None:
+        """A reset means the old credentials may be known to someone else: every session and
+        API token made with them ends too (a token would otherwise outlive the reset)."""
+        db.execute("DELETE FROM sessions WHERE journalist_id = ?", (journalist_id,))
+        db.execute("DELETE FROM api_tokens WHERE journalist_id = ?", (journalist_id,))
+
     def set_password(self, username: str, password: str) -> Journalist:
-        """Replace a password; every session of the account ends."""
+        """Replace a password; every session and API token of the account ends."""
         found = self._existing(username)
         digest = self.hasher.hash(check_password(password))
         with self.connect() as db:
+            db.execute("BEGIN IMMEDIATE")
             db.execute("UPDATE journalists SET password_hash = ? WHERE id = ?", (digest, found.id))
-            db.execute("DELETE FROM sessions WHERE journalist_id = ?", (found.id,))
+            self._end_credentials(db, found.id)
+            db.execute("COMMIT")
         return found
 
     def reset_totp(self, username: str) -> tuple[Journalist, str]:
-        """A new TOTP secret (returned, for enrolment); every session of the account ends."""
+        """A new TOTP secret (returned, for enrolment); every session and API token ends."""
         found, secret = self._existing(username), pyotp.random_base32()
         with self.connect() as db:
+            db.execute("BEGIN IMMEDIATE")
             db.execute(
                 "UPDATE journalists SET totp_secret = ?, totp_step = 0 WHERE id = ?",
                 (secret, found.id),
             )
-            db.execute("DELETE FROM sessions WHERE journalist_id = ?", (found.id,))
+            self._end_credentials(db, found.id)
+            db.execute("COMMIT")
         return found, secret
 
     def verify_password(self, journalist_id: int, password: str) -> bool:

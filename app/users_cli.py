@@ -40,13 +40,17 @@ def register(subparsers: Any) -> None:
     q = user.add_parser("remove", help="delete an account, its sessions and API tokens")
     q.add_argument("name", metavar="USERNAME")
     q.set_defaults(run=cmd_remove)
-    q = user.add_parser("reset-password", help="set a new password (its sessions end)")
+    q = user.add_parser(
+        "reset-password", help="set a new password (its sessions and API tokens end)"
+    )
     q.add_argument("name", metavar="USERNAME")
     q.add_argument(
         "--ask", action="store_true", help="type the password instead of a generated one"
     )
     q.set_defaults(run=cmd_reset_password)
-    q = user.add_parser("reset-totp", help="a new TOTP secret to enrol again (its sessions end)")
+    q = user.add_parser(
+        "reset-totp", help="a new TOTP secret to enrol again (its sessions and API tokens end)"
+    )
     q.add_argument("name", metavar="USERNAME")
     q.set_defaults(run=cmd_reset_totp)
 
@@ -129,7 +133,7 @@ def cmd_reset_password(args: argparse.Namespace) -> None:
     """Set a new password."""
     password, generated = _password(args.ask)
     journalist = _accounts().set_password(args.name, password)
-    print(f"new password for {journalist.username!r}; their sessions ended")
+    print(f"new password for {journalist.username!r}; their sessions and API tokens ended")
     if generated:
         print(f"password: {password}")
 
@@ -137,5 +141,5 @@ def cmd_reset_password(args: argparse.Namespace) -> None:
 def cmd_reset_totp(args: argparse.Namespace) -> None:
     """Give an account a new TOTP secret."""
     journalist, secret = _accounts().reset_totp(args.name)
-    print(f"new TOTP secret for {journalist.username!r}; their sessions ended")
+    print(f"new TOTP secret for {journalist.username!r}; their sessions and API tokens ended")
     _show_totp(journalist.username, secret)

@@ -163,9 +163,12 @@ def test_reset_and_remove_end_sessions_and_tokens(accounts: Accounts, clock: Clo
     session, token = sessions.start(alice), tokens.create(alice, "script")
     accounts.set_password("alice", "another long password")
     assert sessions.resume(session) is None
-    assert tokens.resolve(token) == alice  # a token outlives a password change, not removal
+    assert tokens.resolve(token) is None  # a reset ends the tokens as well as the sessions
+    token = tokens.create(alice, "script")
     _, new_secret = accounts.reset_totp("alice")
     assert new_secret != secret
+    assert tokens.resolve(token) is None
+    token = tokens.create(alice, "script")
     assert accounts.login("alice", "another long password", code_at(secret, clock())) is None
     clock.advance(30)
     assert accounts.login("alice", "another long password", code_at(new_secret, clock()))

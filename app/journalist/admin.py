@@ -1,5 +1,9 @@
 """Managing journalists in the web app (admins only; ``tipbox user`` does the same on the server).
 
+An admin sees every journalist's API tokens (names and days, never the tokens) and can revoke
+one; revoking cannot be undone, so the button leads to a page that asks first, and only that
+page's form revokes.
+
 Enrolment shows a new account's TOTP secret once: as text, and as a QR code served by
 :func:`enrol_qr`, a same-origin PNG (``no-store``, like every page) drawn from the secret kept
 in the admin's encrypted session until the next enrolment or logout, never from the database.
@@ -14,6 +18,7 @@ from werkzeug.wrappers import Response
 
 from app.accounts import AccountError, Journalist, provisioning_uri, suggest_passphrase
 from app.journalist.auth import current
+from app.journalist.credentials import ApiToken
 from app.journalist.pages import View, gettext
 from app.journalist.state import get_state
 
@@ -73,7 +78,7 @@ def remove_user(user_id: int) -> Response:
 
 @bp.post("/users/<int:user_id>/reset-password")
 def reset_password(user_id: int) -> View:
-    """A new generated passphrase for someone else (their sessions end)."""
+    """A new generated passphrase for someone else (their sessions and API tokens end)."""
     journalist, password = _user(user_id), suggest_passphrase()
     get_state().accounts.set_password(journalist.username, password)
     return render_template("enrol.html", user=journalist, secret=None, password=password)
@@ -81,9 +86,43 @@ def reset_password(user_id: int) -> View:
 
 @bp.post("/users/<int:user_id>/reset-totp")
 def reset_totp(user_id: int) -> View:
-    """A new TOTP secret for someone (their sessions end): enrol it again."""
+    """A new TOTP secret for someone (their sessions and API tokens end): enrol it again."""
     journalist, secret = get_state().accounts.reset_totp(_user(user_id).username)
     return _enrol(journalist, secret, None)
+
+
+def _token(journalist: Journalist, token_id: int) -> ApiToken:
+    found = next((t for t in get_state().tokens.of(journalist) if t.id == token_id), None)
+    if found is None:
+        abort(404)
+    return found
+
+
+@bp.get("/users/<int:user_id>/tokens")
+def tokens(user_id: int) -> View:
+    """A journalist's API tokens, each with a way to revoke it."""
+    journalist = _user(user_id)
+    return render_template(
+        "user_tokens.html", user=journalist, tokens=get_state().tokens.of(journalist)
+    )
+
+
+@bp.get("/users/<int:user_id>/tokens/<int:token_id>/revoke")
+def confirm_revoke(user_id: int, token_id: int) -> View:
+    """Ask before revoking a token: a script that uses it stops working."""
+    journalist = _user(user_id)
+    return render_template("revoke_token.html", user=journalist, token=_token(journalist, token_id))
+
+
+@bp.post("/users/<int:user_id>/tokens/<int:token_id>/revoke")
+def revoke_token(user_id: int, token_id: int) -> Response:
+    """Revoke one of a journalist's tokens (confirmed on the page before)."""
+    journalist = _user(user_id)
+    if get_state().tokens.revoke(journalist, token_id):
+        flash(gettext("The token was revoked."), "success")
+    else:
+        flash(gettext("That token was already revoked."), "error")
+    return redirect(url_for("admin.tokens", user_id=journalist.id), 303)
 
 
 @bp.get("/enrol.png")
