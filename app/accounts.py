@@ -6,7 +6,10 @@ newsroom keys. What they keep is what security needs and nothing about sources:
 
 - ``journalists``: username, Argon2id hash (argon2-cffi, PHC string), TOTP secret, the last
   TOTP time step used (a code is never accepted twice), admin flag, the day the account was made;
-- ``login_attempts``: username and time of each login attempt, kept one minute (throttling);
+- ``login_attempts``: a keyed hash of the username typed at each login attempt (HMAC-SHA-256
+  under a key derived from the journalist app's secret with :data:`LOGIN_ATTEMPT_LABEL_V1`,
+  so a typo or a password typed in the wrong field is never kept) and its time, kept one minute
+  (throttling): older rows go at each attempt and, without attempts, on a timer;
 - ``sessions`` and ``api_tokens`` (see :mod:`app.journalist.credentials`): SHA-256 of random
   tokens, never the tokens.
 
@@ -18,10 +21,13 @@ response tells nothing about which it was. No Flask here.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import hmac
+import os
 import re
 import secrets
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -33,6 +39,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from app import words
+from app.crypto.header import hkdf
 from app.errors import TipboxError
 
 MIN_PASSWORD = 14
@@ -42,6 +49,8 @@ TOTP_DIGITS = 6
 TOTP_STEP = 30
 TOTP_WINDOW = 1  # steps accepted either side of now
 THROTTLE_SECONDS = 60
+LOGIN_ATTEMPT_LABEL_V1 = b"TIPBOX_LOGIN_ATTEMPT_KEY_V1"
+ATTEMPT_DIGEST_SIZE = 16
 DEFAULT_TRIES = 5
 _USERNAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,31}")
 SCHEMA = """
@@ -54,6 +63,7 @@ CREATE TABLE IF NOT EXISTS journalists (
     is_admin INTEGER NOT NULL DEFAULT 0,
     created_day TEXT NOT NULL
 );
+-- username: a keyed hash (BLOB) of what was typed, never the text (see the module docstring).
 CREATE TABLE IF NOT EXISTS login_attempts (username TEXT NOT NULL, at REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS login_attempts_by_name ON login_attempts (username, at);
 CREATE TABLE IF NOT EXISTS sessions (
@@ -172,7 +182,12 @@ def provisioning_uri(secret: str, username: str, issuer: str) -> str:
 
 
 class Accounts:
-    """The journalists' accounts in ``db_path`` (the store's SQLite file)."""
+    """The journalists' accounts in ``db_path`` (the store's SQLite file).
+
+    ``secret`` keys the hashes of typed usernames (the journalist app passes its own, so every
+    worker and restart agrees); without one (``tipbox user``, which never logs in) a random key
+    is used.
+    """
 
     def __init__(
         self,
@@ -180,14 +195,22 @@ class Accounts:
         cost: PasswordCost | None = None,
         tries_per_minute: int = DEFAULT_TRIES,
         clock: Callable[[], float] = time.time,
+        secret: bytes | None = None,
+        purge_delay: float = THROTTLE_SECONDS + 1,
     ) -> None:
         self.db_path, self.clock, self.tries = db_path, clock, tries_per_minute
         self.hasher = (cost or PasswordCost()).hasher()
         # Unknown usernames are checked against this, so they cost what a real account costs.
         self._dummy = self.hasher.hash(secrets.token_urlsafe(16))
+        self._attempt_key = hkdf(secret or os.urandom(32), b"", LOGIN_ATTEMPT_LABEL_V1)
+        self.purge_delay = purge_delay
+        self._purge_lock = threading.Lock()
+        self._purge_timer: threading.Timer | None = None
         with self.connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(SCHEMA)
+            # A release before keyed hashes kept the typed names themselves: none may stay.
+            db.execute("DELETE FROM login_attempts WHERE typeof(username) != 'blob'")
 
     @contextlib.contextmanager
     def connect(self) -> Iterator[sqlite3.Connection]:
@@ -298,20 +321,52 @@ class Accounts:
 
     def _attempt(self, name: str, now: float) -> tuple[int, tuple[int, str, str, int] | None]:
         """Record an attempt; return how many came before it this minute, and the account."""
+        typed = hmac.new(self._attempt_key, name.encode(), hashlib.sha256).digest()
+        typed = typed[:ATTEMPT_DIGEST_SIZE]
         with self.connect() as db:
             db.execute("BEGIN IMMEDIATE")
             db.execute("DELETE FROM login_attempts WHERE at <= ?", (now - THROTTLE_SECONDS,))
             (tries,) = db.execute(
-                "SELECT COUNT(*) FROM login_attempts WHERE username = ?", (name,)
+                "SELECT COUNT(*) FROM login_attempts WHERE username = ?", (typed,)
             ).fetchone()
-            db.execute("INSERT INTO login_attempts VALUES (?, ?)", (name, now))
+            db.execute("INSERT INTO login_attempts VALUES (?, ?)", (typed, now))
             row = db.execute(
                 "SELECT id, password_hash, totp_secret, totp_step FROM journalists "
                 "WHERE username = ?",
                 (name,),
             ).fetchone()
             db.execute("COMMIT")
+        self._schedule_purge()
         return int(tries), row
+
+    def purge_attempts(self) -> int:
+        """Forget attempts older than the throttling window; how many are left."""
+        with self.connect() as db:
+            db.execute(
+                "DELETE FROM login_attempts WHERE at <= ?", (self.clock() - THROTTLE_SECONDS,)
+            )
+            (left,) = db.execute("SELECT COUNT(*) FROM login_attempts").fetchone()
+        return int(left)
+
+    def _schedule_purge(self) -> None:
+        """Purge again in ``purge_delay`` seconds, unless that is already planned: the rows must
+        not wait for the next login attempt, which may not come for weeks."""
+        with self._purge_lock:
+            if self._purge_timer is not None:
+                return
+            self._purge_timer = threading.Timer(self.purge_delay, self._purge_on_timer)
+            self._purge_timer.daemon = True
+            self._purge_timer.start()
+
+    def _purge_on_timer(self) -> None:
+        with self._purge_lock:
+            self._purge_timer = None
+        try:
+            left = self.purge_attempts()
+        except (sqlite3.Error, OSError):
+            return  # the database is gone (a test's folder) or broken: the next attempt retries
+        if left:
+            self._schedule_purge()
 
     def login(self, username: str, password: str, code: str) -> Journalist | None:
         """The account if all three are right and the account is not throttled, else ``None``."""

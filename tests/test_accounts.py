@@ -6,6 +6,7 @@ import argparse
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -317,3 +318,56 @@ def test_the_user_command_imports_no_web_stack_or_database() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert done.stdout.strip() == "[]"
+
+
+def _attempt_rows(path: Path) -> list[tuple[object, float]]:
+    with sqlite3.connect(path) as db:
+        return db.execute("SELECT username, at FROM login_attempts").fetchall()
+
+
+def test_a_failed_login_keeps_only_a_keyed_hash_of_the_typed_name(tmp_path: Path) -> None:
+    path = tmp_path / "store.sqlite3"
+    first = Accounts(path, CHEAP, secret=b"k" * 32)
+    assert first.login("Some.Typo.Name", PASSWORD, "123456") is None
+    rows = _attempt_rows(path)
+    assert len(rows) == 1
+    stored = rows[0][0]
+    assert isinstance(stored, bytes)
+    assert b"typo" not in stored
+    for file in (path, path.with_name(path.name + "-wal")):
+        assert b"some.typo.name" not in file.read_bytes()
+    # The same key (another worker, a restart) finds the same row: throttling still works.
+    Accounts(path, CHEAP, secret=b"k" * 32).login("some.typo.name", PASSWORD, "123456")
+    assert {r[0] for r in _attempt_rows(path)} == {stored}
+    # Another key does not: what is kept cannot be checked without the app's secret.
+    Accounts(path, CHEAP, secret=b"o" * 32).login("some.typo.name", PASSWORD, "123456")
+    assert len({r[0] for r in _attempt_rows(path)}) == 2
+
+
+def test_typed_names_a_previous_release_stored_are_dropped(tmp_path: Path) -> None:
+    path = tmp_path / "store.sqlite3"
+    Accounts(path, CHEAP)
+    with sqlite3.connect(path) as db:
+        db.execute("INSERT INTO login_attempts VALUES ('typed.in.clear', ?)", (NOW,))
+    Accounts(path, CHEAP)
+    assert _attempt_rows(path) == []
+
+
+def test_attempts_are_purged_on_a_timer_without_another_login(tmp_path: Path) -> None:
+    path, clock = tmp_path / "store.sqlite3", Clock(NOW)
+    accounts = Accounts(path, CHEAP, clock=clock, secret=b"k" * 32, purge_delay=0.05)
+    accounts.login("alice", PASSWORD, "123456")
+    clock.advance(30)
+    accounts.login("bob", PASSWORD, "123456")
+    clock.advance(31)  # alice's attempt is now over a minute old, bob's is not
+    for _ in range(200):
+        if len(_attempt_rows(path)) == 1:
+            break
+        time.sleep(0.05)
+    assert [at for _, at in _attempt_rows(path)] == [NOW + 30]
+    clock.advance(30)
+    for _ in range(200):
+        if not _attempt_rows(path):
+            break
+        time.sleep(0.05)
+    assert _attempt_rows(path) == []

@@ -142,3 +142,16 @@ def test_the_database_is_intact_after_both_apps_started(
         assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
     finally:
         db.close()
+
+
+def test_typed_usernames_of_the_previous_release_are_gone(release: Release) -> None:
+    _journalist_client(release)
+    db = sqlite3.connect(release.data / "store.sqlite3")
+    try:
+        kinds = db.execute("SELECT DISTINCT typeof(username) FROM login_attempts").fetchall()
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        db.close()
+    assert kinds in ([], [("blob",)])
+    typed = release.fixture["failed_login_username"].encode()
+    assert typed not in (release.data / "store.sqlite3").read_bytes()

@@ -79,7 +79,7 @@ def init_app(app: Flask, config: JournalistConfig) -> State:
     secret = load_secret(base.secrets_dir / SECRET_FILE)
     base.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     store = Store(base.data_dir, recipients, base.bucket_min, base.bucket_steps)
-    accounts = Accounts(store.db_path, config.password_cost, config.login_tries)
+    accounts = Accounts(store.db_path, config.password_cost, config.login_tries, secret=secret)
     sessions = Sessions(accounts, config.idle_seconds, config.session_seconds)
     state = State(config, store, accounts, sessions, ApiTokens(accounts), Inbox(store))
     app.extensions[_EXTENSION] = state
