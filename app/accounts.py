@@ -15,7 +15,11 @@ newsroom keys. What they keep is what security needs and nothing about sources:
 
 :meth:`Accounts.login` answers the same ``None`` for an unknown user, a wrong password, a wrong
 or reused code and a locked account, after the same work (one Argon2id verification), so a
-response tells nothing about which it was. No Flask here.
+response tells nothing about which it was. The cost of that verification is the stored hash's,
+not the setting's (a hash is brought up to the setting only at its owner's next login), so an
+unknown username is verified against the hash of an existing account, picked by the keyed hash
+of the typed name: it costs what some real account costs, the same one each time, under any
+setting. No Flask here.
 """
 
 from __future__ import annotations
@@ -319,8 +323,9 @@ class Accounts:
         except (VerificationError, InvalidHashError):
             return False
 
-    def _attempt(self, name: str, now: float) -> tuple[int, tuple[int, str, str, int] | None]:
-        """Record an attempt; return how many came before it this minute, and the account."""
+    def _attempt(self, name: str, now: float) -> tuple[int, tuple[int, str, str, int] | None, str]:
+        """Record an attempt; return how many came before it this minute, the account, and the
+        hash to verify against if there is no such account (see the module docstring)."""
         typed = hmac.new(self._attempt_key, name.encode(), hashlib.sha256).digest()
         typed = typed[:ATTEMPT_DIGEST_SIZE]
         with self.connect() as db:
@@ -335,9 +340,11 @@ class Accounts:
                 "WHERE username = ?",
                 (name,),
             ).fetchone()
+            hashes = db.execute("SELECT password_hash FROM journalists ORDER BY id").fetchall()
             db.execute("COMMIT")
         self._schedule_purge()
-        return int(tries), row
+        pick = int.from_bytes(typed[:8], "big") % len(hashes) if hashes else 0
+        return int(tries), row, hashes[pick][0] if hashes else self._dummy
 
     def purge_attempts(self) -> int:
         """Forget attempts older than the throttling window; how many are left."""
@@ -371,8 +378,8 @@ class Accounts:
     def login(self, username: str, password: str, code: str) -> Journalist | None:
         """The account if all three are right and the account is not throttled, else ``None``."""
         name, now = normalise_username(username), self.clock()
-        tries, row = self._attempt(name, now)
-        password_ok = self._verify(row[1] if row else None, password)
+        tries, row, stand_in = self._attempt(name, now)
+        password_ok = self._verify(row[1] if row else stand_in, password)
         if row is None or not password_ok or tries >= self.tries:
             return None
         step = matching_step(row[2], code, now)

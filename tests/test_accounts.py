@@ -371,3 +371,42 @@ def test_attempts_are_purged_on_a_timer_without_another_login(tmp_path: Path) ->
             break
         time.sleep(0.05)
     assert _attempt_rows(path) == []
+
+
+def _argon2_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Spy on argon2-cffi's verification: the parameters of every hash it checks against."""
+    import argon2._password_hasher as hasher_module
+
+    calls: list[str] = []
+    real = hasher_module.verify_secret
+
+    def spy(digest: bytes, secret: bytes, kind: object) -> bool:
+        calls.append(digest.decode().rsplit("$", 2)[0])  # $argon2id$v=19$m=…,t=…,p=…
+        return real(digest, secret, kind)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(hasher_module, "verify_secret", spy)
+    return calls
+
+
+@pytest.mark.parametrize("now", [CHEAP, PasswordCost(3, 32, 2)])
+def test_unknown_users_cost_what_known_users_cost_after_the_setting_changes(
+    tmp_path: Path, clock: Clock, monkeypatch: pytest.MonkeyPatch, now: PasswordCost
+) -> None:
+    path = tmp_path / "store.sqlite3"
+    Accounts(path, PasswordCost(2, 16, 1), clock=clock).add("alice", PASSWORD)
+    accounts = Accounts(path, now, clock=clock)  # the cost setting changed since
+    calls = _argon2_calls(monkeypatch)
+    accounts.login("alice", "a wrong password, long enough", "123456")
+    accounts.login("nobody", "a wrong password, long enough", "123456")
+    accounts.login("alice", PASSWORD, "000000")
+    accounts.login("nobody", PASSWORD, "000000")
+    assert calls == ["$argon2id$v=19$m=16,t=2,p=1"] * 4
+
+
+def test_without_accounts_unknown_users_cost_the_configured_cost(
+    tmp_path: Path, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    accounts = Accounts(tmp_path / "store.sqlite3", PasswordCost(2, 16, 1), clock=clock)
+    calls = _argon2_calls(monkeypatch)
+    accounts.login("nobody", PASSWORD, "000000")
+    assert calls == ["$argon2id$v=19$m=16,t=2,p=1"]
