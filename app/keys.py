@@ -1,11 +1,13 @@
 """The server's view of the newsroom keys: public recipients only, checked before serving.
 
 Fails closed: a ``keys/`` folder with no valid recipient, or with anything that parses as a
-secret key, is a configuration error and the apps refuse to start.
+secret key, is a configuration error and the apps refuse to start. A folder or file that cannot
+be read says so (a silent walk would report "no newsroom recipient" instead).
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from app.crypto import X25519Recipient, parse_recipients
@@ -21,10 +23,11 @@ def load_recipients(keys_dir: Path) -> list[X25519Recipient]:
     if not keys_dir.is_dir():
         raise ConfigError(f"the keys folder {keys_dir} does not exist")
     recipients: list[X25519Recipient] = []
-    for path in sorted(keys_dir.rglob("*")):
-        if not path.is_file():
-            continue
-        data = path.read_bytes()
+    for path in _files(keys_dir):
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"cannot read {path}: {_reason(exc)}") from None
         if contains_secret_key(data):
             raise ConfigError(
                 f"{path} contains a secret key: the server must only hold public recipients",
@@ -50,3 +53,20 @@ def load_recipients(keys_dir: Path) -> list[X25519Recipient]:
             hint="run 'make keys' on the air-gapped machine and copy newsroom.pub here",
         )
     return recipients
+
+
+def _reason(exc: OSError) -> str:
+    text = os.strerror(exc.errno) if exc.errno else str(exc)
+    return text[:1].lower() + text[1:]
+
+
+def _files(keys_dir: Path) -> list[Path]:
+    """Every file under ``keys_dir``, sorted; a folder that cannot be read is an error."""
+
+    def refuse(exc: OSError) -> None:
+        raise ConfigError(f"cannot read the keys folder {exc.filename}: {_reason(exc)}")
+
+    found = []
+    for folder, _, names in os.walk(keys_dir, onerror=refuse):
+        found += [Path(folder, name) for name in names]
+    return sorted(path for path in found if path.is_file())

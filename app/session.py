@@ -46,6 +46,7 @@ from app.config import Config
 from app.crypto.header import hkdf
 from app.errors import ConfigError
 from app.files import atomic_write
+from app.startup import reason
 
 SESSION_KEY_LABEL_V1 = b"TIPBOX_SESSION_KEY_V1"
 CSRF_KEY_LABEL_V1 = b"TIPBOX_CSRF_KEY_V1"
@@ -269,20 +270,29 @@ class EncryptedSessionInterface(SessionInterface):
 def load_secret(path: Path) -> bytes:
     """The 32-byte secret in ``path``, created 0600 (in a 0700 folder) if it does not exist.
 
-    :raises ConfigError: if the file is not exactly 32 bytes or others can read it.
+    :raises ConfigError: if the file is not exactly 32 bytes, others can read it, or it (or its
+        folder) cannot be read or made.
     """
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if not path.exists():
-        # atomic_write links the finished file into place and refuses to replace one: when
-        # several workers start at once, exactly one secret wins and the others read it.
-        with (
-            contextlib.suppress(FileExistsError),
-            atomic_write(path, 0o600) as handle,
-        ):
-            handle.write(secrets.token_bytes(SECRET_SIZE))
-    if path.stat().st_mode & 0o077:
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot create the secrets folder {path.parent}: {reason(exc)}"
+        ) from None
+    try:
+        if not path.exists():
+            # atomic_write links the finished file into place and refuses to replace one: when
+            # several workers start at once, exactly one secret wins and the others read it.
+            with (
+                contextlib.suppress(FileExistsError),
+                atomic_write(path, 0o600) as handle,
+            ):
+                handle.write(secrets.token_bytes(SECRET_SIZE))
+        mode, secret = path.stat().st_mode, path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read or create {path}: {reason(exc)}") from None
+    if mode & 0o077:
         raise ConfigError(f"{path} can be read by other users", hint=f"run 'chmod 600 {path}'")
-    secret = path.read_bytes()
     if len(secret) != SECRET_SIZE:
         raise ConfigError(f"{path} is not a {SECRET_SIZE}-byte secret")
     return secret

@@ -56,20 +56,14 @@ def register(subparsers: Any) -> None:
 
 
 def _accounts() -> Accounts:
-    import sqlite3
-
-    from app.accounts import AccountError, Accounts, cost_from_env
+    from app import startup
+    from app.accounts import Accounts, cost_from_env
     from app.config import load_config
 
     data_dir = load_config(os.environ).data_dir
-    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    try:
-        return Accounts(data_dir / "store.sqlite3", cost_from_env(os.environ))
-    except sqlite3.Error as exc:
-        raise AccountError(
-            f"cannot open the database in {data_dir}: {exc}",
-            hint="run it as the user the apps run as, with the same TIPBOX_DATA_DIR",
-        ) from None
+    startup.check_data(data_dir)  # one sentence for a folder or database it cannot write
+    with startup.opening(data_dir):
+        return Accounts(data_dir / startup.DATABASE, cost_from_env(os.environ))
 
 
 def _password(ask: bool) -> tuple[str, bool]:

@@ -133,8 +133,10 @@ def on_starting(server: Any) -> None:
     """In the master, before the first fork: the memory the workers share their rate-limit
     counters in (app/counters.py), named to them in the environment they inherit. Without it
     each worker would count alone, and every limit would be multiplied by ``workers``."""
-    from app import counters  # (the master has the project on sys.path by now: chdir)
+    from app import counters, startup  # (the master has the project on sys.path by now: chdir)
 
+    # A broken data, keys or secrets folder: one sentence and exit 1, not a traceback per worker.
+    startup.refuse_to_start_on_error(server.app.wsgi)
     os.environ[counters.ENV] = str(counters.create())
 
 

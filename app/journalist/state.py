@@ -1,7 +1,8 @@
 """What the journalist app holds while it runs: config, store, accounts, sessions, tokens, inbox.
 
 Built once by :func:`init_app` and kept on the app; it fails closed like the source app (no
-valid newsroom recipient, an unsafe secret: no service). The cookie is the source app's
+valid newsroom recipient, an unsafe secret, a data folder or database that cannot be written:
+no service, see :mod:`app.startup`). The cookie is the source app's
 encrypted session (:class:`app.session.EncryptedSessionInterface`) under its own name and with
 its own instance secret; it carries the CSRF token, flashed messages and the random session
 token whose hash :class:`~app.journalist.credentials.Sessions` keeps.
@@ -14,7 +15,7 @@ from typing import IO, Any, cast
 
 from flask import Flask, Request, current_app, g
 
-from app import session
+from app import session, startup
 from app.accounts import Accounts
 from app.journalist.config import JournalistConfig
 from app.journalist.credentials import ApiTokens, Sessions
@@ -77,9 +78,10 @@ def init_app(app: Flask, config: JournalistConfig) -> State:
     base = config.base
     recipients = load_recipients(base.keys_dir)
     secret = load_secret(base.secrets_dir / SECRET_FILE)
-    base.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    store = Store(base.data_dir, recipients, base.bucket_min, base.bucket_steps)
-    accounts = Accounts(store.db_path, config.password_cost, config.login_tries, secret=secret)
+    startup.check_data(base.data_dir)
+    with startup.opening(base.data_dir):
+        store = Store(base.data_dir, recipients, base.bucket_min, base.bucket_steps)
+        accounts = Accounts(store.db_path, config.password_cost, config.login_tries, secret=secret)
     sessions = Sessions(accounts, config.idle_seconds, config.session_seconds)
     state = State(config, store, accounts, sessions, ApiTokens(accounts), Inbox(store))
     app.extensions[_EXTENSION] = state

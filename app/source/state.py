@@ -1,8 +1,9 @@
 """What the source app holds while it runs: config, store, pepper, the key's fingerprint.
 
 Built once by :func:`init_app` and kept on the app (no module-level singleton). It fails closed:
-no valid newsroom recipient in the keys folder, an unreadable secret or a logo that is not a PNG
-file, and the app refuses to start with :class:`ConfigError`.
+no valid newsroom recipient in the keys folder, an unreadable secret, a logo that is not a PNG
+file or a data folder or database that cannot be written (:mod:`app.startup`), and the app
+refuses to start with :class:`ConfigError`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 
 from flask import Flask, current_app
 
-from app import upload
+from app import startup, upload
 from app.config import Config
 from app.errors import ConfigError
 from app.keys import load_recipients
@@ -56,8 +57,9 @@ def init_app(app: Flask, config: Config) -> State:
     recipients = load_recipients(config.keys_dir)
     logo = _check_logo(config.logo or DEFAULT_LOGO)
     pepper = load_secret(config.secrets_dir / PEPPER_FILE)
-    config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    store = Store(config.data_dir, recipients, config.bucket_min, config.bucket_steps)
+    startup.check_data(config.data_dir)
+    with startup.opening(config.data_dir):
+        store = Store(config.data_dir, recipients, config.bucket_min, config.bucket_steps)
     upload.init_app(app, store)
     state = State(config, store, pepper, fingerprint(str(recipients[0]).encode()), logo)
     app.extensions[_EXTENSION] = state
