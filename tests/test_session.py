@@ -23,6 +23,7 @@ from app.session import (
 )
 from tests.fixtures_app import (
     csrf_token,
+    find,
     login,
     make_app,
     new_source,
@@ -325,3 +326,33 @@ def test_ended_sessions_are_kept_only_as_keyed_digests_until_they_would_expire(
     db = sqlite3.connect(state_of(app).store.db_path)
     assert digest not in [r[0] for r in db.execute("SELECT digest FROM ended_sessions")]
     db.close()
+
+
+@pytest.mark.usefixtures("live_server")
+def test_a_logout_holds_in_every_worker_of_a_real_server(live_server: Any) -> None:
+    server = live_server()
+
+    def get(path: str, cookie: str) -> tuple[int, str, str]:
+        connection = server.connection()
+        try:
+            connection.request("GET", path, headers={"Cookie": cookie})
+            response = connection.getresponse()
+            return response.status, response.read().decode(), response.getheader("Set-Cookie", "")
+        finally:
+            connection.close()
+
+    _, _, set_cookie = get("/en/generate", "")
+    captured = set_cookie.split(";")[0]
+    status, page, set_cookie = get("/en/submit", captured)
+    assert status == 200
+    captured = set_cookie.split(";")[0] or captured  # now with the CSRF token in it
+    token = find(page, "input", name="csrf_token")[0]["value"]
+    connection = server.connection()
+    body = f"csrf_token={token}"
+    headers = {"Cookie": captured, "Content-Type": "application/x-www-form-urlencoded"}
+    connection.request("POST", "/en/logout", body=body, headers=headers)
+    assert connection.getresponse().status in (200, 303)
+    connection.close()
+    for _ in range(12):  # the kernel hands connections to the three workers as it likes
+        status, page, _ = get("/en/submit", captured)
+        assert 'id="new-identity-advice"' in page

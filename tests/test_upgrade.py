@@ -155,3 +155,18 @@ def test_typed_usernames_of_the_previous_release_are_gone(release: Release) -> N
     assert kinds in ([], [("blob",)])
     typed = release.fixture["failed_login_username"].encode()
     assert typed not in (release.data / "store.sqlite3").read_bytes()
+
+
+def test_a_logout_on_the_previous_release_database_ends_the_session(
+    release: Release, translations_dir: Path
+) -> None:
+    app = create_app(replace(load_config(release.env), translations_dir=translations_dir))
+    client = app.test_client()
+    assert login(client, release.fixture["sources"][0]["codename"]).status_code == 303
+    token = find(client.get("/en/lookup").data, "input", name="csrf_token")[0]["value"]
+    cookie = client.get_cookie("tipbox")
+    assert cookie is not None
+    client.post("/en/logout", data={"csrf_token": token})
+    thief = app.test_client()
+    thief.set_cookie("tipbox", cookie.value)
+    assert release.fixture["sources"][0]["reply"] not in thief.get("/en/lookup").text
