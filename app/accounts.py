@@ -6,10 +6,8 @@ newsroom keys. What they keep is what security needs and nothing about sources:
 
 - ``journalists``: username, Argon2id hash (argon2-cffi, PHC string), TOTP secret, the last
   TOTP time step used (a code is never accepted twice), admin flag, the day the account was made;
-- ``login_attempts``: a keyed hash of the username typed at each login attempt (HMAC-SHA-256
-  under a key derived from the journalist app's secret with :data:`LOGIN_ATTEMPT_LABEL_V1`,
-  so a typo or a password typed in the wrong field is never kept) and its time, kept one minute
-  (throttling): older rows go at each attempt and, without attempts, on a timer;
+- ``login_attempts``: a keyed hash of the username typed at each login attempt and its time,
+  kept one minute (throttling; see :mod:`app.attempts`);
 - ``sessions`` and ``api_tokens`` (see :mod:`app.journalist.credentials`): SHA-256 of random
   tokens, never the tokens.
 
@@ -25,13 +23,10 @@ setting. No Flask here.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import hmac
-import os
 import re
 import secrets
 import sqlite3
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -43,7 +38,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from app import words
-from app.crypto.header import hkdf
+from app.attempts import THROTTLE_SECONDS, LoginAttempts
 from app.errors import TipboxError
 
 MIN_PASSWORD = 14
@@ -52,9 +47,6 @@ PASSPHRASE_WORDS = 7
 TOTP_DIGITS = 6
 TOTP_STEP = 30
 TOTP_WINDOW = 1  # steps accepted either side of now
-THROTTLE_SECONDS = 60
-LOGIN_ATTEMPT_LABEL_V1 = b"TIPBOX_LOGIN_ATTEMPT_KEY_V1"
-ATTEMPT_DIGEST_SIZE = 16
 DEFAULT_TRIES = 5
 _USERNAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,31}")
 SCHEMA = """
@@ -206,15 +198,11 @@ class Accounts:
         self.hasher = (cost or PasswordCost()).hasher()
         # Unknown usernames are checked against this, so they cost what a real account costs.
         self._dummy = self.hasher.hash(secrets.token_urlsafe(16))
-        self._attempt_key = hkdf(secret or os.urandom(32), b"", LOGIN_ATTEMPT_LABEL_V1)
-        self.purge_delay = purge_delay
-        self._purge_lock = threading.Lock()
-        self._purge_timer: threading.Timer | None = None
+        self.attempts = LoginAttempts(self.connect, lambda: self.clock(), secret, purge_delay)
         with self.connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(SCHEMA)
-            # A release before keyed hashes kept the typed names themselves: none may stay.
-            db.execute("DELETE FROM login_attempts WHERE typeof(username) != 'blob'")
+            self.attempts.drop_plain_names(db)
 
     @contextlib.contextmanager
     def connect(self) -> Iterator[sqlite3.Connection]:
@@ -326,15 +314,10 @@ class Accounts:
     def _attempt(self, name: str, now: float) -> tuple[int, tuple[int, str, str, int] | None, str]:
         """Record an attempt; return how many came before it this minute, the account, and the
         hash to verify against if there is no such account (see the module docstring)."""
-        typed = hmac.new(self._attempt_key, name.encode(), hashlib.sha256).digest()
-        typed = typed[:ATTEMPT_DIGEST_SIZE]
+        typed = self.attempts.digest(name)
         with self.connect() as db:
             db.execute("BEGIN IMMEDIATE")
-            db.execute("DELETE FROM login_attempts WHERE at <= ?", (now - THROTTLE_SECONDS,))
-            (tries,) = db.execute(
-                "SELECT COUNT(*) FROM login_attempts WHERE username = ?", (typed,)
-            ).fetchone()
-            db.execute("INSERT INTO login_attempts VALUES (?, ?)", (typed, now))
+            tries = self.attempts.record(db, typed, now)
             row = db.execute(
                 "SELECT id, password_hash, totp_secret, totp_step FROM journalists "
                 "WHERE username = ?",
@@ -342,38 +325,13 @@ class Accounts:
             ).fetchone()
             hashes = db.execute("SELECT password_hash FROM journalists ORDER BY id").fetchall()
             db.execute("COMMIT")
-        self._schedule_purge()
+        self.attempts.schedule_purge()
         pick = int.from_bytes(typed[:8], "big") % len(hashes) if hashes else 0
-        return int(tries), row, hashes[pick][0] if hashes else self._dummy
+        return tries, row, hashes[pick][0] if hashes else self._dummy
 
     def purge_attempts(self) -> int:
-        """Forget attempts older than the throttling window; how many are left."""
-        with self.connect() as db:
-            db.execute(
-                "DELETE FROM login_attempts WHERE at <= ?", (self.clock() - THROTTLE_SECONDS,)
-            )
-            (left,) = db.execute("SELECT COUNT(*) FROM login_attempts").fetchone()
-        return int(left)
-
-    def _schedule_purge(self) -> None:
-        """Purge again in ``purge_delay`` seconds, unless that is already planned: the rows must
-        not wait for the next login attempt, which may not come for weeks."""
-        with self._purge_lock:
-            if self._purge_timer is not None:
-                return
-            self._purge_timer = threading.Timer(self.purge_delay, self._purge_on_timer)
-            self._purge_timer.daemon = True
-            self._purge_timer.start()
-
-    def _purge_on_timer(self) -> None:
-        with self._purge_lock:
-            self._purge_timer = None
-        try:
-            left = self.purge_attempts()
-        except (sqlite3.Error, OSError):
-            return  # the database is gone (a test's folder) or broken: the next attempt retries
-        if left:
-            self._schedule_purge()
+        """Forget login attempts older than the throttling window; how many are left."""
+        return self.attempts.purge()
 
     def login(self, username: str, password: str, code: str) -> Journalist | None:
         """The account if all three are right and the account is not throttled, else ``None``."""
