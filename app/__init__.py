@@ -47,8 +47,9 @@ def create_app(config: Config | None = None) -> Flask:
     )
     app.url_map.redirect_defaults = False  # serve /en/ as it is, do not redirect it to /
     app.jinja_env.trim_blocks = app.jinja_env.lstrip_blocks = True
-    # Order matters: the host guard runs first, then the expired-session check, the rate
-    # limits and only then CSRF (which reads, and so streams, the body).
+    # Order matters: the host guard runs first, then the expired-session check, then CSRF
+    # (which reads, and so streams, the body). The rate limits count work, not requests: the
+    # views and the upload parser charge them just before a derivation or a write (app.limits).
     headers.init_app(app, config)
     session.init_app(app, config)
     source.init_app(app, config)

@@ -35,7 +35,7 @@ import struct
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 from limits.storage import Storage
 
@@ -121,20 +121,38 @@ class Counters:
                 weakest, weakest_rank = offset, (count, end)
         return None, free if free is not None else weakest
 
+    def _add(self, digest: bytes, expiry: float, amount: int, now: float) -> int:
+        running, spare = self._lookup(digest, now)
+        if running is None:
+            end, count = now + expiry, amount
+        else:
+            _, end, used = _SLOT.unpack_from(self._memory, running)
+            count = min(int(used) + amount, _MAX_COUNT)
+        _SLOT.pack_into(self._memory, spare, digest, end, count)
+        return count
+
+    def _count(self, digest: bytes, now: float) -> int:
+        running, _ = self._lookup(digest, now)
+        return 0 if running is None else int(_SLOT.unpack_from(self._memory, running)[2])
+
     def incr(self, key: str, expiry: float, amount: int = 1) -> int:
         """Add ``amount`` to ``key``'s window (starting one of ``expiry`` seconds if none runs);
         the new count."""
         digest = self._digest(key)
         with self._locked():
+            return self._add(digest, expiry, amount, self._clock())
+
+    def take(self, windows: Sequence[tuple[str, float, int]]) -> bool:
+        """Add one to each ``(key, expiry, limit)`` window if none is at its limit, all under
+        one lock: whether it did. A refusal counts nowhere, so only work done is counted."""
+        digests = [(self._digest(key), expiry, limit) for key, expiry, limit in windows]
+        with self._locked():
             now = self._clock()
-            running, spare = self._lookup(digest, now)
-            if running is None:
-                end, count = now + expiry, amount
-            else:
-                _, end, used = _SLOT.unpack_from(self._memory, running)
-                count = min(int(used) + amount, _MAX_COUNT)
-            _SLOT.pack_into(self._memory, spare, digest, end, count)
-        return count
+            if any(self._count(digest, now) >= limit for digest, _, limit in digests):
+                return False
+            for digest, expiry, _ in digests:
+                self._add(digest, expiry, 1, now)
+        return True
 
     def get(self, key: str) -> tuple[int, float]:
         """``key``'s count and the end of its window: ``(0, now)`` if none runs."""

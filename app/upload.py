@@ -28,7 +28,7 @@ from werkzeug.formparser import FormDataParser, MultiPartParser
 from werkzeug.sansio.multipart import Data, Event, Field, File
 from wtforms import ValidationError
 
-from app import multipart
+from app import limits, multipart
 from app.store import ItemWriter, PendingItem, Store
 
 EXTENSION = "tipbox.store"
@@ -151,6 +151,7 @@ class EncryptingMultiPartParser(MultiPartParser):
                 validate_csrf(token)
             except ValidationError as exc:
                 raise CSRFError(exc.args[0] if exc.args else None) from None
+        limits.spend()  # a file written to disk is work the rate limits count
         return t.cast(ItemWriter, self.start_file_streaming(event, content_length))
 
 

@@ -186,3 +186,16 @@ def test_anything_else_is_refused(tmp_path: Path) -> None:
         Counters(handle.fileno())
     with pytest.raises(ValueError, match="slots"):
         counters.create(slots=PROBE - 1)
+
+
+def test_take_counts_in_every_window_or_in_none() -> None:
+    """One unit goes into both windows while both have room; once one is full, a refusal
+    leaves the other untouched."""
+    shared = Counters()
+    windows = [("session", 60.0, 2), ("global", 60.0, 3)]
+    assert [shared.take(windows) for _ in range(3)] == [True, True, False]
+    assert shared.get("session")[0] == 2
+    assert shared.get("global")[0] == 2
+    assert shared.take([("other", 60.0, 2), ("global", 60.0, 3)])
+    assert not shared.take([("third", 60.0, 2), ("global", 60.0, 3)])
+    assert shared.get("third")[0] == 0
