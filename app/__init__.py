@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 
 # Room for the message field and the multipart framing on top of the files' own limit.
 FORM_ALLOWANCE = 2 * 1024 * 1024
-# Largest non-file field: 100,000 characters of UTF-8 take at most 400,000 bytes.
+# All text fields of a request together (app/upload.py): the message, 100,000 characters of
+# UTF-8, takes at most 400,000 bytes; the token and the honeypot a few more.
 FORM_MEMORY = 1024 * 1024
 STATIC_MAX_AGE = 24 * 3600
 
