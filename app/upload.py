@@ -80,6 +80,14 @@ class _AdaptiveRead:
         return buffer
 
 
+def _needs_token(event: Event) -> bool:
+    """Whether ``event`` starts a part that only a request with a valid token may send: any
+    field but the token, any file but the empty part of an unused file input."""
+    if isinstance(event, Field):
+        return event.name != CSRF_FIELD
+    return isinstance(event, File) and bool(event.filename)
+
+
 class _Parts:
     """The state of one multipart body being parsed: fields so far, files so far, current part."""
 
@@ -95,12 +103,11 @@ class _Parts:
 
     def handle(self, event: Event) -> None:
         """Take one decoder event."""
-        if isinstance(event, Field | File) and event.name != CSRF_FIELD and not self.checked:
+        if not self.checked and _needs_token(event):
             # Anything but the token (which forms send first) waits for a valid token: a forged
             # request is refused before its text is held in memory or its files reach a disk.
-            if isinstance(event, Field) or event.filename:
-                self.parser.check_csrf(self.fields)
-                self.checked = True
+            self.parser.check_csrf(self.fields)
+            self.checked = True
         if isinstance(event, Field):
             self.part, self.buffer, self.sink = event, [], None
         elif isinstance(event, File):
