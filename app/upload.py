@@ -10,7 +10,8 @@ Werkzeug's sans-IO multipart decoder itself, so that it can
 - refuse a body whose first part is not a valid CSRF token (forms put it first), before any
   other text is held in memory or any file written: a forged or scripted request costs us
   one read and no disk,
-- hold at most ``MAX_FORM_MEMORY_SIZE`` bytes of text fields in all (413 past it),
+- hold at most ``MAX_FORM_MEMORY_SIZE`` bytes of text fields in all (413 past it), in a form
+  without files too (Werkzeug reads those whole),
 - read the body in large blocks, which is what makes it fast under gunicorn.
 
 The teardown registered by :func:`init_app` aborts every writer that was not committed, so a
@@ -19,6 +20,7 @@ request that fails for any reason (400, 413, CSRF, a crash) leaves no ciphertext
 
 from __future__ import annotations
 
+import io
 import time
 import typing as t
 
@@ -197,6 +199,27 @@ class EncryptingFormDataParser(FormDataParser):
         )
         form, files = parser.parse(stream, boundary, content_length)
         return stream, form, files
+
+    def _parse_urlencoded(
+        self,
+        stream: t.IO[bytes],
+        mimetype: str,
+        content_length: int | None,
+        options: dict[str, str],
+    ) -> tuple[t.IO[bytes], MultiDict[str, str], MultiDict[str, FileStorage]]:
+        # Werkzeug reads such a body whole, whatever its size (up to the 2 GiB an upload may
+        # have): a form without files gets the same text budget as the fields of one with.
+        limit = self.max_form_memory_size
+        if limit is None:
+            return super()._parse_urlencoded(stream, mimetype, content_length, options)
+        if content_length is not None and content_length > limit:
+            raise RequestEntityTooLarge()
+        data = bytearray()
+        while chunk := stream.read(limit + 1 - len(data)):  # a read may return less
+            data += chunk
+            if len(data) > limit:
+                raise RequestEntityTooLarge()
+        return super()._parse_urlencoded(io.BytesIO(data), mimetype, len(data), options)
 
 
 class UploadRequest(Request):

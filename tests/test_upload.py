@@ -330,3 +330,15 @@ def test_text_fields_share_one_memory_budget(store: Store) -> None:
     response, stream = post(client, body(token, *[part(f"m{i}", TEXT) for i in range(10)]))
     assert response.status_code == 413
     assert stream.tell() <= 1_000_000 + 2 * upload.READ_SIZE
+
+
+@pytest.mark.parametrize("streaming", [False, True], ids=["content_length", "chunked"])
+def test_a_urlencoded_body_has_the_same_memory_budget(store: Store, streaming: bool) -> None:
+    """A form without files (the login form) is read whole by Werkzeug: not past the budget."""
+    client = make_client(store, False, MAX_FORM_MEMORY_SIZE=100_000)
+    data = b"codename=" + b"a" * 3_000_000
+    extra = {"headers": {"Transfer-Encoding": "chunked"}} if streaming else {}
+    extra |= {"environ_overrides": {"wsgi.input_terminated": True}} if streaming else {}
+    response, stream = post(client, data, content_type="application/x-www-form-urlencoded", **extra)
+    assert response.status_code == 413
+    assert stream.tell() <= 100_000 + upload.READ_SIZE
