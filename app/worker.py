@@ -12,8 +12,9 @@ within ``TIPBOX_HEAD_SECONDS`` (default 10) is dropped. Bodies are not touched: 
 that keeps sending is never cut (its reads have the per-read timeout of ``pre_request``).
 
 Connections still sending their head do not count against ``worker_connections`` (threads do);
-at most :data:`MAX_HEADS` of them per worker, the oldest dropped first when full, so the limit
-on open files is never reached (deploy/*.service set ``LimitNOFILE``).
+at most :data:`MAX_HEADS` of them per worker, holding at most :data:`HEAD_MEMORY` bytes in all,
+the oldest dropped first past either, so neither the limit on open files (deploy/*.service set
+``LimitNOFILE``) nor memory is reached by heads that never end.
 
 Why not another server: Gunicorn is the product's server. Waitress, which has such deadlines,
 buffers every request body over 512 KiB to a temporary file before the app sees a byte: an
@@ -51,6 +52,7 @@ from app.headers import HEADERS
 HEAD_SECONDS_ENV = "TIPBOX_HEAD_SECONDS"
 DEFAULT_HEAD_SECONDS = 10.0
 MAX_HEADS = 1024
+HEAD_MEMORY = 32 * 1024 * 1024  # a real head is a few KiB; Gunicorn's largest is 410 KiB
 END_OF_HEAD = b"\r\n\r\n"
 _RECV = 16 * 1024
 _FD_RESERVE = 64  # files a worker needs besides its connections (store, logs, database)
@@ -82,6 +84,8 @@ class HeadDeadlineWorker(ThreadWorker):  # type: ignore[misc]
         self.head_seconds = head_seconds()
         self.heads: deque[_Head] = deque()
         self.max_heads = MAX_HEADS
+        self.buffered = 0  # bytes held by all heads
+        self.waiting = 0  # heads still open (the deque also holds finished ones, skipped)
         # The largest head Gunicorn accepts; past it, its parser answers 414 or 431.
         self.max_head = (
             self.cfg.limit_request_line
@@ -108,7 +112,7 @@ class HeadDeadlineWorker(ThreadWorker):  # type: ignore[misc]
             elif exc.errno not in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
                 raise
             return
-        if len(self.heads) >= self.max_heads:
+        if self.waiting >= self.max_heads:
             self._drop_oldest()
         self._watch(TConn(self.cfg, client, address, listener.getsockname()))
 
@@ -123,6 +127,7 @@ class HeadDeadlineWorker(ThreadWorker):  # type: ignore[misc]
         conn.sock.setblocking(False)
         head = _Head(conn, time.monotonic() + self.head_seconds)
         self.heads.append(head)
+        self.waiting += 1
         self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_head_data, head))
 
     def _on_head_data(self, head: _Head, _sock: socket.socket) -> None:
@@ -136,16 +141,20 @@ class HeadDeadlineWorker(ThreadWorker):  # type: ignore[misc]
             self._close(head)
             return
         head.data += data
+        self.buffered += len(data)
         start = max(0, len(head.data) - len(data) - len(END_OF_HEAD) + 1)
         if head.data.find(END_OF_HEAD, start) >= 0 or len(head.data) > self.max_head:
             self._hand_over(head)
+        while self.buffered > HEAD_MEMORY and self.heads:
+            self._drop_oldest()
 
     def _hand_over(self, head: _Head) -> None:
         """Give the connection, and the bytes read so far, to a thread and Gunicorn's parser."""
+        data = bytes(head.data)
         self._forget(head)
         conn = head.conn
         conn.init()  # makes the parser (plain HTTP/1.1: no I/O) and sets the socket blocking
-        conn.parser.unreader.unread(bytes(head.data))
+        conn.parser.unreader.unread(data)
         conn.data_ready = True
         self.nr_conns += 1
         self.enqueue_req(conn)
@@ -167,7 +176,12 @@ class HeadDeadlineWorker(ThreadWorker):  # type: ignore[misc]
                 return
 
     def _forget(self, head: _Head) -> None:
+        if not head.open:
+            return
         head.open = False  # left in the deque, skipped by murder_pending
+        self.buffered -= len(head.data)
+        self.waiting -= 1
+        head.data = bytearray()
         with contextlib.suppress(KeyError, ValueError, OSError):
             self.poller.unregister(head.conn.sock)
 
