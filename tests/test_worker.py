@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from flask import Flask
 
 from app.headers import HEADERS
 from bench.live import Visitor, submission
@@ -179,3 +180,29 @@ def test_a_slow_but_progressing_body_is_not_cut(servers: dict[str, LiveServer]) 
         status, _, page = parse(read_all(sock))
     assert status == 200, page[:300]
     assert len(list((Path(server.data_dir) / "items").iterdir())) == 1
+
+
+def flask_that_fails() -> Flask:
+    """A Flask app whose only view raises with the request's path in the message."""
+    app = Flask(__name__)
+
+    @app.get("/<path:path>")
+    def fail(path: str) -> str:
+        raise RuntimeError(f"failed on {path}")
+
+    return app
+
+
+def test_an_app_error_is_logged_without_the_request(tmp_path: Path) -> None:
+    """Flask's own logger (timestamp, path, exception text) writes through the redacting log."""
+    server = start_server(tmp_path / "s", tmp_path / "id.txt", app=f"{__name__}:flask_that_fails()")
+    try:
+        answer = exchange(server, f"GET /{MARK} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+        assert parse(answer)[0] == 500
+        time.sleep(0.2)
+        log = server.log()
+    finally:
+        server.stop()
+    assert "Exception in the app (request details withheld): RuntimeError" in log
+    assert MARK not in log
+    assert not re.search(r"^\[\d{4}-", log, re.MULTILINE)  # no line of Flask's format
