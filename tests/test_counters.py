@@ -10,12 +10,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from limits import RateLimitItemPerMinute
-from limits.storage import storage_from_string
-from limits.strategies import FixedWindowRateLimiter
 
 from app import counters
-from app.counters import PROBE, Counters, SharedStorage
+from app.counters import PROBE, Counters
 from tests.helpers import fork_child, in_forked_child, wait_for_child
 
 
@@ -160,23 +157,6 @@ def test_a_worker_killed_while_counting_does_not_wedge_the_others(fd: int) -> No
     done = threading.Event()
     threading.Thread(target=lambda: (c.incr("k", 60), done.set()), daemon=True).start()
     assert done.wait(10), "the dead child's lock was never released"
-
-
-def test_the_storage_uses_the_inherited_file(fd: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Two limiters of one server (two workers) count together; without the variable (the
-    Flask test client) each has counters of its own."""
-    limit = RateLimitItemPerMinute(3)
-    alone = [FixedWindowRateLimiter(storage_from_string("tipbox-shared://")) for _ in range(2)]
-    monkeypatch.setenv(counters.ENV, str(fd))
-    shared = [FixedWindowRateLimiter(storage_from_string("tipbox-shared://")) for _ in range(2)]
-    assert isinstance(shared[0].storage, SharedStorage)
-    assert [shared[n % 2].hit(limit, "s") for n in range(4)] == [True, True, True, False]
-    assert [alone[n % 2].hit(limit, "s") for n in range(4)] == [True, True, True, True]
-    stats = shared[1].get_window_stats(limit, "s")
-    assert stats.remaining == 0
-    assert time.time() < stats.reset_time <= time.time() + 60
-    shared[0].clear(limit, "s")
-    assert shared[1].hit(limit, "s")
 
 
 def test_anything_else_is_refused(tmp_path: Path) -> None:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from app import counters
 from app.config import Config
 from tests import live_journalist as lj
 from tests.fixtures_app import csrf_token, make_app, new_source, one, submit
@@ -83,3 +86,19 @@ def test_journalist_logins_without_a_token_do_not_count(japp: Flask, jclient: Fl
         assert jclient.post("/login", data=form).status_code == 400
     response = login(jclient, japp, user)
     assert (response.status_code, response.headers.get("Location")) == (303, "/")
+
+
+def test_apps_of_one_server_count_together(config: Config, monkeypatch: pytest.MonkeyPatch):
+    """Two apps (two workers) given the master's counters file count in it together; without
+    the variable (the Flask test client) each counts alone."""
+    alone = [make_app(config, rate_limit_global="3 per minute") for _ in range(2)]
+    fd = counters.create()
+    try:
+        monkeypatch.setenv(counters.ENV, str(fd))
+        shared = [make_app(config, rate_limit_global="3 per minute") for _ in range(2)]
+        codes = [shared[n % 2].test_client().get("/en/generate").status_code for n in range(4)]
+        assert codes == [200, 200, 200, 429]
+    finally:
+        os.close(fd)
+    codes = [alone[n % 2].test_client().get("/en/generate").status_code for n in range(4)]
+    assert codes == [200, 200, 200, 200]
