@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 
 # Room for the message field and the multipart framing on top of the files' own limit.
 FORM_ALLOWANCE = 2 * 1024 * 1024
-# Largest non-file field: 100,000 characters of UTF-8 take at most 400,000 bytes.
+# All text fields of a request together (app/upload.py): the message, 100,000 characters of
+# UTF-8, takes at most 400,000 bytes; the token and the honeypot a few more.
 FORM_MEMORY = 1024 * 1024
 STATIC_MAX_AGE = 24 * 3600
 
@@ -47,8 +48,9 @@ def create_app(config: Config | None = None) -> Flask:
     )
     app.url_map.redirect_defaults = False  # serve /en/ as it is, do not redirect it to /
     app.jinja_env.trim_blocks = app.jinja_env.lstrip_blocks = True
-    # Order matters: the host guard runs first, then the expired-session check, the rate
-    # limits and only then CSRF (which reads, and so streams, the body).
+    # Order matters: the host guard runs first, then the expired-session check, then CSRF
+    # (which reads, and so streams, the body). The rate limits count work, not requests: the
+    # views and the upload parser charge them just before a derivation or a write (app.limits).
     headers.init_app(app, config)
     session.init_app(app, config)
     source.init_app(app, config)

@@ -19,8 +19,8 @@ secrets, the logo) is checked when the app starts, and fails closed with :class:
 | ``TIPBOX_BUCKET_MIN`` | 1024 (smallest padding bucket of stored ciphertext) |
 | ``TIPBOX_BUCKET_STEPS`` | 4 (padding buckets per power of two: 1, 2, 4, …, 32; see app.padding) |
 | ``TIPBOX_COOKIE_SECURE`` | off (onion services are plain http) |
-| ``TIPBOX_RATE_LIMIT_SESSION`` | ``20 per minute;200 per hour`` (costly requests, per session) |
-| ``TIPBOX_RATE_LIMIT_GLOBAL`` | ``300 per minute`` (costly requests, whole instance) |
+| ``TIPBOX_RATE_LIMIT_SESSION`` | ``20 per minute;200 per hour`` (units of work, per session) |
+| ``TIPBOX_RATE_LIMIT_GLOBAL`` | ``300 per minute`` (units of work, whole instance) |
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ GIB = 1024**3
 MIB = 1024**2
 ENVIRONMENTS = ("production", "development")
 # Per browser session (behind Tor an address means nothing) and for the whole instance; only
-# the costly requests count: every POST, and GETs that run the codename derivation.
+# work done counts: a codename derivation, a file written, a submission stored (app.limits).
 DEFAULT_RATE_LIMIT_SESSION = "20 per minute;200 per hour"
 DEFAULT_RATE_LIMIT_GLOBAL = "300 per minute"
 MAX_SESSION_MINUTES = 24 * 60

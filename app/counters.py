@@ -1,13 +1,13 @@
 """Rate-limit counters shared by every worker of one server, kept in memory only.
 
-Flask-Limiter's ``memory://`` storage lives inside each Gunicorn worker: with three workers a
-session could make three times its allowance, and the instance three times the global limit,
-since the kernel hands each new connection to whichever worker accepts it first. These counters
-live instead in one anonymous memory file (``memfd_create``) that the Gunicorn master makes
-before it forks (:func:`create`, called from deploy/gunicorn.conf.py) and names to the workers
-in ``TIPBOX_LIMITS_FD``. Like the storage they replace, they never reach a disk and vanish when
-the server stops. Without ``TIPBOX_LIMITS_FD`` (the Flask test client, one process) each
-limiter gets counters of its own.
+Counters in a worker's own memory would let a session make three times its allowance with three
+workers, and the instance three times the global limit, since the kernel hands each new
+connection to whichever worker accepts it first. These counters live instead in one anonymous
+memory file (``memfd_create``) that the Gunicorn master makes before it forks (:func:`create`,
+called from deploy/gunicorn.conf.py) and names to the workers in ``TIPBOX_LIMITS_FD``
+(:func:`app.limits.init_app` opens it). They never reach a disk and vanish when the server
+stops. Without ``TIPBOX_LIMITS_FD`` (the Flask test client, one process) each app gets counters
+of its own.
 
 Layout: a header (magic, a random salt, the number of slots: :data:`SLOTS`) and slots of 32
 bytes, each the keyed BLAKE2b digest of a limiter key (the key itself, which holds a session's
@@ -35,9 +35,7 @@ import struct
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator
-
-from limits.storage import Storage
+from collections.abc import Callable, Iterator, Sequence
 
 ENV = "TIPBOX_LIMITS_FD"
 SCHEME = "tipbox-shared"
@@ -121,20 +119,38 @@ class Counters:
                 weakest, weakest_rank = offset, (count, end)
         return None, free if free is not None else weakest
 
+    def _add(self, digest: bytes, expiry: float, amount: int, now: float) -> int:
+        running, spare = self._lookup(digest, now)
+        if running is None:
+            end, count = now + expiry, amount
+        else:
+            _, end, used = _SLOT.unpack_from(self._memory, running)
+            count = min(int(used) + amount, _MAX_COUNT)
+        _SLOT.pack_into(self._memory, spare, digest, end, count)
+        return count
+
+    def _count(self, digest: bytes, now: float) -> int:
+        running, _ = self._lookup(digest, now)
+        return 0 if running is None else int(_SLOT.unpack_from(self._memory, running)[2])
+
     def incr(self, key: str, expiry: float, amount: int = 1) -> int:
         """Add ``amount`` to ``key``'s window (starting one of ``expiry`` seconds if none runs);
         the new count."""
         digest = self._digest(key)
         with self._locked():
+            return self._add(digest, expiry, amount, self._clock())
+
+    def take(self, windows: Sequence[tuple[str, float, int]]) -> bool:
+        """Add one to each ``(key, expiry, limit)`` window if none is at its limit, all under
+        one lock: whether it did. A refusal counts nowhere, so only work done is counted."""
+        digests = [(self._digest(key), expiry, limit) for key, expiry, limit in windows]
+        with self._locked():
             now = self._clock()
-            running, spare = self._lookup(digest, now)
-            if running is None:
-                end, count = now + expiry, amount
-            else:
-                _, end, used = _SLOT.unpack_from(self._memory, running)
-                count = min(int(used) + amount, _MAX_COUNT)
-            _SLOT.pack_into(self._memory, spare, digest, end, count)
-        return count
+            if any(self._count(digest, now) >= limit for digest, _, limit in digests):
+                return False
+            for digest, expiry, _ in digests:
+                self._add(digest, expiry, 1, now)
+        return True
 
     def get(self, key: str) -> tuple[int, float]:
         """``key``'s count and the end of its window: ``(0, now)`` if none runs."""
@@ -166,38 +182,3 @@ class Counters:
                     running += 1
             self._memory[_HEADER.size :] = bytes(self._slots * _SLOT.size)
         return running
-
-
-class SharedStorage(Storage):
-    """The ``limits`` storage ``tipbox-shared://``: :class:`Counters`, fixed windows only."""
-
-    STORAGE_SCHEME = [SCHEME]
-
-    def __init__(
-        self, uri: str | None = None, wrap_exceptions: bool = False, **options: float | str | bool
-    ) -> None:
-        super().__init__(uri, wrap_exceptions, **options)
-        raw = os.environ.get(ENV, "").strip()
-        self.counters = Counters(int(raw) if raw else None)
-
-    @property
-    def base_exceptions(self) -> tuple[type[Exception], ...]:
-        return (OSError, ValueError)
-
-    def incr(self, key: str, expiry: int, amount: int = 1) -> int:
-        return self.counters.incr(key, expiry, amount)
-
-    def get(self, key: str) -> int:
-        return self.counters.get(key)[0]
-
-    def get_expiry(self, key: str) -> float:
-        return self.counters.get(key)[1]
-
-    def check(self) -> bool:
-        return True
-
-    def reset(self) -> int | None:
-        return self.counters.reset()
-
-    def clear(self, key: str) -> None:
-        self.counters.clear(key)

@@ -1,29 +1,64 @@
-"""Rate limits for the costly requests, per browser session and for the whole instance.
+"""Rate limits on the work a request makes the server do, per browser session and for the whole
+instance.
 
 Behind Tor every source arrives from the same local address, so a per-address limit means
 nothing and is never used (the app never reads a client address). Two limits apply instead:
 one keyed by a random value kept in the (encrypted) session, which is not the source id so the
-limiter's memory never links to a source, and one global. Only costly requests count: every
-POST (uploads, logins, deletions) and the GETs that run the codename derivation. A breach is a
-429, rendered as the generic error page. The counters are in memory, shared by all of a
-server's workers (:mod:`app.counters`), so a limit means what it says whatever the number of
-workers.
+limiter's memory never links to a source, and one global.
+
+Only work actually done is counted, at the moment it is about to be done: a codename derivation
+(Argon2id), the first file of an upload written to disk, a submission stored. The view (or the
+upload parser) calls :func:`spend` just before; a request is charged once however many of those
+it does. Counting requests instead (every POST, as before) let anyone lock every source out:
+300 POSTs with no cookie and no token, refused with 400 at once, used up the instance's minute.
+Now such a request never reaches :func:`spend` (CSRF is checked first), so it costs nothing
+shared, and neither does a refusal: a 429 counts in no window (:meth:`Counters.take`).
+
+A breach is a 429, rendered as the generic error page. The counters are in memory, shared by
+all of a server's workers (:mod:`app.counters`), so a limit means what it says whatever the
+number of workers.
 """
 
 from __future__ import annotations
 
+import os
 import secrets
+from dataclasses import dataclass
 
-from flask import Flask, request, session
-from flask_limiter import ApplicationLimit, Limiter
+import limits as parsing
+from flask import Flask, abort, current_app, g, session
 
-from app import counters
 from app.config import Config
+from app.counters import ENV, Counters
 
 SESSION_KEY = "r"
-GLOBAL_KEY = "tipbox"
-# GETs that derive keys from a codename (Argon2id): as costly as a POST.
-KDF_ENDPOINTS = frozenset({"source.generate"})
+EXTENSION = "tipbox.limits"
+_CHARGED = "tipbox_charged"
+
+
+@dataclass(frozen=True)
+class Window:
+    """One limit: so many units per so many seconds."""
+
+    amount: int
+    seconds: int
+
+
+@dataclass(frozen=True)
+class RateLimits:
+    """The session's windows and the instance's, over one set of shared counters."""
+
+    counters: Counters
+    per_session: tuple[Window, ...]
+    per_instance: tuple[Window, ...]
+
+    def take(self, session_value: str) -> bool:
+        """Count one unit for ``session_value`` and the instance, unless a window is full."""
+        windows = [
+            (f"session/{session_value}/{w.amount}/{w.seconds}", w.seconds, w.amount)
+            for w in self.per_session
+        ] + [(f"global/{w.amount}/{w.seconds}", w.seconds, w.amount) for w in self.per_instance]
+        return self.counters.take(windows)
 
 
 def session_key() -> str:
@@ -35,36 +70,30 @@ def session_key() -> str:
     return value
 
 
-def global_key() -> str:
-    """The same key for every request."""
-    return GLOBAL_KEY
+def spend() -> None:
+    """Charge this request one unit of work (once per request), or refuse it with a 429.
+
+    An app without :func:`init_app` (a bare app around :mod:`app.upload`) has no limits."""
+    rate_limits: RateLimits | None = current_app.extensions.get(EXTENSION)
+    if rate_limits is None or g.get(_CHARGED):
+        return
+    if not rate_limits.take(session_key()):
+        abort(429)
+    g.setdefault(_CHARGED, True)
 
 
-def is_cheap() -> bool:
-    """Whether the current request is exempt from the limits."""
-    return request.method != "POST" and request.endpoint not in KDF_ENDPOINTS
+def _windows(text: str) -> tuple[Window, ...]:
+    return tuple(Window(item.amount, item.get_expiry()) for item in parsing.parse_many(text))
 
 
-def init_app(app: Flask, config: Config) -> Limiter:
-    """Attach a limiter with shared in-memory counters and the two limits from ``config``."""
-    limiter = Limiter(
-        key_func=session_key,
-        application_limits=[
-            ApplicationLimit(
-                config.rate_limit_session,
-                key_function=session_key,
-                scope="session",
-                exempt_when=is_cheap,
-            ),
-            ApplicationLimit(
-                config.rate_limit_global,
-                key_function=global_key,
-                scope="global",
-                exempt_when=is_cheap,
-            ),
-        ],
-        storage_uri=f"{counters.SCHEME}://",
-        headers_enabled=False,
+def init_app(app: Flask, config: Config) -> RateLimits:
+    """Attach the limits of ``config``, counted in the server's shared memory file (named in
+    ``TIPBOX_LIMITS_FD`` by the Gunicorn master) or, without one, in counters of this app's."""
+    raw = os.environ.get(ENV, "").strip()
+    rate_limits = RateLimits(
+        Counters(int(raw) if raw else None),
+        _windows(config.rate_limit_session),
+        _windows(config.rate_limit_global),
     )
-    limiter.init_app(app)
-    return limiter
+    app.extensions[EXTENSION] = rate_limits
+    return rate_limits

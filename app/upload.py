@@ -7,8 +7,11 @@ Werkzeug's sans-IO multipart decoder itself, so that it can
 
 - finish each item the moment its part ends (Werkzeug's own loop would ``seek(0)`` a temp file),
 - skip the empty part a browser sends for a file input left empty,
-- refuse to write anything before a valid CSRF token has arrived (forms put it first), so a
-  forged or scripted request costs us no disk,
+- refuse a body whose first part is not a valid CSRF token (forms put it first), before any
+  other text is held in memory or any file written: a forged or scripted request costs us
+  one read and no disk,
+- hold at most ``MAX_FORM_MEMORY_SIZE`` bytes of text fields in all (413 past it), in a form
+  without files too (Werkzeug reads those whole),
 - read the body in large blocks, which is what makes it fast under gunicorn.
 
 The teardown registered by :func:`init_app` aborts every writer that was not committed, so a
@@ -17,6 +20,7 @@ request that fails for any reason (400, 413, CSRF, a crash) leaves no ciphertext
 
 from __future__ import annotations
 
+import io
 import time
 import typing as t
 
@@ -28,7 +32,7 @@ from werkzeug.formparser import FormDataParser, MultiPartParser
 from werkzeug.sansio.multipart import Data, Event, Field, File
 from wtforms import ValidationError
 
-from app import multipart
+from app import limits, multipart
 from app.store import ItemWriter, PendingItem, Store
 
 EXTENSION = "tipbox.store"
@@ -78,6 +82,14 @@ class _AdaptiveRead:
         return buffer
 
 
+def _needs_token(event: Event) -> bool:
+    """Whether ``event`` starts a part that only a request with a valid token may send: any
+    field but the token, any file but the empty part of an unused file input."""
+    if isinstance(event, Field):
+        return event.name != CSRF_FIELD
+    return isinstance(event, File) and bool(event.filename)
+
+
 class _Parts:
     """The state of one multipart body being parsed: fields so far, files so far, current part."""
 
@@ -88,19 +100,27 @@ class _Parts:
         self.part: Field | File | None = None
         self.buffer: list[bytes] = []
         self.sink: ItemWriter | _Discard | None = None
-        self.field_size = 0
+        self.text_size = 0
+        self.checked = False
 
     def handle(self, event: Event) -> None:
         """Take one decoder event."""
+        if not self.checked and _needs_token(event):
+            # Anything but the token (which forms send first) waits for a valid token: a forged
+            # request is refused before its text is held in memory or its files reach a disk.
+            self.parser.check_csrf(self.fields)
+            self.checked = True
         if isinstance(event, Field):
-            self.part, self.buffer, self.field_size, self.sink = event, [], 0, None
+            self.part, self.buffer, self.sink = event, [], None
         elif isinstance(event, File):
-            self.part, self.sink = event, self.parser.sink(event, self.fields, self.content_length)
+            self.part, self.sink = event, self.parser.sink(event, self.content_length)
         elif isinstance(event, Data) and self.part is not None:
             if self.sink is None:
-                self.field_size += len(event.data)
+                # One budget for all text fields together, not one per field: 200 fields of
+                # 1 MB each took a worker from 71 to 260 MiB.
+                self.text_size += len(event.data)
                 limit = self.parser.max_form_memory_size
-                if limit and self.field_size > limit:
+                if limit and self.text_size > limit:
                     raise RequestEntityTooLarge()
                 self.buffer.append(event.data)
             else:
@@ -139,18 +159,22 @@ class EncryptingMultiPartParser(MultiPartParser):
             parts.handle(event)
         return parts
 
-    def sink(
-        self, event: File, fields: list[tuple[str, str]], content_length: int | None
-    ) -> ItemWriter | _Discard:
-        """Where a file part goes: an item writer, once a valid CSRF token has been seen."""
+    def check_csrf(self, fields: list[tuple[str, str]]) -> None:
+        """Refuse the body (400) unless the fields so far hold a valid CSRF token."""
+        if not current_app.config.get("WTF_CSRF_ENABLED", True):
+            return
+        token = next((value for name, value in fields if name == CSRF_FIELD), None)
+        try:
+            validate_csrf(token)
+        except ValidationError as exc:
+            raise CSRFError(exc.args[0] if exc.args else None) from None
+
+    def sink(self, event: File, content_length: int | None) -> ItemWriter | _Discard:
+        """Where a file part goes (the token was checked): an item writer, or nowhere for the
+        empty part of an unused file input."""
         if not event.filename:
             return _Discard()
-        token = next((value for name, value in fields if name == CSRF_FIELD), None)
-        if current_app.config.get("WTF_CSRF_ENABLED", True):
-            try:
-                validate_csrf(token)
-            except ValidationError as exc:
-                raise CSRFError(exc.args[0] if exc.args else None) from None
+        limits.spend()  # a file written to disk is work the rate limits count
         return t.cast(ItemWriter, self.start_file_streaming(event, content_length))
 
 
@@ -175,6 +199,27 @@ class EncryptingFormDataParser(FormDataParser):
         )
         form, files = parser.parse(stream, boundary, content_length)
         return stream, form, files
+
+    def _parse_urlencoded(
+        self,
+        stream: t.IO[bytes],
+        mimetype: str,
+        content_length: int | None,
+        options: dict[str, str],
+    ) -> tuple[t.IO[bytes], MultiDict[str, str], MultiDict[str, FileStorage]]:
+        # Werkzeug reads such a body whole, whatever its size (up to the 2 GiB an upload may
+        # have): a form without files gets the same text budget as the fields of one with.
+        limit = self.max_form_memory_size
+        if limit is None:
+            return super()._parse_urlencoded(stream, mimetype, content_length, options)
+        if content_length is not None and content_length > limit:
+            raise RequestEntityTooLarge()
+        data = bytearray()
+        while chunk := stream.read(limit + 1 - len(data)):  # a read may return less
+            data += chunk
+            if len(data) > limit:
+                raise RequestEntityTooLarge()
+        return super()._parse_urlencoded(io.BytesIO(data), mimetype, len(data), options)
 
 
 class UploadRequest(Request):

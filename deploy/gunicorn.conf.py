@@ -10,6 +10,8 @@ Environment:
     TIPBOX_BIND     where to listen; default ``unix:/run/tipbox/source.sock`` (deployment: the
                     onion service forwards to it). ``make run`` and the tests use 127.0.0.1:PORT.
     TIPBOX_WORKERS  worker processes (default 3), TIPBOX_THREADS threads per worker (default 96).
+    TIPBOX_HEAD_SECONDS  how long a request's head (request line and headers) may take to
+                    arrive, in seconds (default 10; app/worker.py).
 
 Every module-level name without a leading underscore that matches a Gunicorn setting is read
 as that setting, so helpers here start with ``_``.
@@ -68,7 +70,10 @@ def _positive_int(name: str, default: int) -> int:
 # request takes longer than `timeout`, so a 200 MiB upload over Tor at 50 KiB/s (an hour or
 # more) would die halfway. A gthread worker's main loop keeps its heartbeat going whatever its
 # threads do, so `timeout` below never cuts a slow upload.
-worker_class = "gthread"
+# It is extended (app/worker.py): request heads are read in the worker's poller with a deadline
+# (TIPBOX_HEAD_SECONDS, default 10), so half-sent requests cannot hold its threads, and
+# Gunicorn's own error answers carry the security headers. `-k gthread` is the plain worker.
+worker_class = "app.worker.HeadDeadlineWorker"
 # Sized for a 2-core server, by bench/upload.py (part 3: 200 uploads at 1 MiB/s each while a
 # fresh visitor loads the landing page every 100 ms):
 # - A slow upload over Tor holds a thread for its whole duration, so the threads of all workers
@@ -216,6 +221,8 @@ _REQUEST_MESSAGES = {
     "HTTP/2": "HTTP/2 connection event",
     "Error handling HTTP/2": "Error handling HTTP/2 request",
     "WSGI app sent body bytes": "WSGI app sent body bytes on a no-body response",
+    # Flask's own, for an exception in a view: its logger writes here (app/worker.py).
+    "Exception on ": "Exception in the app",
 }
 
 

@@ -10,12 +10,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from limits import RateLimitItemPerMinute
-from limits.storage import storage_from_string
-from limits.strategies import FixedWindowRateLimiter
 
 from app import counters
-from app.counters import PROBE, Counters, SharedStorage
+from app.counters import PROBE, Counters
 from tests.helpers import fork_child, in_forked_child, wait_for_child
 
 
@@ -162,23 +159,6 @@ def test_a_worker_killed_while_counting_does_not_wedge_the_others(fd: int) -> No
     assert done.wait(10), "the dead child's lock was never released"
 
 
-def test_the_storage_uses_the_inherited_file(fd: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Two limiters of one server (two workers) count together; without the variable (the
-    Flask test client) each has counters of its own."""
-    limit = RateLimitItemPerMinute(3)
-    alone = [FixedWindowRateLimiter(storage_from_string("tipbox-shared://")) for _ in range(2)]
-    monkeypatch.setenv(counters.ENV, str(fd))
-    shared = [FixedWindowRateLimiter(storage_from_string("tipbox-shared://")) for _ in range(2)]
-    assert isinstance(shared[0].storage, SharedStorage)
-    assert [shared[n % 2].hit(limit, "s") for n in range(4)] == [True, True, True, False]
-    assert [alone[n % 2].hit(limit, "s") for n in range(4)] == [True, True, True, True]
-    stats = shared[1].get_window_stats(limit, "s")
-    assert stats.remaining == 0
-    assert time.time() < stats.reset_time <= time.time() + 60
-    shared[0].clear(limit, "s")
-    assert shared[1].hit(limit, "s")
-
-
 def test_anything_else_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "not-counters"
     path.write_bytes(bytes(counters.size_of(counters.SLOTS)))
@@ -186,3 +166,16 @@ def test_anything_else_is_refused(tmp_path: Path) -> None:
         Counters(handle.fileno())
     with pytest.raises(ValueError, match="slots"):
         counters.create(slots=PROBE - 1)
+
+
+def test_take_counts_in_every_window_or_in_none() -> None:
+    """One unit goes into both windows while both have room; once one is full, a refusal
+    leaves the other untouched."""
+    shared = Counters()
+    windows = [("session", 60.0, 2), ("global", 60.0, 3)]
+    assert [shared.take(windows) for _ in range(3)] == [True, True, False]
+    assert shared.get("session")[0] == 2
+    assert shared.get("global")[0] == 2
+    assert shared.take([("other", 60.0, 2), ("global", 60.0, 3)])
+    assert not shared.take([("third", 60.0, 2), ("global", 60.0, 3)])
+    assert shared.get("third")[0] == 0

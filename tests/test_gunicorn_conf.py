@@ -73,7 +73,7 @@ def gunicorn_loggers() -> Iterator[None]:
 
 def test_threaded_workers_sized_for_two_cores(load_conf: Callable[..., Config]) -> None:
     cfg = load_conf()
-    assert cfg.worker_class_str == "gthread"
+    assert cfg.worker_class_str == "app.worker.HeadDeadlineWorker"  # gthread, extended
     assert (cfg.workers, cfg.threads) == (3, 96)
     assert cfg.worker_connections == cfg.threads
     assert cfg.preload_app is False

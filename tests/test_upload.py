@@ -304,3 +304,41 @@ def test_adaptive_reads_give_every_byte_once(make: type) -> None:
     assert b"".join(pieces) == data
     assert len(pieces[0]) == upload.MIN_READ  # then growing while reads are full and fast
     assert max(len(p) for p in pieces) == upload.READ_SIZE
+
+
+TEXT = b"t" * 500_000  # under the budget alone; ten of them are five times over it
+
+
+@pytest.mark.parametrize("token", ["missing", "forged"])
+def test_no_text_field_is_read_before_a_valid_token(store: Store, token: str) -> None:
+    """Without a valid token first, the body is refused at the first other field: the parser
+    stops reading within its first large read, not after the whole 5 MB."""
+    client = make_client(store, True)
+    real = client.get("/token").text.encode()
+    parts = [part("message", TEXT) for _ in range(10)]
+    if token == "forged":
+        parts.insert(0, part("csrf_token", b"forged" + real[6:]))
+    response, stream = post(client, body(*parts))
+    assert response.status_code == 400
+    assert stream.tell() <= 2 * upload.READ_SIZE
+
+
+def test_text_fields_share_one_memory_budget(store: Store) -> None:
+    """Every field is under the per-field limit; together they are over it: 413."""
+    client = make_client(store, True, MAX_FORM_MEMORY_SIZE=1_000_000)
+    token = part("csrf_token", client.get("/token").text.encode())
+    response, stream = post(client, body(token, *[part(f"m{i}", TEXT) for i in range(10)]))
+    assert response.status_code == 413
+    assert stream.tell() <= 1_000_000 + 2 * upload.READ_SIZE
+
+
+@pytest.mark.parametrize("streaming", [False, True], ids=["content_length", "chunked"])
+def test_a_urlencoded_body_has_the_same_memory_budget(store: Store, streaming: bool) -> None:
+    """A form without files (the login form) is read whole by Werkzeug: not past the budget."""
+    client = make_client(store, False, MAX_FORM_MEMORY_SIZE=100_000)
+    data = b"codename=" + b"a" * 3_000_000
+    extra = {"headers": {"Transfer-Encoding": "chunked"}} if streaming else {}
+    extra |= {"environ_overrides": {"wsgi.input_terminated": True}} if streaming else {}
+    response, stream = post(client, data, content_type="application/x-www-form-urlencoded", **extra)
+    assert response.status_code == 413
+    assert stream.tell() <= 100_000 + upload.READ_SIZE

@@ -25,7 +25,7 @@ from flask import (
 )
 from werkzeug.wrappers import Response
 
-from app import words
+from app import limits, words
 from app.crypto import SourceKeys, X25519Identity, derive_source_keys
 from app.errors import TipboxError
 from app.limits import SESSION_KEY as LIMIT_KEY
@@ -80,6 +80,7 @@ _KDF_SLOTS = threading.BoundedSemaphore(2)
 
 
 def _derive(codename: str) -> SourceKeys:
+    limits.spend()  # the derivation is the costly work the rate limits count
     state = get_state()
     with _KDF_SLOTS:
         return derive_source_keys(
@@ -167,6 +168,7 @@ def submit() -> View:
         return render_template("submit.html", form=form)
     store = get_state().store
     source_id, identity = source
+    limits.spend()  # a stored submission counts (once, with any file already written)
     messages = [store.add_message(form.message)] if form.has_message else []
     store.commit(source_id, str(identity.recipient), messages + pending)
     return _received(form, pending)
