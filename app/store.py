@@ -109,14 +109,47 @@ class Claim:
     (:meth:`Store.reconcile`): the kernel drops a claim when its process dies, however it dies.
     """
 
-    def __init__(self, fd: int) -> None:
+    def __init__(self, fd: int, path: Path) -> None:
         self._fd: int | None = os.dup(fd)  # shares the lock; outlives the file's own descriptor
+        self.path = path
+        _CLAIMS.add(self)
 
     def release(self) -> None:
         """Let the file be taken for a crash's leftover; idempotent."""
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+            _CLAIMS.discard(self)
+
+
+_CLAIMS: set[Claim] = set()  # this process's unreleased claims, for abandon_uploads()
+_ABANDON: list[threading.Timer] = []
+
+
+def abandon_uploads() -> int:
+    """Delete this process's temporary files now; how many. For a worker about to be killed
+    (see :func:`abandon_after`): its uploads can no longer finish, and must leave nothing."""
+    count = 0
+    for claim in list(_CLAIMS):
+        with contextlib.suppress(FileNotFoundError):  # committed or aborted meanwhile
+            claim.path.unlink()
+            count += 1
+    if count:
+        _LOG.warning("store: %d upload(s) still in flight at the end of the grace period", count)
+    return count
+
+
+def abandon_after(seconds: float) -> None:
+    """Call :func:`abandon_uploads` in ``seconds`` (once per process, whatever the calls).
+
+    Gunicorn's master kills a stopping worker when its graceful_timeout ends (SIGKILL: no
+    clean-up possible); the worker calls this as it is told to stop, with a little less.
+    """
+    if not _ABANDON:
+        timer = threading.Timer(seconds, abandon_uploads)
+        timer.daemon = True
+        _ABANDON.append(timer)
+        timer.start()
 
 
 def create_temp(items: Path) -> tuple[Path, int, Claim]:
@@ -132,7 +165,7 @@ def create_temp(items: Path) -> tuple[Path, int, Claim]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             if os.fstat(fd).st_nlink:
-                return path, fd, Claim(fd)
+                return path, fd, Claim(fd, path)
         except BaseException:
             os.close(fd)
             path.unlink(missing_ok=True)
