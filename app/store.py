@@ -375,6 +375,11 @@ class Store:
                 db.execute("ROLLBACK")
         return count
 
+    def free_space(self) -> int:
+        """Bytes free for us on the file system of the items (and, normally, the database)."""
+        stats = os.statvfs(self.items)
+        return stats.f_bavail * stats.f_frsize
+
     def writer(self, kind: str, name: str, content_type: str) -> ItemWriter:
         """A new item, encrypted to the newsroom recipients as it is written."""
         return ItemWriter(self, kind, name, content_type, self.recipients)

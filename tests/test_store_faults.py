@@ -34,7 +34,7 @@ def tmpfs(where: Path, size: str) -> Iterator[Path]:
     """A fresh tmpfs of ``size`` mounted at ``where`` for the block."""
     if os.geteuid() != 0:
         pytest.skip("mounting a small tmpfs (a real full disk) needs root")
-    where.mkdir()
+    where.mkdir(parents=True)
     proc = subprocess.run(
         ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(where)],
         capture_output=True,
