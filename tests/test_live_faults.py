@@ -166,5 +166,7 @@ def test_a_stop_lets_uploads_finish_within_the_grace_period(
     else:
         assert upload.status != 200
         assert sources == []
+        # Said in the error log, by count only.
+        assert "store: 1 upload(s) still in flight at the end of the grace period" in log
     assert left == [], log
     assert "Traceback" not in log
