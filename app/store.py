@@ -6,17 +6,16 @@ two dates at day granularity; per item its kind, day, padded size and recipients
 have random names, mtimes set to the epoch, and sizes padded up to a size bucket
 (:mod:`app.padding`), so neither a name nor a size nor a time fingerprints a document. No
 plaintext ever touches the disk: uploads are encrypted as they stream in (see
-:class:`ItemWriter`), into a temporary file that becomes an item only when :meth:`Store.commit`
-records the whole submission.
+:class:`ItemWriter`), into a temporary file (:mod:`app.incoming`) that becomes an item only
+when :meth:`Store.commit` records the whole submission; whatever a crash leaves is deleted by
+the next worker to start (:meth:`Store.reconcile`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import io
 import json
-import logging
 import os
 import re
 import secrets
@@ -33,20 +32,16 @@ from app import container, crypto, words
 from app.crypto.envelope import DeferredHeadWriter, ciphertext_size, largest_plain_size
 from app.errors import StoreError
 from app.files import EarlyWriteback
+from app.incoming import LOG, Claim, create_temp, remove_unclaimed
 from app.padding import bucket
 
 KINDS = ("message", "file", "reply")
-TEMP_PREFIX = ".incoming-"
 MESSAGE_NAME = "message.txt"
 REPLY_NAME = "reply.txt"
 TEXT_TYPE = "text/plain"
 MAX_REPLY_BYTES = 1 << 20
-TEMP_TRIES = 10
 _ITEM_NAME = re.compile(r"[0-9a-f]{32}")
 _COMMIT_LOCK = threading.Lock()
-# Gunicorn's error log, whose handlers redact request details (deploy/gunicorn.conf.py). Only
-# counts are ever logged here, never a name.
-_LOG = logging.getLogger("gunicorn.error")
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sources (
     id TEXT PRIMARY KEY,
@@ -100,78 +95,6 @@ class Item:
     day: str
     size: int
     recipients: tuple[str, ...]
-
-
-class Claim:
-    """The lock (``flock``) that marks a temporary file as some live process's work in progress.
-
-    A worker that starts removes every temporary file nobody holds a claim on
-    (:meth:`Store.reconcile`): the kernel drops a claim when its process dies, however it dies.
-    """
-
-    def __init__(self, fd: int, path: Path) -> None:
-        self._fd: int | None = os.dup(fd)  # shares the lock; outlives the file's own descriptor
-        self.path = path
-        _CLAIMS.add(self)
-
-    def release(self) -> None:
-        """Let the file be taken for a crash's leftover; idempotent."""
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-            _CLAIMS.discard(self)
-
-
-_CLAIMS: set[Claim] = set()  # this process's unreleased claims, for abandon_uploads()
-_ABANDON: list[threading.Timer] = []
-
-
-def abandon_uploads() -> int:
-    """Delete this process's temporary files now; how many. For a worker about to be killed
-    (see :func:`abandon_after`): its uploads can no longer finish, and must leave nothing."""
-    count = 0
-    for claim in list(_CLAIMS):
-        with contextlib.suppress(FileNotFoundError):  # committed or aborted meanwhile
-            claim.path.unlink()
-            count += 1
-    if count:
-        _LOG.warning("store: %d upload(s) still in flight at the end of the grace period", count)
-    return count
-
-
-def abandon_after(seconds: float) -> None:
-    """Call :func:`abandon_uploads` in ``seconds`` (once per process, whatever the calls).
-
-    Gunicorn's master kills a stopping worker when its graceful_timeout ends (SIGKILL: no
-    clean-up possible); the worker calls this as it is told to stop, with a little less.
-    """
-    if not _ABANDON:
-        timer = threading.Timer(seconds, abandon_uploads)
-        timer.daemon = True
-        _ABANDON.append(timer)
-        timer.start()
-
-
-def create_temp(items: Path) -> tuple[Path, int, Claim]:
-    """A new temporary file in ``items``: its path, a read-write descriptor, and its claim.
-
-    A starting worker may find the file between ``open`` and ``flock`` and take it for a
-    leftover; it only removes a file while it holds the lock, so a file that still has a name
-    once we hold the lock is ours.
-    """
-    for _ in range(TEMP_TRIES):
-        path = items / f"{TEMP_PREFIX}{secrets.token_hex(16)}"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            if os.fstat(fd).st_nlink:
-                return path, fd, Claim(fd, path)
-        except BaseException:
-            os.close(fd)
-            path.unlink(missing_ok=True)
-            raise
-        os.close(fd)
-    raise StoreError("could not create a temporary file")
 
 
 @dataclass(frozen=True)
@@ -332,32 +255,15 @@ class Store:
         answer, sends again. Keeping it would keep a document that nobody can see, attribute or
         answer, against the rule that ciphertext lives exactly as long as its row.
         """
-        temps = self._remove_unclaimed_temps()
+        temps = remove_unclaimed(self.items)
         items = self._remove_items_without_row()
         if temps or items:
-            _LOG.warning(
+            LOG.warning(
                 "store: removed %d temporary file(s) and %d item file(s) left by a crash",
                 temps,
                 items,
             )
         return temps, items
-
-    def _remove_unclaimed_temps(self) -> int:
-        count = 0
-        for path in self.items.glob(f"{TEMP_PREFIX}*"):
-            try:
-                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-            except OSError:  # gone meanwhile (or not a plain file: never ours)
-                continue
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                path.unlink()  # while locked: see create_temp()
-                count += 1
-            except (BlockingIOError, FileNotFoundError):  # a live upload, or just finished
-                pass
-            finally:
-                os.close(fd)
-        return count
 
     def _remove_items_without_row(self) -> int:
         """Under SQLite's write lock, which a commit holds from before its first rename to its

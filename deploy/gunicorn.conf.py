@@ -159,9 +159,9 @@ _IDLE_SECONDS = 300.0
 def post_worker_init(worker: Any) -> None:
     """An upload still in flight when the grace period ends dies with its worker (the master
     sends SIGKILL): a second before, the worker deletes its temporary files, so that a stop
-    never leaves one behind (app.store.abandon_after). The signal handlers are registered
+    never leaves one behind (app.incoming.abandon_after). The signal handlers are registered
     again, wrapped: Gunicorn registered its own before this hook runs."""
-    from app.store import abandon_after
+    from app.incoming import abandon_after
 
     grace = float(worker.cfg.graceful_timeout)
     delay = max(grace - 1.0, grace / 2)
