@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from app.onion import Layout, TorState
 
 APP_TIMEOUT = 20.0  # a socket-activated app imports itself on the first connection
+ENV_FILE = "etc/tipbox/tipbox.env"  # the apps' settings (deploy/install.sh), under TIPBOX_ROOT
 
 
 def register(subparsers: Any) -> None:
@@ -50,7 +51,7 @@ def register(subparsers: Any) -> None:
     q.add_argument("name", metavar="NAME")
     q.set_defaults(run=cmd_access_remove)
 
-    p = subparsers.add_parser("status", help="check tor, both onion services and both apps")
+    p = subparsers.add_parser("status", help="check tor, the onion services, the apps, the disk")
     p.set_defaults(run=cmd_status)
 
 
@@ -224,8 +225,56 @@ def app_check(name: str, path: Path, host: str | None) -> Check:
     return Check(True, f"{what} answers (HTTP {status})")
 
 
+def read_env_file(path: Path) -> dict[str, str]:
+    """``KEY=VALUE`` lines as systemd's EnvironmentFile= reads them (quotes, # comments);
+    nothing if the file cannot be read."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return {}
+    settings = {}
+    for line in lines:
+        key, sep, value = line.strip().partition("=")
+        if sep and key and not key.startswith(("#", ";")):
+            value = value.strip()
+            if len(value) > 1 and value[0] == value[-1] and value[0] in "\"'":
+                value = value[1:-1]
+            settings[key.strip()] = value
+    return settings
+
+
+def disk_check(data_dir: Path, reserve: int) -> Check:
+    """Free space in the data folder, against the reserve below which submissions are refused."""
+    try:
+        stats = os.statvfs(data_dir)
+    except OSError as exc:
+        return Check(False, f"data folder {data_dir}: {exc.strerror}")
+    free = stats.f_bavail * stats.f_frsize
+    text = f"{_gib(free)} free in {data_dir} (submissions are refused below {_gib(reserve)})"
+    if free < reserve:
+        return Check(False, f"{text}: make room, or lower TIPBOX_FREE_SPACE_RESERVE")
+    return Check(True, text)
+
+
+def _gib(size: int) -> str:
+    return f"{size / 1024**3:.2f} GiB"
+
+
+def _disk(layout: Layout) -> Check:
+    """The free space check, with the apps' settings file (as systemd passes it to them)."""
+    from app.config import load_config
+
+    env_file = Path(os.environ.get("TIPBOX_ROOT", "").strip() or "/") / ENV_FILE
+    try:
+        config = load_config({**read_env_file(env_file), **os.environ})
+    except TipboxError as exc:
+        return Check(False, f"{env_file}: {exc.message}")
+    return disk_check(layout.data_dir, config.reserve_bytes)
+
+
 def cmd_status(args: argparse.Namespace) -> None:
-    """Check tor, both onion services and both apps; exit 1 if anything is wrong."""
+    """Check tor, both onion services, both apps and the free space; exit 1 if anything is
+    wrong."""
     from app.onion import SERVICES, inspect, read_addresses
 
     layout = _layout()
@@ -239,6 +288,7 @@ def cmd_status(args: argparse.Namespace) -> None:
         checks = [Check(False, f"tor: {exc.message}{hint}")]
     for name in SERVICES:
         checks.append(app_check(name, layout.socket(name), addresses.get(name)))
+    checks.append(_disk(layout))
     for check in checks:
         print(check)
     failed = sum(not check.ok for check in checks)

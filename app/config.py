@@ -14,6 +14,7 @@ secrets, the logo) is checked when the app starts, and fails closed with :class:
 | ``TIPBOX_NEWSROOM_NAME`` | ``Tipbox`` |
 | ``TIPBOX_LOGO`` | the packaged logo (a path to a PNG file) |
 | ``TIPBOX_MAX_SUBMISSION_BYTES`` | 2 GiB |
+| ``TIPBOX_FREE_SPACE_RESERVE`` | largest submission + 64 MiB (less free: submissions get a 503) |
 | ``TIPBOX_SESSION_MINUTES`` | 120 (absolute: a session never lasts longer) |
 | ``TIPBOX_KDF_OPSLIMIT``, ``TIPBOX_KDF_MEMLIMIT`` | 3, 64 MiB (Argon2id per codename) |
 | ``TIPBOX_BUCKET_MIN`` | 1024 (smallest padding bucket of stored ciphertext) |
@@ -42,6 +43,10 @@ TRANSLATIONS = Path(__file__).resolve().parent / "translations"
 GIB = 1024**3
 MIB = 1024**2
 ENVIRONMENTS = ("production", "development")
+# Room the database needs on top of a submission: its write-ahead log and index (-wal, -shm) and
+# the journalist app's tables grow by a few pages per commit; 64 MiB is ample and small next to
+# the default 2 GiB submission.
+DATABASE_ROOM = 64 * MIB
 # Per browser session (behind Tor an address means nothing) and for the whole instance; only
 # work done counts: a codename derivation, a file written, a submission stored (app.limits).
 DEFAULT_RATE_LIMIT_SESSION = "20 per minute;200 per hour"
@@ -64,6 +69,7 @@ class Config:
     newsroom_name: str = "Tipbox"
     logo: Path | None = None
     max_submission_bytes: int = 2 * GIB
+    free_space_reserve: int | None = None  # None: max_submission_bytes + DATABASE_ROOM
     session_minutes: int = 120
     kdf_cost: KdfCost = field(default_factory=KdfCost)
     bucket_min: int = 1024
@@ -73,6 +79,14 @@ class Config:
     rate_limit_global: str = DEFAULT_RATE_LIMIT_GLOBAL
     # Not read from the environment: tests point it at freshly compiled catalogues.
     translations_dir: Path = TRANSLATIONS
+
+    @property
+    def reserve_bytes(self) -> int:
+        """Free space under which new submissions are refused: a near-full disk can kill a
+        worker at SQLite's COMMIT (SIGBUS in its ``-shm`` mapping), so it must never be reached."""
+        if self.free_space_reserve is not None:
+            return self.free_space_reserve
+        return self.max_submission_bytes + DATABASE_ROOM
 
     @property
     def session_seconds(self) -> int:
@@ -98,6 +112,7 @@ def load_config(env: Mapping[str, str]) -> Config:
         newsroom_name=_name(env.get("TIPBOX_NEWSROOM_NAME", "Tipbox")),
         logo=Path(logo) if logo else None,
         max_submission_bytes=_int(env, "TIPBOX_MAX_SUBMISSION_BYTES", 2 * GIB, 1, 2**50),
+        free_space_reserve=_optional_int(env, "TIPBOX_FREE_SPACE_RESERVE", 0, 2**60),
         session_minutes=_int(env, "TIPBOX_SESSION_MINUTES", 120, 1, MAX_SESSION_MINUTES),
         kdf_cost=KdfCost(
             opslimit=_int(env, "TIPBOX_KDF_OPSLIMIT", 3, pwhash.argon2id.OPSLIMIT_MIN, 2**32 - 1),
@@ -141,6 +156,12 @@ def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -
     if not low <= number <= high:
         raise ConfigError(f"{name} must be between {low} and {high}, got {number}")
     return number
+
+
+def _optional_int(env: Mapping[str, str], name: str, low: int, high: int) -> int | None:
+    if not env.get(name, "").strip():
+        return None
+    return _int(env, name, low, low, high)
 
 
 def _steps(env: Mapping[str, str]) -> int:

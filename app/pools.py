@@ -5,13 +5,41 @@ code that owns a pool. A forked child has none of its parent's threads, and an i
 ``ThreadPoolExecutor`` believes it still has them: work queued on it would wait for ever. So a
 :class:`ProcessPool` forgets its executor in the child, which then makes its own when it first
 needs one. Standard library only: the crypto core and the air-gapped command import this.
+
+A pool never refuses work: once it no longer takes any (the interpreter is exiting, as a
+Gunicorn worker does while its last uploads finish), the caller's thread does the work itself.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import ParamSpec, TypeVar
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class _Executor(ThreadPoolExecutor):
+    """A ``ThreadPoolExecutor`` that runs work in the caller's thread once it is shut down.
+
+    A stopping Gunicorn worker lets requests in flight finish, but its interpreter is already
+    exiting, and every pool then refuses new work: an upload that needed one failed with a 500
+    ("cannot schedule new futures after shutdown") within the grace period.
+    """
+
+    def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
+        try:
+            return super().submit(fn, *args, **kwargs)
+        except RuntimeError:  # shut down, or the interpreter is exiting
+            future: Future[T] = Future()
+            try:
+                future.set_result(fn(*args, **kwargs))
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller, as the pool does
+                future.set_exception(exc)
+            return future
 
 
 class ProcessPool:
@@ -27,7 +55,7 @@ class ProcessPool:
         """This process's executor, made on first use."""
         with self._lock:
             if self._executor is None:
-                self._executor = ThreadPoolExecutor(self._threads, thread_name_prefix=self._name)
+                self._executor = _Executor(self._threads, thread_name_prefix=self._name)
             return self._executor
 
     def _forget(self) -> None:

@@ -6,8 +6,9 @@ two dates at day granularity; per item its kind, day, padded size and recipients
 have random names, mtimes set to the epoch, and sizes padded up to a size bucket
 (:mod:`app.padding`), so neither a name nor a size nor a time fingerprints a document. No
 plaintext ever touches the disk: uploads are encrypted as they stream in (see
-:class:`ItemWriter`), into a temporary file that becomes an item only when :meth:`Store.commit`
-records the whole submission.
+:class:`ItemWriter`), into a temporary file (:mod:`app.incoming`) that becomes an item only
+when :meth:`Store.commit` records the whole submission; whatever a crash leaves is deleted by
+the next worker to start (:meth:`Store.reconcile`).
 """
 
 from __future__ import annotations
@@ -16,13 +17,14 @@ import contextlib
 import io
 import json
 import os
+import re
 import secrets
 import sqlite3
 import tarfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -30,15 +32,15 @@ from app import container, crypto, words
 from app.crypto.envelope import DeferredHeadWriter, ciphertext_size, largest_plain_size
 from app.errors import StoreError
 from app.files import EarlyWriteback
+from app.incoming import LOG, Claim, create_temp, remove_unclaimed
 from app.padding import bucket
 
 KINDS = ("message", "file", "reply")
-TEMP_PREFIX = ".incoming-"
 MESSAGE_NAME = "message.txt"
 REPLY_NAME = "reply.txt"
 TEXT_TYPE = "text/plain"
 MAX_REPLY_BYTES = 1 << 20
-SWEEP_AGE = 24 * 3600.0
+_ITEM_NAME = re.compile(r"[0-9a-f]{32}")
 _COMMIT_LOCK = threading.Lock()
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sources (
@@ -104,6 +106,12 @@ class PendingItem:
     plain_size: int
     size: int
     recipients: tuple[str, ...]
+    claim: Claim | None = field(default=None, compare=False, repr=False)
+
+    def release(self) -> None:
+        """Drop the claim on the temporary file (once it is committed or deleted)."""
+        if self.claim is not None:
+            self.claim.release()
 
 
 class ItemWriter:
@@ -121,9 +129,8 @@ class ItemWriter:
             raise StoreError(f"unknown item kind {kind!r}")
         self.kind, self.filename = kind, container.safe_name(name)
         self._type = container.safe_content_type(content_type)
-        self._path = store.items / f"{TEMP_PREFIX}{secrets.token_hex(16)}"
         self._store = store
-        fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        self._path, fd, self._claim = create_temp(store.items)
         self._file: io.BufferedRandom | None = os.fdopen(fd, "w+b")
         self._head_size = container.head_size(self.filename, self._type)
         self.recipients = tuple(str(r) for r in recipients)
@@ -166,7 +173,7 @@ class ItemWriter:
         self._file.close()
         self._file = None
         os.utime(self._path, (0, 0))
-        self.pending = PendingItem(self._path, self.kind, size, total, self.recipients)
+        self.pending = PendingItem(self._path, self.kind, size, total, self.recipients, self._claim)
         return self.pending
 
     def abort(self) -> None:
@@ -175,11 +182,14 @@ class ItemWriter:
         if writer is not None:
             with contextlib.suppress(Exception):  # a failed write: the file goes anyway
                 writer.wait()  # no write of ours may still be on its way to the file
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-        self.pending = None
+        # The name goes first: closing flushes Python's buffer, which fails on a full disk.
         self._path.unlink(missing_ok=True)  # after a commit the file has moved: nothing to do
+        self._claim.release()
+        self.pending = None
+        if self._file is not None:
+            file, self._file = self._file, None
+            with contextlib.suppress(OSError):  # the data is discarded anyway
+                file.close()
 
 
 class Store:
@@ -200,7 +210,7 @@ class Store:
         self.items.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.db_path = root / "store.sqlite3"
         self._create()
-        self.sweep()
+        self.reconcile()
 
     def _create(self) -> None:
         """Create the database if needed. Every Gunicorn worker does this as it starts, so on an
@@ -231,20 +241,50 @@ class Store:
         """A connection to the store's database (same pragmas), for the journalist app's tables."""
         return self._db()
 
-    def sweep(self, older_than: float = SWEEP_AGE) -> int:
-        """Delete temporary ciphertext left by a crash (it was never committed).
+    def reconcile(self) -> tuple[int, int]:
+        """Remove what a crash left in ``items/``; how many temporary and item files went.
 
-        Only files untouched for ``older_than`` seconds: another worker may be receiving an
-        upload right now. The inode change time is used because item mtimes are normalised.
+        Two kinds of leftover, both invisible to everyone (no row lists them):
+
+        - temporary files (``.incoming-*``) of uploads whose worker died: any that no live
+          process holds a :class:`Claim` on, whatever its age;
+        - item files without a row: a worker died between renaming its items and its COMMIT.
+
+        They are deleted, not quarantined: the source is only told "received" after COMMIT,
+        so such a file was never acknowledged; it is not a lost tip, and the source, who got no
+        answer, sends again. Keeping it would keep a document that nobody can see, attribute or
+        answer, against the rule that ciphertext lives exactly as long as its row.
         """
+        temps = remove_unclaimed(self.items)
+        items = self._remove_items_without_row()
+        if temps or items:
+            LOG.warning(
+                "store: removed %d temporary file(s) and %d item file(s) left by a crash",
+                temps,
+                items,
+            )
+        return temps, items
+
+    def _remove_items_without_row(self) -> int:
+        """Under SQLite's write lock, which a commit holds from before its first rename to its
+        COMMIT: no live commit can be half-way, in this process or any other."""
         count = 0
-        limit = time.time() - older_than
-        for path in self.items.glob(f"{TEMP_PREFIX}*"):
-            with contextlib.suppress(FileNotFoundError):
-                if path.stat().st_ctime < limit:
-                    path.unlink()
-                    count += 1
+        with _COMMIT_LOCK, self._db() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                known = {row[0] for row in db.execute("SELECT id FROM items")}
+                for path in self.items.iterdir():
+                    if _ITEM_NAME.fullmatch(path.name) and path.name not in known:
+                        path.unlink(missing_ok=True)
+                        count += 1
+            finally:
+                db.execute("ROLLBACK")
         return count
+
+    def free_space(self) -> int:
+        """Bytes free for us on the file system of the items (and, normally, the database)."""
+        stats = os.statvfs(self.items)
+        return stats.f_bavail * stats.f_frsize
 
     def writer(self, kind: str, name: str, content_type: str) -> ItemWriter:
         """A new item, encrypted to the newsroom recipients as it is written."""
@@ -296,19 +336,7 @@ class Store:
         with _COMMIT_LOCK, self._db() as db:
             try:
                 db.execute("BEGIN IMMEDIATE")
-                exists = db.execute("SELECT 1 FROM sources WHERE id = ?", (source_id,)).fetchone()
-                if exists:
-                    db.execute(
-                        "UPDATE sources SET last_active_day = ? WHERE id = ?", (day, source_id)
-                    )
-                else:
-                    db.execute(
-                        "INSERT INTO sources VALUES (?, ?, ?, ?, ?)",
-                        (source_id, self._new_designation(db), reply_recipient, day, day),
-                    )
-                (seq,) = db.execute(
-                    "SELECT COALESCE(MAX(seq), 0) FROM items WHERE source_id = ?", (source_id,)
-                ).fetchone()
+                seq = self._touch_source(db, source_id, reply_recipient, day)
                 for number, entry in enumerate(pending, start=seq + 1):
                     item = Item(
                         secrets.token_hex(16),
@@ -336,14 +364,29 @@ class Store:
                     items.append(item)
                 db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
-                for path in moved:
-                    path.unlink(missing_ok=True)
-                for entry in pending:
-                    entry.path.unlink(missing_ok=True)
+                _undo(db, [*moved, *(entry.path for entry in pending)])
                 raise
+            finally:
+                for entry in pending:
+                    entry.release()
         os.utime(self.items, (0, 0))
         return items
+
+    def _touch_source(
+        self, db: sqlite3.Connection, source_id: str, reply_recipient: str, day: str
+    ) -> int:
+        """Create the source or mark it active today; its highest item number so far."""
+        if db.execute("SELECT 1 FROM sources WHERE id = ?", (source_id,)).fetchone():
+            db.execute("UPDATE sources SET last_active_day = ? WHERE id = ?", (day, source_id))
+        else:
+            db.execute(
+                "INSERT INTO sources VALUES (?, ?, ?, ?, ?)",
+                (source_id, self._new_designation(db), reply_recipient, day, day),
+            )
+        (seq,) = db.execute(
+            "SELECT COALESCE(MAX(seq), 0) FROM items WHERE source_id = ?", (source_id,)
+        ).fetchone()
+        return int(seq)
 
     def _items(self, where: str, args: tuple[object, ...]) -> list[Item]:
         columns = "id, source_id, kind, day, size, recipients"
@@ -436,3 +479,17 @@ class Store:
         for item in items:
             self.path_of(item).unlink(missing_ok=True)
         return len(items)
+
+
+def _undo(db: sqlite3.Connection, paths: Sequence[Path]) -> None:
+    """After a failed commit: roll back if SQLite has not already, and delete every file.
+
+    A COMMIT that fails for lack of space has already rolled back: an explicit ROLLBACK would
+    raise in its turn, hide the first error and skip the clean-up (seen on a full disk).
+    """
+    if db.in_transaction:
+        with contextlib.suppress(sqlite3.Error):
+            db.execute("ROLLBACK")
+    for path in paths:
+        with contextlib.suppress(OSError):
+            path.unlink(missing_ok=True)

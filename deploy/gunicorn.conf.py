@@ -30,6 +30,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import signal
 import traceback
 from typing import Any
 
@@ -160,6 +161,28 @@ keepalive = 0
 # Within a request, each read from (or send to) the client may wait at most this long; a Tor
 # upload that stalls longer than this is given up and its thread freed. See pre_request.
 _IDLE_SECONDS = 300.0
+
+
+def post_worker_init(worker: Any) -> None:
+    """An upload still in flight when the grace period ends dies with its worker (the master
+    sends SIGKILL): a second before, the worker deletes its temporary files, so that a stop
+    never leaves one behind (app.incoming.abandon_after). The signal handlers are registered
+    again, wrapped: Gunicorn registered its own before this hook runs."""
+    from app.incoming import abandon_after
+
+    grace = float(worker.cfg.graceful_timeout)
+    delay = max(grace - 1.0, grace / 2)
+
+    def wrap(handler: Any) -> Any:
+        def handle(sig: int, frame: Any) -> None:
+            abandon_after(delay)
+            handler(sig, frame)
+
+        return handle
+
+    signal.signal(signal.SIGTERM, wrap(worker.handle_exit))
+    for sig in (signal.SIGINT, signal.SIGQUIT):  # a quick stop also waits for the grace period
+        signal.signal(sig, wrap(worker.handle_quit))
 
 
 def pre_request(worker: Any, req: Any) -> None:

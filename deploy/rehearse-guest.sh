@@ -259,7 +259,7 @@ step_status() { # make status: exit 1 while tor is offline, and says why in plai
     local unexpected
     unexpected="$(grep '^FAIL' "$out" | grep -v 'tor is not connected' | grep -v 'is configured but not published yet' || true)"
     [[ -z $unexpected ]] || fail "unexpected: $unexpected"
-    [[ "$(grep -v '^make' "$out" | tail -n 1)" =~ ^tipbox:\ error:\ [0-9]+\ of\ 6\ checks\ failed$ ]] ||
+    [[ "$(grep -v '^make' "$out" | tail -n 1)" =~ ^tipbox:\ error:\ [0-9]+\ of\ 7\ checks\ failed$ ]] ||
         fail "the error line does not come after the checks"
     ok "make status fails (exit $status): says tor is not connected (no network here), services not published yet, both apps answer"
 }

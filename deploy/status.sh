@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # `make status`: is tor reachable, are both onion services published, do both apps answer on
-# their sockets? Plain words, exit status 1 if anything is wrong (see `tipbox status`).
+# their sockets, has the data folder room (free space against TIPBOX_FREE_SPACE_RESERVE, read
+# from the apps' settings file)? Plain words, exit status 1 if anything is wrong (see
+# `tipbox status`).
 source "$(dirname "$0")/lib.sh"
 need_root status
 [[ -x $VENV/bin/tipbox ]] || die "Tipbox is not installed here: run 'sudo make deploy'"

@@ -13,7 +13,8 @@ import tarfile
 from pathlib import Path
 
 from app.crypto import X25519Identity, decrypt
-from app.store import TEMP_PREFIX, Store
+from app.incoming import TEMP_PREFIX
+from app.store import Store
 
 AGE = "/usr/bin/age"
 TIMEOUT = 60

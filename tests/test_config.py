@@ -32,6 +32,7 @@ def test_defaults() -> None:
     assert config.bucket_min == 1024
     assert config.bucket_steps == 4
     assert config.cookie_secure is False
+    assert config.reserve_bytes == 2 * GIB + 64 * MIB  # the largest submission, and the database
 
 
 def test_every_variable(tmp_path: Path) -> None:
@@ -43,6 +44,7 @@ def test_every_variable(tmp_path: Path) -> None:
             "TIPBOX_NEWSROOM_NAME": "  The   Daily  Bugle ",
             "TIPBOX_LOGO": str(tmp_path / "logo.png"),
             "TIPBOX_MAX_SUBMISSION_BYTES": "1_000_000",
+            "TIPBOX_FREE_SPACE_RESERVE": "0",
             "TIPBOX_SESSION_MINUTES": "30",
             "TIPBOX_KDF_OPSLIMIT": "4",
             "TIPBOX_KDF_MEMLIMIT": "8388608",
@@ -61,6 +63,8 @@ def test_every_variable(tmp_path: Path) -> None:
     assert config.newsroom_name == "The Daily Bugle"
     assert config.logo == tmp_path / "logo.png"
     assert config.max_submission_bytes == 1_000_000
+    assert config.reserve_bytes == 0
+    assert load_config({"TIPBOX_MAX_SUBMISSION_BYTES": "1000"}).reserve_bytes == 1000 + 64 * MIB
     assert config.session_minutes == 30
     assert config.kdf_cost == KdfCost(opslimit=4, memlimit=8388608)
     assert config.bucket_min == 4096
@@ -92,6 +96,8 @@ INVALID = [
     ("TIPBOX_MAX_SUBMISSION_BYTES", "-5"),
     ("TIPBOX_MAX_SUBMISSION_BYTES", "1e9"),
     ("TIPBOX_MAX_SUBMISSION_BYTES", "١٠٠"),
+    ("TIPBOX_FREE_SPACE_RESERVE", "-1"),
+    ("TIPBOX_FREE_SPACE_RESERVE", "1 GiB"),
     ("TIPBOX_SESSION_MINUTES", "0"),
     ("TIPBOX_SESSION_MINUTES", "1441"),
     ("TIPBOX_SESSION_MINUTES", "two hours"),

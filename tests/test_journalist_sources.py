@@ -188,6 +188,31 @@ def test_bundles(japp: Flask, jclient: FlaskClient, tmp_path: Path, scope: str) 
     assert rows(jclient, "/?show=unread") == {}  # what was downloaded is read
 
 
+@pytest.mark.parametrize("cut", ["client_gone", "item_deleted"])
+def test_a_bundle_cut_short_marks_nothing_read(japp: Flask, jclient: FlaskClient, cut: str) -> None:
+    """A bundle that did not reach its end is refused whole by ``tipbox open``: none of its
+    sources was delivered, so all stay unread (they used to be marked before streaming)."""
+    add_source(japp, ["one"], [("f.bin", b"\0" * 5000)])
+    add_source(japp, ["two", "three"])
+    logged_in(jclient, japp)
+    token = csrf(jclient, "/")
+    before = rows(jclient, "/?show=unread").keys()
+    assert len(before) == 2
+    response = jclient.post("/bundle", data={"csrf_token": token, "scope": "all"}, buffered=False)
+    blocks = iter(response.response)
+    assert next(blocks).startswith(b"manifest.json")
+    if cut == "client_gone":
+        response.close()
+    else:
+        state = state_of(japp)
+        last = state.inbox.select(0, "all")[-1]  # (the order of "all" is the same for anyone)
+        state.store.delete_item(state.store.items_of(last)[0])
+        with pytest.raises(FileNotFoundError):
+            list(blocks)
+        response.close()
+    assert rows(jclient, "/?show=unread").keys() == before
+
+
 @pytest.mark.parametrize(
     ("data", "status"),
     [({"scope": "selected"}, 400), ({"scope": "everything"}, 400), ({}, 400)],

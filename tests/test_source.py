@@ -309,6 +309,24 @@ def test_oversized_upload_is_413_and_stores_nothing(config: Config) -> None:
         assert submit(client, "", [(b"x" * 64 * 1024, "a")]).status_code == 200
 
 
+def test_no_submission_below_the_free_space_reserve(config: Config) -> None:
+    """A disk with less free space than the reserve takes no submission: a translated 503
+    page with Retry-After (the disk, not the source, is at fault); other forms still work."""
+    app = make_app(config, free_space_reserve=2**60)
+    with app.test_client() as client:
+        new_source(client, "es")
+        response = submit(client, "hola", [(b"x" * 1000, "a.txt")], lang="es")
+        assert response.status_code == 503
+        assert response.headers["Retry-After"] == "3600"
+        assert "no tiene espacio" in one(response.data, id="error-message").text
+        assert nothing_stored(app, config)
+        assert client.post("/es/logout", data={}).status_code != 503
+    app = make_app(config, free_space_reserve=0)
+    with app.test_client() as client:
+        new_source(client)
+        assert submit(client, "hello").status_code == 200
+
+
 @pytest.mark.parametrize(
     "name",
     [

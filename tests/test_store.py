@@ -272,23 +272,6 @@ def test_delete_source_removes_rows_and_files(store: Store) -> None:
     assert store.items_of(b) == b_items
 
 
-def test_sweep_removes_only_old_temp_files(store: Store, keypair: X25519Identity) -> None:
-    source_id, _ = new_source(store)
-    (committed,) = store.items_of(source_id)
-    writing = store.writer("file", "in progress", "")
-    writing.write(b"x" * 100_000)
-    put(store, "finished, not committed", b"y")
-    Store(store.root, [keypair.recipient])  # a new worker sweeps with the default age
-    assert len(temp_files(store)) == 2
-    assert store.sweep(older_than=10**6) == 0
-    assert len(temp_files(store)) == 2
-    assert store.sweep(older_than=0) == 2
-    assert temp_files(store) == []
-    assert tree(store.items) == [committed.id]
-    assert store.reply_text(committed, keypair) == "hi"
-    writing.abort()
-
-
 def test_big_pieces_round_trip_and_abort_cleanly(store: Store, keypair: X25519Identity) -> None:
     """Pieces of 1 MiB go through the sealing pipeline (written on another thread): the item
     still decrypts, and an abort right after a write leaves nothing behind."""

@@ -62,7 +62,12 @@ def send_item(source_id: str, item_id: str) -> Response:
 
 
 def send_bundle(journalist: Journalist, scope: str, ids: list[str]) -> Response:
-    """Stream a bundle (``selected`` ids, ``unread`` or ``all``); mark what it holds read."""
+    """Stream a bundle (``selected`` ids, ``unread`` or ``all``); once it was all sent, mark
+    what it holds read.
+
+    ``tipbox open`` refuses a bundle cut short (an item deleted meanwhile, the journalist's
+    connection lost) as a whole, so such a bundle delivered nothing and marks nothing.
+    """
     state = get_state()
     chosen = state.inbox.select(journalist.id, scope, ids[:MAX_SELECTED])
     if scope == "selected" and not chosen:
@@ -75,11 +80,12 @@ def send_bundle(journalist: Journalist, scope: str, ids: list[str]) -> Response:
 
     blocks = iter_bundle(entries, open_item, recipients=[str(r) for r in state.store.recipients])
     first = next(blocks)  # the manifest is checked before anything is sent
-    state.inbox.mark_read(journalist.id, seqs)
 
     def stream() -> Iterator[bytes]:
         yield first
         yield from blocks
+        # Resumed only once the server has written the last block to the connection.
+        state.inbox.mark_read(journalist.id, seqs)
 
     response = Response(stream_with_context(stream()), mimetype="application/x-tar")
     response.headers["Content-Disposition"] = f"attachment; filename=tipbox-{today()}.tar"

@@ -2,7 +2,7 @@
 
 An uploaded reply is already encrypted (on the air-gapped machine), so it is not encrypted
 again: its bytes stream straight into a temporary file among the store's items
-(:class:`ReplySink`, the same ``.incoming-`` name the store sweeps after a crash), are checked
+(:class:`ReplySink`, made by :func:`app.incoming.create_temp` as the store's own), are checked
 with :func:`app.reply.check_reply` against the source's reply key and every newsroom key, must
 be padded to a power-of-two size as ``tipbox reply`` pads them, and only then become an item
 (:meth:`app.store.Store.commit`). Anything refused is deleted at once. No Flask here.
@@ -11,13 +11,13 @@ be padded to a power-of-two size as ``tipbox reply`` pads them, and only then be
 from __future__ import annotations
 
 import os
-import secrets
 from typing import IO, BinaryIO
 
 from app.errors import ReplyError
+from app.incoming import create_temp
 from app.padding import bucket
 from app.reply import BUCKET_MIN, MAX_FILE_BYTES, check_reply
-from app.store import TEMP_PREFIX, Item, PendingItem, Source, Store
+from app.store import Item, PendingItem, Source, Store
 
 READ_SIZE = 64 * 1024
 
@@ -26,8 +26,7 @@ class ReplySink:
     """A temporary file in the store's items folder that an uploaded reply streams into."""
 
     def __init__(self, store: Store) -> None:
-        self.path = store.items / f"{TEMP_PREFIX}{secrets.token_hex(16)}"
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        self.path, fd, self._claim = create_temp(store.items)
         self.file: BinaryIO = os.fdopen(fd, "w+b")
         self.committed = False
 
@@ -42,9 +41,10 @@ class ReplySink:
 
     def abort(self) -> None:
         """Delete the file unless it became an item; safe to call twice."""
-        self.file.close()
         if not self.committed:
             self.path.unlink(missing_ok=True)
+        self._claim.release()
+        self.file.close()
 
 
 def expected_recipients(store: Store, source: Source) -> list[str]:

@@ -1,6 +1,6 @@
 """The one generic error page, for every HTTP error (400, 403, 404, 405, 413, 429, 500, 503,
-CSRF failures): a translated sentence per status, in the language of the URL, never a detail
-and never a traceback.
+CSRF failures, a disk too full for submissions): a translated sentence per status, in the
+language of the URL, never a detail and never a traceback.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from app.source.language import gettext, human_size
 from app.source.state import get_state
+from app.upload import RETRY_AFTER, NoRoomError
 
 
 def error_page(error: HTTPException) -> tuple[str, int, dict[str, str]]:
@@ -19,11 +20,18 @@ def error_page(error: HTTPException) -> tuple[str, int, dict[str, str]]:
     extra = {}
     if isinstance(error, MethodNotAllowed) and error.valid_methods:
         extra["Allow"] = ", ".join(error.valid_methods)
+    if isinstance(error, NoRoomError):
+        extra["Retry-After"] = str(RETRY_AFTER)
     return render_template("error.html", message=error_message(error)), code, extra
 
 
 def error_message(error: HTTPException) -> str:
     """The sentence the source reads for ``error``."""
+    if isinstance(error, NoRoomError):
+        return gettext(
+            "The tip box has no room for new submissions right now. Nothing was saved. "
+            "Please try again in a few hours."
+        )
     if isinstance(error, CSRFError):
         return gettext(
             "This page was open too long, or the form was sent twice. "
