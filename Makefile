@@ -14,7 +14,7 @@ TRANSLATIONS := app/translations
 ENV_FILE ?= /etc/tipbox/tipbox.env
 NAME ?= admin
 
-.PHONY: help install run test lint format bench keys airgap-kit translations language catalogues deploy status backup restore uninstall rehearse clean
+.PHONY: help install run test lint format bench words keys airgap-kit translations language catalogues deploy status backup restore uninstall rehearse clean
 
 help: ## List every target
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -58,6 +58,9 @@ catalogues: $(STAMP) ## Compile the translation catalogues (the app refuses to s
 
 bench: $(STAMP) ## Measure speed and memory; writes docs/performance.md
 	$(BIN)/python -m bench
+
+words: $(STAMP) ## Rebuild app/words/en.txt and es.txt (wordfreq, Debian wamerican/wbritish/wspanish, blocklists)
+	$(BIN)/python -m app.words.build
 
 keys: $(STAMP) ## Create the newsroom identity (on the air-gapped machine) and keys/newsroom.pub
 	$(BIN)/tipbox keygen --identity "$(IDENTITY)" --recipient "$(RECIPIENT)"

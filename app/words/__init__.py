@@ -2,20 +2,24 @@
 
 A source's codename is the only credential it has: it is shown once, when the first tip is
 submitted, and must be typed back to read replies. It is made of words drawn independently and
-uniformly (:func:`secrets.choice`) from one of two vendored lists:
+uniformly (:func:`secrets.choice`) from one of two lists, built by ``build.py`` (``make words``)
+from word frequencies, dictionaries and reviewed blocklists:
 
-* ``en``: the EFF large word list, 7,776 words (``log2(7776)`` ~= 12.925 bits per word);
-  seven words carry ~90.47 bits.
-* ``es``: the Spanish list shipped by the ``diceware`` package, 8,192 words (exactly 13 bits per
-  word); seven words carry 91 bits.
+* ``en`` and ``es``: 7,776 common, inoffensive words each, 4 to 9 plain letters, no word the
+  start of another; ``log2(7776)`` ~= 12.925 bits per word, so seven words carry ~90.47 bits.
 
-Both lists give at least 90 bits for the default :data:`CODENAME_WORDS` = 7 words, which is the
-figure an attacker must brute-force offline against a stolen codename hash.
+That is the figure an attacker must brute-force offline against a stolen codename hash.
+
+Login never depends on these lists: :func:`normalise_codename` checks no word, so a codename
+drawn from an older list, or from the other language's list, logs in on any page. Whatever
+the lists become, the normalisation (and so every derived key) must not change.
 
 :func:`fingerprint` turns a SHA-256 digest into English words two people can read to each other
 to check a copied public key: six words carry ``6 * log2(7776)`` ~= 77.5 bits of the digest.
+It reads ``fingerprint.txt``, the EFF list that was ``en`` before issue 10, frozen: a newsroom
+publishes its fingerprint, and new words after an upgrade would look to sources like a new key.
 
-Origin, licences and SHA-256 of the vendored files are in ``README.md`` next to this module.
+Origin, method, licences and SHA-256 of the files are in ``README.md`` next to this module.
 
 This module uses only the standard library: it is imported by the air-gapped command-line tool.
 """
@@ -43,12 +47,14 @@ __all__ = [
 LANGUAGES: tuple[str, ...] = ("en", "es")
 CODENAME_WORDS = 7
 
-# Expected size and allowed word shape of each vendored list. The EFF list has four hyphenated
-# words (drop-down, felt-tip, t-shirt, yo-yo), so hyphens are allowed between letters in "en".
-_EXPECTED_COUNT: dict[str, int] = {"en": 7776, "es": 8192}
+# Expected size and allowed word shape of each list file. The frozen EFF list has four
+# hyphenated words (drop-down, felt-tip, t-shirt, yo-yo), so it allows hyphens between letters.
+_FINGERPRINT = "fingerprint"
+_EXPECTED_COUNT: dict[str, int] = {"en": 7776, "es": 7776, _FINGERPRINT: 7776}
 _WORD_PATTERN: dict[str, re.Pattern[str]] = {
-    "en": re.compile(r"[a-z]+(?:-[a-z]+)*"),
-    "es": re.compile(r"[a-z]+"),
+    "en": re.compile(r"[a-z]{4,9}"),
+    "es": re.compile(r"[a-z]{4,9}"),
+    _FINGERPRINT: re.compile(r"[a-z]+(?:-[a-z]+)*"),
 }
 
 # The number of base-7776 digits that fit in a 256-bit digest: 7776**19 < 2**256 < 7776**20.
@@ -128,11 +134,13 @@ def fingerprint(data: bytes, count: int = 6) -> tuple[str, ...]:
 
     The digest is read as a big-endian integer and written in base 7,776 (the EFF list size),
     least significant digit first; each digit picks one word. Six words carry ~77.5 bits of
-    the digest. ``count`` may be 1 to 19 (19 base-7,776 digits fit in 256 bits).
+    the digest. ``count`` may be 1 to 19 (19 base-7,776 digits fit in 256 bits). The words
+    come from the frozen EFF list (``fingerprint.txt``), never from the codename lists, so a
+    published fingerprint survives any change to those.
     """
     if not 1 <= count <= _FINGERPRINT_MAX_WORDS:
         raise ValueError(f"count must be between 1 and {_FINGERPRINT_MAX_WORDS}, got {count}")
-    words = wordlist("en")
+    words = _load(_FINGERPRINT)
     value = int.from_bytes(hashlib.sha256(data).digest(), "big")
     result: list[str] = []
     for _ in range(count):
