@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## Create .venv and install Tipbox with its development tools
 
-run: $(STAMP) catalogues ## Start the source portal on http://127.0.0.1:8080 (PORT=…; dev key, data/)
+run: $(STAMP) catalogues ## Start the source portal (:8080) and the journalist app (:8081) locally (PORT=…; dev key, data/)
 	$(BIN)/python -m app.dev
 
 lint: $(STAMP) ## ruff (lint and format check) and mypy --strict on app/
