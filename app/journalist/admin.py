@@ -14,6 +14,7 @@ from werkzeug.wrappers import Response
 
 from app.accounts import AccountError, Journalist, provisioning_uri, suggest_passphrase
 from app.journalist.auth import current
+from app.journalist.confirm import ask, confirmed
 from app.journalist.pages import View, gettext
 from app.journalist.state import get_state
 
@@ -60,12 +61,22 @@ def add_user() -> View:
 
 
 @bp.post("/users/<int:user_id>/delete")
-def remove_user(user_id: int) -> Response:
-    """Delete an account (not one's own)."""
+def remove_user(user_id: int) -> View:
+    """Delete an account (not one's own), once confirmed."""
     journalist = _user(user_id)
     if journalist.id == current().id:
         flash(gettext("You cannot delete your own account."), "error")
         return _to_users()
+    if not confirmed():
+        return ask(
+            gettext("Delete the account of %(name)s?", name=journalist.username),
+            gettext(
+                "They can no longer log in, and their sessions and API tokens end."
+                " This cannot be undone."
+            ),
+            gettext("Delete the account"),
+            url_for("admin.users"),
+        )
     get_state().accounts.remove(journalist.username)
     flash(gettext("%(name)s was deleted.", name=journalist.username), "success")
     return _to_users()
@@ -73,16 +84,37 @@ def remove_user(user_id: int) -> Response:
 
 @bp.post("/users/<int:user_id>/reset-password")
 def reset_password(user_id: int) -> View:
-    """A new generated passphrase for someone else (their sessions end)."""
+    """A new generated passphrase for someone (their sessions end), once confirmed."""
     journalist, password = _user(user_id), suggest_passphrase()
+    if not confirmed():
+        return ask(
+            gettext("Give %(name)s a new password?", name=journalist.username),
+            gettext(
+                "Their current password stops working and their sessions end. The new one is"
+                " shown to you once, to hand over in person."
+            ),
+            gettext("Make a new password"),
+            url_for("admin.users"),
+        )
     get_state().accounts.set_password(journalist.username, password)
     return render_template("enrol.html", user=journalist, secret=None, password=password)
 
 
 @bp.post("/users/<int:user_id>/reset-totp")
 def reset_totp(user_id: int) -> View:
-    """A new TOTP secret for someone (their sessions end): enrol it again."""
-    journalist, secret = get_state().accounts.reset_totp(_user(user_id).username)
+    """A new TOTP secret for someone (their sessions end), once confirmed: enrol it again."""
+    journalist = _user(user_id)
+    if not confirmed():
+        return ask(
+            gettext("Give %(name)s a new TOTP secret?", name=journalist.username),
+            gettext(
+                "The codes of their authenticator app stop working and their sessions end,"
+                " until they scan the new QR code, shown to you once."
+            ),
+            gettext("Make a new TOTP secret"),
+            url_for("admin.users"),
+        )
+    journalist, secret = get_state().accounts.reset_totp(journalist.username)
     return _enrol(journalist, secret, None)
 
 
