@@ -286,6 +286,7 @@ def open_snapshot(context: BrowserContext, snapshot: Snapshot) -> Page:
 
 def axe_violations(page: Page) -> list[dict[str, Any]]:
     """axe-core's WCAG 2.0/2.1/2.2 A and AA violations on ``page`` (JavaScript must be on)."""
+    assert AXE.is_file(), "axe-core is missing: npm ci --prefix tests/node (make test does it)"
     page.evaluate(AXE.read_text("utf-8"))
     found: list[dict[str, Any]] = page.evaluate(
         """async (tags) => {
