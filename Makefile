@@ -6,6 +6,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# axe-core, for the accessibility tests: npm installs the version pinned in its lock file.
+NODE_STAMP := tests/node/node_modules/.installed
 # Where `make keys` writes the newsroom identity (secret: keep it on the air-gapped machine).
 IDENTITY ?= $(HOME)/tipbox-newsroom-identity.age
 RECIPIENT ?= keys/newsroom.pub
@@ -28,7 +30,11 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## Create .venv and install Tipbox with its development tools
 
-run: $(STAMP) catalogues ## Start the source portal on http://127.0.0.1:8080 (PORT=…; dev key, data/)
+$(NODE_STAMP): tests/node/package.json tests/node/package-lock.json
+	npm ci --prefix tests/node --no-audit --no-fund
+	@touch $@
+
+run: $(STAMP) catalogues ## Start the source portal (:8080) and the journalist app (:8081) locally (PORT=…; dev key, data/)
 	$(BIN)/python -m app.dev
 
 lint: $(STAMP) ## ruff (lint and format check) and mypy --strict on app/
@@ -40,7 +46,7 @@ format: $(STAMP) ## Reformat the code with ruff
 	$(BIN)/ruff format app tests bench deploy
 	$(BIN)/ruff check --fix app tests bench deploy
 
-test: lint catalogues ## Lint, then run the whole test suite (real age, tor, gunicorn, Chromium)
+test: lint catalogues $(NODE_STAMP) ## Lint, then run the whole test suite (real age, tor, gunicorn, Chromium, axe-core)
 	$(BIN)/pytest -n auto --dist loadgroup $(PYTEST_ARGS)
 
 translations: $(STAMP) ## Extract the source portal's strings, update every catalogue, compile them

@@ -1,21 +1,26 @@
-"""``make run``: start the source portal on a developer's machine (``python -m app.dev``).
+"""``make run``: start the source portal and the journalist app on a developer's machine
+(``python -m app.dev``).
 
-Sets the development environment and then becomes Gunicorn, with the same
-deploy/gunicorn.conf.py as production but bound to 127.0.0.1:$PORT (default 8080):
+Sets the development environment and starts two Gunicorns, each with its production config
+(deploy/gunicorn.conf.py, deploy/gunicorn-journalist.conf.py), bound to 127.0.0.1:$PORT (default
+8080) and 127.0.0.1:$JOURNALIST_PORT (default the next port), over one development setup:
 
-- data in ``<repo>/data``;
+- data in ``<repo>/data`` (``TIPBOX_DATA_DIR``), the folder ``make user`` also uses;
 - the newsroom recipient from ``<repo>/keys/*.pub`` when there is one; otherwise a throwaway
   *development* newsroom key, created once under ``data/dev/`` (identity ``data/dev/identity.txt``,
   recipient ``data/dev/keys/newsroom.pub``), announced loudly: its secret half sits next to the
   server, so anything encrypted to it is as good as plaintext.
 
+This process stays as their supervisor (app.supervisor), rather than becoming one Gunicorn, so
+that one Ctrl-C stops both apps and every worker.
+
 When Debian's ``tor`` is installed, ``make run`` also publishes the portal as an onion service
 through stem: it starts a private tor (its own data dir under ``data/dev/tor``, no SOCKS port),
 asks it over the control port for a detached v3 onion service pointing at 127.0.0.1:$PORT, keeps
 that service's key in ``data/dev/tor/onion.key`` so the address survives restarts, and prints
-the address. tor is then told that this process owns it (``__OwningControllerProcess``);
-since we *become* Gunicorn with the same PID, tor stops by itself soon after Gunicorn does. Without
-tor, or if tor fails, it says so and serves on 127.0.0.1 only.
+the address. tor is then told that this process owns it (``__OwningControllerProcess``), so tor
+stops by itself soon after this supervisor does. Without tor, or if tor fails, it says so and
+serves on 127.0.0.1 only. The journalist app gets no onion here.
 
 Never used in deployment: the service starts Gunicorn itself, with TIPBOX_ENV=production.
 """
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -34,20 +40,30 @@ from pathlib import Path
 from app import crypto
 from app.crypto.keyfile import identity_file_text, parse_identities
 from app.files import atomic_write
+from app.supervisor import Stop, raise_stop, supervise
 
 REPO = Path(__file__).resolve().parent.parent
 GUNICORN_CONF = REPO / "deploy" / "gunicorn.conf.py"
+JOURNALIST_CONF = REPO / "deploy" / "gunicorn-journalist.conf.py"
 APP = "app:create_app()"
+JOURNALIST_APP = "app.journalist:create_app()"
 DEFAULT_PORT = 8080
 BAR = "!" * 78
 DEV_HEADER = "# DEVELOPMENT ONLY: this secret key sits next to a test server. Never use it.\n"
 
 
-def _port(environ: Mapping[str, str]) -> int:
-    raw = environ.get("PORT", "").strip() or str(DEFAULT_PORT)
-    if not raw.isdigit() or not 1 <= int(raw) <= 65535:
-        raise SystemExit(f"tipbox dev: PORT must be a TCP port number (1-65535), not {raw!r}")
+def _port(environ: Mapping[str, str], name: str = "PORT", default: int = DEFAULT_PORT) -> int:
+    raw = environ.get(name, "").strip() or str(default)
+    if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= 65535:
+        raise SystemExit(f"tipbox dev: {name} must be a TCP port number (1-65535), not {raw!r}")
     return int(raw)
+
+
+def _journalist_port(environ: Mapping[str, str], port: int) -> int:
+    journalist = _port(environ, "JOURNALIST_PORT", port + 1 if port < 65535 else port - 1)
+    if journalist == port:
+        raise SystemExit(f"tipbox dev: JOURNALIST_PORT must differ from PORT ({port})")
+    return journalist
 
 
 def _repo_recipients(keys_dir: Path) -> bool:
@@ -185,9 +201,11 @@ def publish_onion(tor_dir: Path, port: int, offline: bool = False) -> str | None
     return address
 
 
-def prepare(environ: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
-    """The environment and command line to exec, creating the development key if needed."""
+def prepare(environ: Mapping[str, str]) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """The environment and the two command lines (source portal, journalist app) to run,
+    creating the development key if needed."""
     port = _port(environ)
+    journalist_port = _journalist_port(environ, port)
     data_dir = Path(environ.get("TIPBOX_DATA_DIR") or REPO / "data")
     data_dir.mkdir(mode=0o700, exist_ok=True)
     repo_keys = REPO / "keys"
@@ -206,22 +224,35 @@ def prepare(environ: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
             "TIPBOX_DATA_DIR": str(data_dir),
             "TIPBOX_KEYS_DIR": str(keys_dir),
             "TIPBOX_BIND": f"127.0.0.1:{port}",
+            "TIPBOX_JOURNALIST_BIND": f"127.0.0.1:{journalist_port}",
         }
     )
     print(f"tipbox dev: serving the source portal at http://127.0.0.1:{port}", file=sys.stderr)
-    command = [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF), APP]
-    return env, command
+    print(
+        f"tipbox dev: serving the journalist app at http://127.0.0.1:{journalist_port}"
+        " (add an account with `make user NAME=you`)",
+        file=sys.stderr,
+    )
+    gunicorn = [sys.executable, "-m", "gunicorn", "-c"]
+    commands = {
+        "source portal": [*gunicorn, str(GUNICORN_CONF), APP],
+        "journalist app": [*gunicorn, str(JOURNALIST_CONF), JOURNALIST_APP],
+    }
+    return env, commands
 
 
 def main() -> None:
-    env, command = prepare(os.environ)
-    if os.environ.get("TIPBOX_DEV_ONION", "1") != "0":
-        tor_dir = Path(env["TIPBOX_DATA_DIR"]) / "dev" / "tor"
-        offline = os.environ.get("TIPBOX_DEV_TOR_OFFLINE") == "1"
-        publish_onion(tor_dir, _port(os.environ), offline=offline)
-    sys.stderr.flush()
-    sys.stdout.flush()
-    os.execve(command[0], command, env)  # noqa: S606 - fixed argv, no shell
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, raise_stop)
+    try:
+        env, commands = prepare(os.environ)
+        if os.environ.get("TIPBOX_DEV_ONION", "1") != "0":
+            tor_dir = Path(env["TIPBOX_DATA_DIR"]) / "dev" / "tor"
+            offline = os.environ.get("TIPBOX_DEV_TOR_OFFLINE") == "1"
+            publish_onion(tor_dir, _port(os.environ), offline=offline)
+    except Stop:
+        raise SystemExit(0) from None
+    raise SystemExit(supervise(commands, env))
 
 
 if __name__ == "__main__":

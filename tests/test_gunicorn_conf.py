@@ -343,7 +343,7 @@ def test_dev_makes_a_loud_throwaway_key(dev_repo: Path, capsys: pytest.CaptureFi
     from app.keys import load_recipients
 
     hostile = {"PORT": "8123", "GUNICORN_CMD_ARGS": "-b 0.0.0.0:80", "TIPBOX_ENV": "production"}
-    env, command = dev.prepare(hostile)
+    env, commands = dev.prepare(hostile)
     identity = dev_repo / "data" / "dev" / "identity.txt"
     keys = dev_repo / "data" / "dev" / "keys"
     assert env["TIPBOX_ENV"] == "development"
@@ -351,7 +351,10 @@ def test_dev_makes_a_loud_throwaway_key(dev_repo: Path, capsys: pytest.CaptureFi
     assert env["TIPBOX_DATA_DIR"] == str(dev_repo / "data")
     assert env["TIPBOX_KEYS_DIR"] == str(keys)
     assert "GUNICORN_CMD_ARGS" not in env
-    assert command[1:] == ["-m", "gunicorn", "-c", str(dev.GUNICORN_CONF), "app:create_app()"]
+    assert commands["source portal"][1:] == [
+        *("-m", "gunicorn", "-c", str(dev.GUNICORN_CONF), "app:create_app()")
+    ]
+    assert env["TIPBOX_JOURNALIST_BIND"] == "127.0.0.1:8124"
     assert identity.stat().st_mode & 0o777 == 0o600
     secret = load_identities(identity.read_bytes())[0]
     assert load_recipients(keys) == [secret.recipient]

@@ -199,17 +199,18 @@ def test_admin_resets_and_deletes(japp: Flask, jclient: FlaskClient) -> None:
     bob = add_user(japp, "bob")
     bob_id = state_of(japp).accounts.find("bob").id  # type: ignore[union-attr]
     token = csrf(jclient, "/admin/users")
-    page = jclient.post(f"/admin/users/{bob_id}/reset-password", data={"csrf_token": token})
+    yes = {"csrf_token": token, "confirm": "yes"}
+    page = jclient.post(f"/admin/users/{bob_id}/reset-password", data=yes)
     password = one(page.data, id="password").text
     assert login(japp.test_client(), japp, bob).status_code == 200  # old password: refused
     assert login(japp.test_client(), japp, lj.User("bob", password, bob.secret)).status_code == 303
-    page = jclient.post(f"/admin/users/{bob_id}/reset-totp", data={"csrf_token": token})
+    page = jclient.post(f"/admin/users/{bob_id}/reset-totp", data=yes)
     secret = one(page.data, id="secret").text
     assert secret != bob.secret
     own = state_of(japp).accounts.find("root").id  # type: ignore[union-attr]
-    jclient.post(f"/admin/users/{own}/delete", data={"csrf_token": token})
+    jclient.post(f"/admin/users/{own}/delete", data=yes)
     assert state_of(japp).accounts.find("root") is not None
-    jclient.post(f"/admin/users/{bob_id}/delete", data={"csrf_token": token})
+    jclient.post(f"/admin/users/{bob_id}/delete", data=yes)
     assert state_of(japp).accounts.find("bob") is None
 
 
@@ -247,7 +248,7 @@ def test_api_tokens_are_shown_once_and_revocable(japp: Flask, jclient: FlaskClie
         "admin": False,
     }
     token_id = re.search(r"/account/tokens/(\d+)/revoke", account).group(1)  # type: ignore[union-attr]
-    jclient.post(f"/account/tokens/{token_id}/revoke", data={"csrf_token": token})
+    jclient.post(f"/account/tokens/{token_id}/revoke", data={"csrf_token": token, "confirm": "yes"})
     assert (
         jclient.get("/api/v1/me", headers={"Authorization": f"Bearer {secret}"}).status_code == 401
     )

@@ -13,7 +13,8 @@ from app import cli
 from app.journalist.config import JournalistConfig
 from tests import fixtures_app as fx
 from tests import live_journalist as lj
-from tests.fixtures_app import one
+from tests.fixtures_app import one, parse
+from tests.test_journalist_confirm import confirm_form, send
 from tests.live_journalist import CHEAP_ENV, PASSWORD, add_user, csrf, logged_in, state_of
 
 config, translations_dir = fx.config, fx.translations_dir
@@ -104,12 +105,11 @@ def test_an_admin_lists_and_revokes_another_journalists_token_after_confirming(
     listing = jclient.get(f"/admin/users/{user_id}/tokens")
     assert listing.status_code == 200
     assert one(listing.data, "li", cls="token").text.strip().startswith("script")
-    link = one(listing.data, "a", cls="revoke")["href"]
-    confirm = jclient.get(link)
-    assert confirm.status_code == 200
+    form = next(e for e in parse(listing.data) if e.tag == "form" and "/revoke" in e["action"])
+    ask = jclient.post(form["action"], data={"csrf_token": csrf(jclient, listing.request.path)})
+    assert ask.status_code == 200
     assert _works(japp, token)  # asking is not doing
-    form = one(confirm.data, "form", id="confirm-revoke")
-    response = jclient.post(form["action"], data={"csrf_token": csrf(jclient, link)})
+    response = send(jclient, *confirm_form(ask))
     assert (response.status_code, response.headers["Location"]) == (
         303,
         f"/admin/users/{user_id}/tokens",

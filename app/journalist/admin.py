@@ -18,6 +18,7 @@ from werkzeug.wrappers import Response
 
 from app.accounts import AccountError, Journalist, provisioning_uri, suggest_passphrase
 from app.journalist.auth import current
+from app.journalist.confirm import ask, confirmed
 from app.journalist.credentials import ApiToken
 from app.journalist.pages import View, gettext
 from app.journalist.state import get_state
@@ -65,12 +66,22 @@ def add_user() -> View:
 
 
 @bp.post("/users/<int:user_id>/delete")
-def remove_user(user_id: int) -> Response:
-    """Delete an account (not one's own)."""
+def remove_user(user_id: int) -> View:
+    """Delete an account (not one's own), once confirmed."""
     journalist = _user(user_id)
     if journalist.id == current().id:
         flash(gettext("You cannot delete your own account."), "error")
         return _to_users()
+    if not confirmed():
+        return ask(
+            gettext("Delete the account of %(name)s?", name=journalist.username),
+            gettext(
+                "They can no longer log in, and their sessions and API tokens end."
+                " This cannot be undone."
+            ),
+            gettext("Delete the account"),
+            url_for("admin.users"),
+        )
     get_state().accounts.remove(journalist.username)
     flash(gettext("%(name)s was deleted.", name=journalist.username), "success")
     return _to_users()
@@ -78,16 +89,37 @@ def remove_user(user_id: int) -> Response:
 
 @bp.post("/users/<int:user_id>/reset-password")
 def reset_password(user_id: int) -> View:
-    """A new generated passphrase for someone else (their sessions and API tokens end)."""
+    """A new generated passphrase for someone (their sessions and API tokens end), once confirmed."""
     journalist, password = _user(user_id), suggest_passphrase()
+    if not confirmed():
+        return ask(
+            gettext("Give %(name)s a new password?", name=journalist.username),
+            gettext(
+                "Their current password stops working, and their sessions and API tokens end."
+                " The new one is shown to you once, to hand over in person."
+            ),
+            gettext("Make a new password"),
+            url_for("admin.users"),
+        )
     get_state().accounts.set_password(journalist.username, password)
     return render_template("enrol.html", user=journalist, secret=None, password=password)
 
 
 @bp.post("/users/<int:user_id>/reset-totp")
 def reset_totp(user_id: int) -> View:
-    """A new TOTP secret for someone (their sessions and API tokens end): enrol it again."""
-    journalist, secret = get_state().accounts.reset_totp(_user(user_id).username)
+    """A new TOTP secret for someone (sessions and API tokens end), once confirmed: enrol it again."""
+    journalist = _user(user_id)
+    if not confirmed():
+        return ask(
+            gettext("Give %(name)s a new TOTP secret?", name=journalist.username),
+            gettext(
+                "The codes of their authenticator app stop working, and their sessions and API"
+                " tokens end, until they scan the new QR code, shown to you once."
+            ),
+            gettext("Make a new TOTP secret"),
+            url_for("admin.users"),
+        )
+    journalist, secret = get_state().accounts.reset_totp(journalist.username)
     return _enrol(journalist, secret, None)
 
 
@@ -107,17 +139,20 @@ def tokens(user_id: int) -> View:
     )
 
 
-@bp.get("/users/<int:user_id>/tokens/<int:token_id>/revoke")
-def confirm_revoke(user_id: int, token_id: int) -> View:
-    """Ask before revoking a token: a script that uses it stops working."""
-    journalist = _user(user_id)
-    return render_template("revoke_token.html", user=journalist, token=_token(journalist, token_id))
-
-
 @bp.post("/users/<int:user_id>/tokens/<int:token_id>/revoke")
-def revoke_token(user_id: int, token_id: int) -> Response:
-    """Revoke one of a journalist's tokens (confirmed on the page before)."""
+def revoke_token(user_id: int, token_id: int) -> View:
+    """Revoke one of a journalist's tokens, once confirmed."""
     journalist = _user(user_id)
+    token = _token(journalist, token_id)
+    if not confirmed():
+        return ask(
+            gettext(
+                "Revoke the token %(token)s of %(name)s?", token=token.name, name=journalist.username
+            ),
+            gettext("Scripts that use it stop working at once. This cannot be undone."),
+            gettext("Revoke the token"),
+            url_for("admin.tokens", user_id=journalist.id),
+        )
     if get_state().tokens.revoke(journalist, token_id):
         flash(gettext("The token was revoked."), "success")
     else:

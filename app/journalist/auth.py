@@ -26,6 +26,7 @@ from flask import (
 from werkzeug.wrappers import Response
 
 from app.accounts import AccountError, Journalist, check_password, suggest_passphrase
+from app.journalist.confirm import ask, confirmed
 from app.journalist.pages import View, gettext
 from app.journalist.state import get_state
 from app.session import EncryptedSessionInterface, SourceSession
@@ -146,9 +147,17 @@ def create_token() -> View:
 
 
 @bp.post("/account/tokens/<int:token_id>/revoke")
-def revoke_token(token_id: int) -> Response:
-    """Revoke one of the journalist's own tokens."""
-    if get_state().tokens.revoke(current(), token_id):
+def revoke_token(token_id: int) -> View:
+    """Revoke one of the journalist's own tokens, once confirmed."""
+    token = next((t for t in get_state().tokens.of(current()) if t.id == token_id), None)
+    if token is not None and not confirmed():
+        return ask(
+            gettext("Revoke the token %(name)s?", name=token.name),
+            gettext("Scripts that use it stop working at once. This cannot be undone."),
+            gettext("Revoke the token"),
+            url_for("auth.account"),
+        )
+    if token is not None and get_state().tokens.revoke(current(), token_id):
         flash(gettext("The token was revoked."), "success")
     else:
         flash(gettext("That token was already revoked."), "error")

@@ -12,6 +12,7 @@ from werkzeug.wrappers import Response
 from app.errors import ReplyError
 from app.journalist import actions
 from app.journalist.auth import current
+from app.journalist.confirm import ask, confirmed
 from app.journalist.inbox import FILTERS
 from app.journalist.pages import View, gettext
 from app.journalist.state import get_state, reply_sink
@@ -72,19 +73,40 @@ def mark(source_id: str) -> Response:
 
 
 @bp.post("/sources/<source_id>/items/delete")
-def delete_items(source_id: str) -> Response:
-    """Delete the chosen items (files and rows)."""
-    count = actions.delete_items(source_id, request.form.getlist("item"))
+def delete_items(source_id: str) -> View:
+    """Delete the chosen items (files and rows), once confirmed."""
+    row, chosen = actions.source_row(current(), source_id), request.form.getlist("item")
+    if not chosen:
+        flash(gettext("Select the items to delete."), "error")
+        return _back(source_id)
+    if not confirmed():
+        return ask(
+            gettext(
+                "Delete %(num)d item(s) of %(name)s?", num=len(set(chosen)), name=row.designation
+            ),
+            gettext("The selected items are deleted from the server. This cannot be undone."),
+            gettext("Delete the items"),
+            url_for("sources.source", source_id=source_id),
+        )
+    count = actions.delete_items(source_id, chosen)
     flash(gettext("%(num)d item(s) deleted.", num=count), "success")
     return _back(source_id)
 
 
 @bp.post("/sources/<source_id>/delete")
-def delete_source(source_id: str) -> Response:
-    """Delete the source, all its items and its reply key (it must be confirmed)."""
-    if request.form.get("confirm") != "yes":
-        flash(gettext("Tick the box to confirm that the source should be deleted."), "error")
-        return _back(source_id)
+def delete_source(source_id: str) -> View:
+    """Delete the source, all its items and its reply key, once confirmed."""
+    row = actions.source_row(current(), source_id)
+    if not confirmed():
+        return ask(
+            gettext("Delete %(name)s?", name=row.designation),
+            gettext(
+                "Everything this source sent, every reply and its reply key are deleted."
+                " This cannot be undone."
+            ),
+            gettext("Delete the source"),
+            url_for("sources.source", source_id=source_id),
+        )
     actions.delete_source(source_id)
     flash(gettext("The source and everything it sent were deleted."), "success")
     return redirect(url_for("sources.index"), 303)
