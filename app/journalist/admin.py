@@ -89,7 +89,7 @@ def remove_user(user_id: int) -> View:
 
 @bp.post("/users/<int:user_id>/reset-password")
 def reset_password(user_id: int) -> View:
-    """A new generated passphrase for someone (their sessions and API tokens end), once confirmed."""
+    """A new passphrase for someone (their sessions and API tokens end), once confirmed."""
     journalist, password = _user(user_id), suggest_passphrase()
     if not confirmed():
         return ask(
@@ -107,7 +107,7 @@ def reset_password(user_id: int) -> View:
 
 @bp.post("/users/<int:user_id>/reset-totp")
 def reset_totp(user_id: int) -> View:
-    """A new TOTP secret for someone (sessions and API tokens end), once confirmed: enrol it again."""
+    """A new TOTP secret for someone (sessions and tokens end), once confirmed: enrol again."""
     journalist = _user(user_id)
     if not confirmed():
         return ask(
@@ -147,7 +147,9 @@ def revoke_token(user_id: int, token_id: int) -> View:
     if not confirmed():
         return ask(
             gettext(
-                "Revoke the token %(token)s of %(name)s?", token=token.name, name=journalist.username
+                "Revoke the token %(token)s of %(name)s?",
+                token=token.name,
+                name=journalist.username,
             ),
             gettext("Scripts that use it stop working at once. This cannot be undone."),
             gettext("Revoke the token"),
