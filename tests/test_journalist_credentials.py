@@ -65,7 +65,8 @@ def test_an_admin_reset_revokes_the_api_tokens(
     user_id, token = _token_for(japp, "alice")
     assert _works(japp, token)
     response = jclient.post(
-        f"/admin/users/{user_id}/{reset}", data={"csrf_token": csrf(jclient, "/admin/users")}
+        f"/admin/users/{user_id}/{reset}",
+        data={"csrf_token": csrf(jclient, "/admin/users"), "confirm": "yes"},
     )
     assert response.status_code == 200
     assert not _works(japp, token)
