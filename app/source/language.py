@@ -25,7 +25,9 @@ from app.errors import ConfigError
 DEFAULT_LANGUAGE = "en"
 CATALOGUE = Path("LC_MESSAGES") / "messages"
 _EXTENSION = "tipbox.languages"
-_UNITS = ((1024**3, "GB"), (1024**2, "MB"), (1024, "KB"))
+# One unit system everywhere: binary (IEC) units, as the limit (2 GiB) and the store's size
+# buckets (powers of two) are binary; "KB" for 1024 bytes would be neither SI nor IEC.
+_UNITS = ((1024**4, "TiB"), (1024**3, "GiB"), (1024**2, "MiB"), (1024, "KiB"))
 
 
 def gettext(text: str, **variables: Any) -> str:
@@ -101,7 +103,7 @@ def language_links() -> list[tuple[str, str, str]]:
 
 
 def human_size(size: int) -> str:
-    """A byte count as people read it, in the current language ("1.5 MB", "1,5 MB")."""
+    """A byte count as people read it, in the current language ("1.5 MiB", "1,5 MiB")."""
     for factor, unit in _UNITS:
         if size >= factor:
             number = str(format_decimal(size / factor, format="#,##0.#"))
