@@ -9,7 +9,8 @@ Werkzeug's sans-IO multipart decoder itself, so that it can
 - skip the empty part a browser sends for a file input left empty,
 - refuse a body whose first part is not a valid CSRF token (forms put it first), before any
   other text is held in memory or any file written: a forged or scripted request costs us
-  one read and no disk,
+  one read and no disk (the message field alone is still read, to give it back to a source
+  whose session ended while typing),
 - hold at most ``MAX_FORM_MEMORY_SIZE`` bytes of text fields in all (413 past it), in a form
   without files too (Werkzeug reads those whole),
 - read the body in large blocks, which is what makes it fast under gunicorn.
@@ -17,6 +18,13 @@ Werkzeug's sans-IO multipart decoder itself, so that it can
 The teardown registered by :func:`init_app` aborts every writer that was not committed, so a
 request that fails for any reason (400, 413, CSRF, a crash) leaves no ciphertext behind. Before
 any of that, a submission is refused (:class:`NoRoomError`) while the disk is nearly full.
+
+Size limits are enforced here, not by Werkzeug's ``MAX_CONTENT_LENGTH`` (which refuses a body
+before reading a byte of it): the fields read so far are kept on ``g`` (:data:`FIELDS`), so a
+refused submission can give the source back the message it typed, which the form sends before
+the files. Files over the limit are refused as they stream (every writer aborted, the rest of
+the body read and dropped so the browser can show the answer); a body whose Content-Length is
+over the whole cap is refused at its first file, and any body is cut off at the cap.
 """
 
 from __future__ import annotations
@@ -43,6 +51,9 @@ READ_SIZE = 1 << 20  # the largest read from the client: fewer, larger reads are
 MIN_READ = 64 * 1024  # the first read: a slow upload over Tor never fills more
 FAST_READ, SLOW_READ = 0.05, 0.25  # seconds a full read may take to grow / to shrink the next
 CSRF_FIELD = "csrf_token"
+MESSAGE_FIELD = "message"  # the one field read without a valid token (see _Parts._check_token)
+FIELDS = "tipbox_fields"  # on ``g``: the (name, value) fields read so far
+LIMIT = "tipbox.upload_limit"  # in ``app.extensions``: the most file bytes one request may bring
 
 
 class _Discard:
@@ -62,14 +73,18 @@ class _AdaptiveRead:
     ``bytes``). A new one each time, since the parser hands out views into it.
     """
 
-    def __init__(self, stream: t.IO[bytes]) -> None:
+    def __init__(self, stream: t.IO[bytes], cap: int | None = None) -> None:
         self._stream, self.size = stream, MIN_READ
         self._readinto = getattr(stream, "readinto", None)
+        self._cap, self.total = cap, 0
 
     def __call__(self) -> bytes | bytearray:
         started = time.monotonic()
         data = self._read(self.size)
         took = time.monotonic() - started
+        self.total += len(data)
+        if self._cap is not None and self.total > self._cap:
+            raise RequestEntityTooLarge()
         if len(data) == self.size and took < FAST_READ:
             self.size = min(2 * self.size, READ_SIZE)
         elif took > SLOW_READ:
@@ -98,25 +113,25 @@ class _Parts:
 
     def __init__(self, parser: EncryptingMultiPartParser, content_length: int | None) -> None:
         self.parser, self.content_length = parser, content_length
-        self.fields: list[tuple[str, str]] = []
+        self.fields: list[tuple[str, str]] = g.setdefault(FIELDS, [])
+        self.file_bytes, self.too_large = 0, False
         self.files: list[tuple[str, FileStorage]] = []
         self.part: Field | File | None = None
         self.buffer: list[bytes] = []
         self.sink: ItemWriter | _Discard | None = None
         self.text_size = 0
         self.checked = False
+        self.untrusted = False
 
     def handle(self, event: Event) -> None:
         """Take one decoder event."""
-        if not self.checked and _needs_token(event):
-            # Anything but the token (which forms send first) waits for a valid token: a forged
-            # request is refused before its text is held in memory or its files reach a disk.
-            self.parser.check_csrf(self.fields)
-            self.checked = True
+        if isinstance(event, Field | File):
+            self._check_token(event)
         if isinstance(event, Field):
             self.part, self.buffer, self.sink = event, [], None
         elif isinstance(event, File):
-            self.part, self.sink = event, self.parser.sink(event, self.content_length)
+            self.part = event
+            self.sink = _Discard() if self.too_large else self.parser.sink(event)
         elif isinstance(event, Data) and self.part is not None:
             if self.sink is None:
                 # One budget for all text fields together, not one per field: 200 fields of
@@ -127,9 +142,40 @@ class _Parts:
                     raise RequestEntityTooLarge()
                 self.buffer.append(event.data)
             else:
-                self.sink.write(event.data)
+                self._write(event.data)
             if not event.more_data:
                 self._end(self.part)
+
+    def _check_token(self, event: Field | File) -> None:
+        """Anything but the token (which forms send first) waits for a valid token: a forged
+        request is refused before its text is held in memory or its files reach a disk.
+
+        One exception, for a source whose session ended while typing (the token went with
+        it): the message field, which the form sends right after the token, is still read
+        (within the text budget) so that :mod:`app.source.refusals` can give it back; the
+        body is refused at the next part, before any file byte.
+        """
+        if self.untrusted:
+            raise CSRFError()
+        if self.checked or not _needs_token(event):
+            return
+        self.checked = True
+        if self.parser.check_csrf(self.fields):
+            return
+        if not (isinstance(event, Field) and event.name == MESSAGE_FIELD):
+            raise CSRFError()
+        self.untrusted = True
+
+    def _write(self, data: bytes) -> None:
+        if isinstance(self.sink, ItemWriter):
+            self.file_bytes += len(data)
+            limit = current_app.extensions.get(LIMIT)
+            if limit is not None and self.file_bytes > limit:
+                # Refused: nothing is kept, and the rest is read and dropped (see the docstring).
+                self.too_large, self.sink = True, _Discard()
+                _abort_uncommitted(None)
+        if self.sink is not None:
+            self.sink.write(data)
 
     def _end(self, part: Field | File) -> None:
         if isinstance(part, Field):
@@ -158,27 +204,36 @@ class EncryptingMultiPartParser(MultiPartParser):
 
     def _parse(self, stream: t.IO[bytes], boundary: bytes, content_length: int | None) -> _Parts:
         parts = _Parts(self, content_length)
-        for event in multipart.events(_AdaptiveRead(stream), boundary, self.max_form_parts):
+        read = _AdaptiveRead(stream, current_app.config.get("MAX_CONTENT_LENGTH"))
+        for event in multipart.events(read, boundary, self.max_form_parts):
             parts.handle(event)
+        if parts.too_large:
+            raise RequestEntityTooLarge()
+        if parts.untrusted:
+            raise CSRFError()
         return parts
 
-    def check_csrf(self, fields: list[tuple[str, str]]) -> None:
-        """Refuse the body (400) unless the fields so far hold a valid CSRF token."""
+    def check_csrf(self, fields: list[tuple[str, str]]) -> bool:
+        """Whether the fields so far hold a valid CSRF token (always, when CSRF is off)."""
         if not current_app.config.get("WTF_CSRF_ENABLED", True):
-            return
+            return True
         token = next((value for name, value in fields if name == CSRF_FIELD), None)
         try:
             validate_csrf(token)
-        except ValidationError as exc:
-            raise CSRFError(exc.args[0] if exc.args else None) from None
+        except ValidationError:
+            return False
+        return True
 
-    def sink(self, event: File, content_length: int | None) -> ItemWriter | _Discard:
-        """Where a file part goes (the token was checked): an item writer, or nowhere for the
-        empty part of an unused file input."""
+    def sink(self, event: File) -> ItemWriter | _Discard:
+        """Where a file part goes (the token was checked): an item writer if the body is not
+        over the cap, or nowhere for the empty part of an unused file input."""
         if not event.filename:
             return _Discard()
+        length, cap = request.content_length, current_app.config.get("MAX_CONTENT_LENGTH")
+        if length is not None and cap is not None and length > cap:
+            raise RequestEntityTooLarge()
         limits.spend()  # a file written to disk is work the rate limits count
-        return t.cast(ItemWriter, self.start_file_streaming(event, content_length))
+        return t.cast(ItemWriter, self.start_file_streaming(event, length))
 
 
 class EncryptingFormDataParser(FormDataParser):
@@ -230,6 +285,17 @@ class UploadRequest(Request):
 
     form_data_parser_class = EncryptingFormDataParser
 
+    @property
+    def max_content_length(self) -> int | None:
+        """No limit up front for multipart bodies: the parser enforces it (module docstring)."""
+        if self.mimetype == "multipart/form-data":
+            return None
+        return super().max_content_length
+
+    @max_content_length.setter
+    def max_content_length(self, value: int | None) -> None:
+        self._max_content_length = value
+
     def _get_file_stream(
         self,
         total_content_length: int | None,
@@ -271,11 +337,12 @@ def _refuse_when_full() -> None:
             raise NoRoomError(retry_after=RETRY_AFTER)
 
 
-def init_app(app: Flask, store: Store, reserve: int = 0) -> None:
-    """Make ``app`` stream uploads into ``store``, refuse them while fewer than ``reserve``
-    bytes are free, and clean up after failed requests."""
+def init_app(app: Flask, store: Store, limit: int | None = None, reserve: int = 0) -> None:
+    """Make ``app`` stream uploads of up to ``limit`` file bytes into ``store``, refuse them
+    while fewer than ``reserve`` bytes are free, and clean up after failed requests."""
     app.request_class = UploadRequest
     app.extensions[EXTENSION] = store
+    app.extensions[LIMIT] = limit
     app.extensions[RESERVE] = reserve
     app.before_request(_refuse_when_full)
     app.teardown_request(_abort_uncommitted)

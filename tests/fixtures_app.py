@@ -196,6 +196,7 @@ def submit(
     lang: str = "en",
     token: str | None = None,
     extra: Mapping[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> TestResponse:
     """Post the submission form: CSRF token first, then the fields, then the files."""
     if token is None:
@@ -209,7 +210,10 @@ def submit(
     # file that it never closes when the app does not read the whole body (a 413).
     boundary, body = encode_multipart(fields)
     return client.post(
-        f"/{lang}/submit", data=body, content_type=f"multipart/form-data; boundary={boundary}"
+        f"/{lang}/submit",
+        data=body,
+        content_type=f"multipart/form-data; boundary={boundary}",
+        headers=dict(headers or {}),
     )
 
 

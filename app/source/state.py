@@ -60,7 +60,7 @@ def init_app(app: Flask, config: Config) -> State:
     startup.check_data(config.data_dir)
     with startup.opening(config.data_dir):
         store = Store(config.data_dir, recipients, config.bucket_min, config.bucket_steps)
-    upload.init_app(app, store, config.reserve_bytes)
+    upload.init_app(app, store, config.max_submission_bytes, config.reserve_bytes)
     state = State(config, store, pepper, fingerprint(str(recipients[0]).encode()), logo)
     app.extensions[_EXTENSION] = state
     return state
