@@ -105,8 +105,9 @@ def test_429_and_500_carry_the_headers(config: Config) -> None:
 
     app.add_url_rule("/en/explode", "explode", explode)
     client = app.test_client()
-    client.get("/en/generate")
-    response = client.get("/en/generate")
+    client.get("/en/generate")  # a derivation: the session's one unit
+    token = csrf_token(client, "/en/generate")
+    response = client.post("/en/generate", data={"csrf_token": token})  # another: a second
     assert response.status_code == 429
     check_headers(response)
     response = client.get("/en/explode")

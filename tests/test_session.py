@@ -294,7 +294,8 @@ def test_an_ended_session_stays_ended_in_another_worker_and_after_a_restart(
 
 def test_signing_in_again_ends_the_session_it_replaces(app: Flask, client: FlaskClient) -> None:
     captured, _ = _logged_in_with_a_reply(app, client)
-    new_source(client)  # another codename in the same browser: the old keys are dropped
+    # Another codename in the same browser ("give me a different codename"): the old keys go.
+    client.post("/en/generate", data={"csrf_token": csrf_token(client, "/en/generate")})
     thief = app.test_client()
     thief.set_cookie(COOKIE_NAME, captured)
     assert b"the reply only this source may read" not in thief.get("/en/lookup").data

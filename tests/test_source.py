@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
 
 from app import words
 from app.config import Config
@@ -326,7 +327,7 @@ def test_no_submission_below_the_free_space_reserve(config: Config) -> None:
     app = make_app(config, free_space_reserve=0)
     with app.test_client() as client:
         new_source(client)
-        assert submit(client, "hello").status_code == 200
+        assert submit(client, "hello").status_code == 303
 
 
 @pytest.mark.parametrize(
@@ -526,11 +527,17 @@ def test_logout_needs_post(client: FlaskClient) -> None:
 def test_rate_limits_are_per_session_and_global(config: Config) -> None:
     app = make_app(config, rate_limit_session="3 per minute", rate_limit_global="5 per minute")
     first, second = app.test_client(), app.test_client()
-    statuses = [first.get("/en/generate").status_code for _ in range(4)]
-    assert statuses == [200, 200, 200, 429]
-    assert one(first.get("/en/generate").data, id="error-message")
+
+    def derive(client: FlaskClient) -> TestResponse:
+        """Ask for a (new) codename: one derivation."""
+        token = csrf_token(client, "/en/login")
+        return client.post("/en/generate", data={"csrf_token": token})
+
+    answers = [derive(first) for _ in range(4)]
+    assert [answer.status_code for answer in answers] == [303, 303, 303, 429]
+    assert one(answers[-1].data, id="error-message")
     # Another session still has its own allowance, until the global limit.
-    assert [second.get("/en/generate").status_code for _ in range(3)] == [200, 200, 429]
+    assert [derive(second).status_code for _ in range(3)] == [303, 303, 429]
     # Cheap pages are never limited.
     assert first.get("/").status_code == 200
 
