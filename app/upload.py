@@ -13,6 +13,13 @@ Werkzeug's sans-IO multipart decoder itself, so that it can
 
 The teardown registered by :func:`init_app` aborts every writer that was not committed, so a
 request that fails for any reason (400, 413, CSRF, a crash) leaves no ciphertext behind.
+
+Size limits are enforced here, not by Werkzeug's ``MAX_CONTENT_LENGTH`` (which refuses a body
+before reading a byte of it): the fields read so far are kept on ``g`` (:data:`FIELDS`), so a
+refused submission can give the source back the message it typed, which the form sends before
+the files. Files over the limit are refused as they stream (every writer aborted, the rest of
+the body read and dropped so the browser can show the answer); a body whose Content-Length is
+over the whole cap is refused at its first file, and any body is cut off at the cap.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from __future__ import annotations
 import time
 import typing as t
 
-from flask import Flask, Request, current_app, g
+from flask import Flask, Request, current_app, g, request
 from flask_wtf.csrf import CSRFError, validate_csrf
 from werkzeug.datastructures import FileStorage, MultiDict
 from werkzeug.exceptions import RequestEntityTooLarge
@@ -36,6 +43,8 @@ READ_SIZE = 1 << 20  # the largest read from the client: fewer, larger reads are
 MIN_READ = 64 * 1024  # the first read: a slow upload over Tor never fills more
 FAST_READ, SLOW_READ = 0.05, 0.25  # seconds a full read may take to grow / to shrink the next
 CSRF_FIELD = "csrf_token"
+FIELDS = "tipbox_fields"  # on ``g``: the (name, value) fields read so far
+LIMIT = "tipbox.upload_limit"  # in ``app.extensions``: the most file bytes one request may bring
 
 
 class _Discard:
@@ -55,14 +64,18 @@ class _AdaptiveRead:
     ``bytes``). A new one each time, since the parser hands out views into it.
     """
 
-    def __init__(self, stream: t.IO[bytes]) -> None:
+    def __init__(self, stream: t.IO[bytes], cap: int | None = None) -> None:
         self._stream, self.size = stream, MIN_READ
         self._readinto = getattr(stream, "readinto", None)
+        self._cap, self.total = cap, 0
 
     def __call__(self) -> bytes | bytearray:
         started = time.monotonic()
         data = self._read(self.size)
         took = time.monotonic() - started
+        self.total += len(data)
+        if self._cap is not None and self.total > self._cap:
+            raise RequestEntityTooLarge()
         if len(data) == self.size and took < FAST_READ:
             self.size = min(2 * self.size, READ_SIZE)
         elif took > SLOW_READ:
@@ -83,7 +96,8 @@ class _Parts:
 
     def __init__(self, parser: EncryptingMultiPartParser, content_length: int | None) -> None:
         self.parser, self.content_length = parser, content_length
-        self.fields: list[tuple[str, str]] = []
+        self.fields: list[tuple[str, str]] = g.setdefault(FIELDS, [])
+        self.file_bytes, self.too_large = 0, False
         self.files: list[tuple[str, FileStorage]] = []
         self.part: Field | File | None = None
         self.buffer: list[bytes] = []
@@ -95,7 +109,8 @@ class _Parts:
         if isinstance(event, Field):
             self.part, self.buffer, self.field_size, self.sink = event, [], 0, None
         elif isinstance(event, File):
-            self.part, self.sink = event, self.parser.sink(event, self.fields, self.content_length)
+            self.part = event
+            self.sink = _Discard() if self.too_large else self.parser.sink(event, self.fields)
         elif isinstance(event, Data) and self.part is not None:
             if self.sink is None:
                 self.field_size += len(event.data)
@@ -104,9 +119,20 @@ class _Parts:
                     raise RequestEntityTooLarge()
                 self.buffer.append(event.data)
             else:
-                self.sink.write(event.data)
+                self._write(event.data)
             if not event.more_data:
                 self._end(self.part)
+
+    def _write(self, data: bytes) -> None:
+        if isinstance(self.sink, ItemWriter):
+            self.file_bytes += len(data)
+            limit = current_app.extensions.get(LIMIT)
+            if limit is not None and self.file_bytes > limit:
+                # Refused: nothing is kept, and the rest is read and dropped (see the docstring).
+                self.too_large, self.sink = True, _Discard()
+                _abort_uncommitted(None)
+        if self.sink is not None:
+            self.sink.write(data)
 
     def _end(self, part: Field | File) -> None:
         if isinstance(part, Field):
@@ -135,14 +161,16 @@ class EncryptingMultiPartParser(MultiPartParser):
 
     def _parse(self, stream: t.IO[bytes], boundary: bytes, content_length: int | None) -> _Parts:
         parts = _Parts(self, content_length)
-        for event in multipart.events(_AdaptiveRead(stream), boundary, self.max_form_parts):
+        read = _AdaptiveRead(stream, current_app.config.get("MAX_CONTENT_LENGTH"))
+        for event in multipart.events(read, boundary, self.max_form_parts):
             parts.handle(event)
+        if parts.too_large:
+            raise RequestEntityTooLarge()
         return parts
 
-    def sink(
-        self, event: File, fields: list[tuple[str, str]], content_length: int | None
-    ) -> ItemWriter | _Discard:
-        """Where a file part goes: an item writer, once a valid CSRF token has been seen."""
+    def sink(self, event: File, fields: list[tuple[str, str]]) -> ItemWriter | _Discard:
+        """Where a file part goes: an item writer, once a valid CSRF token has been seen and
+        if the body is not larger than the cap."""
         if not event.filename:
             return _Discard()
         token = next((value for name, value in fields if name == CSRF_FIELD), None)
@@ -151,7 +179,10 @@ class EncryptingMultiPartParser(MultiPartParser):
                 validate_csrf(token)
             except ValidationError as exc:
                 raise CSRFError(exc.args[0] if exc.args else None) from None
-        return t.cast(ItemWriter, self.start_file_streaming(event, content_length))
+        length, cap = request.content_length, current_app.config.get("MAX_CONTENT_LENGTH")
+        if length is not None and cap is not None and length > cap:
+            raise RequestEntityTooLarge()
+        return t.cast(ItemWriter, self.start_file_streaming(event, length))
 
 
 class EncryptingFormDataParser(FormDataParser):
@@ -182,6 +213,17 @@ class UploadRequest(Request):
 
     form_data_parser_class = EncryptingFormDataParser
 
+    @property
+    def max_content_length(self) -> int | None:
+        """No limit up front for multipart bodies: the parser enforces it (module docstring)."""
+        if self.mimetype == "multipart/form-data":
+            return None
+        return super().max_content_length
+
+    @max_content_length.setter
+    def max_content_length(self, value: int | None) -> None:
+        self._max_content_length = value
+
     def _get_file_stream(
         self,
         total_content_length: int | None,
@@ -206,8 +248,10 @@ def _abort_uncommitted(_exc: BaseException | None) -> None:
         writer.abort()
 
 
-def init_app(app: Flask, store: Store) -> None:
-    """Make ``app`` stream uploads into ``store`` and clean up after failed requests."""
+def init_app(app: Flask, store: Store, limit: int | None = None) -> None:
+    """Make ``app`` stream uploads of up to ``limit`` file bytes into ``store`` and clean up
+    after failed requests."""
     app.request_class = UploadRequest
     app.extensions[EXTENSION] = store
+    app.extensions[LIMIT] = limit
     app.teardown_request(_abort_uncommitted)

@@ -1,10 +1,13 @@
 """A source's whole visit in real Chromium with JavaScript off (Tor Browser's Safest level),
 against the real app in a real Gunicorn process, in English and in Spanish.
 
-landing -> first time -> codename -> continue -> message and two files -> send -> confirmation
--> no replies yet -> log out; a journalist replies (written to the store by the test); landing
--> returning -> codename -> the reply. Every step leaves a screenshot under the test's tmp dir,
-and the browser never asks anything of any origin but the server.
+landing -> first time -> codename -> the other language and back (the same codename) ->
+continue -> message and three files -> send: too large (the limit is lowered to 512 KiB), the
+form comes back with the message -> two files -> send -> confirmation, reloaded (nothing more
+is stored) -> no replies yet -> log out; a journalist replies (written to the store by the
+test); landing -> returning -> codename -> the reply -> delete it, confirmed. English at
+1280x800, Spanish at 390x844 (a phone). Every step leaves a screenshot under the test's tmp
+dir, and the browser never asks anything of any origin but the server.
 """
 
 from __future__ import annotations
@@ -36,8 +39,18 @@ TEXT = {
 }
 
 
+LIMIT = 512 * 1024
+VIEWPORTS = {"en": {"width": 1280, "height": 800}, "es": {"width": 390, "height": 844}}
+OTHER = {"en": "es", "es": "en"}
+
+
 def _path(lang: str, page: str) -> re.Pattern[str]:
     return re.compile(rf"^http://127\.0\.0\.1:\d+/{lang}/{page}$")
+
+
+def _items(server: LiveServer) -> int:
+    store = server.store()
+    return sum(len(store.items_of(source.id)) for source in store.list_sources())
 
 
 @pytest.mark.parametrize("lang", ["en", "es"])
@@ -48,11 +61,14 @@ def test_source_journey_without_javascript(
     tmp_path: Path,
 ) -> None:
     text = TEXT[lang]
-    server = live_server()
+    server = live_server(env={"TIPBOX_MAX_SUBMISSION_BYTES": str(LIMIT)})
     page = browser.page
+    page.set_viewport_size(VIEWPORTS[lang])
     uploads = [tmp_path / name for name in text["files"]]
     uploads[0].write_text(f"{text['message']}\n" * 50, encoding="utf-8")
     uploads[1].write_bytes(os.urandom(300 * 1024))
+    too_big = tmp_path / "too-big.bin"
+    too_big.write_bytes(os.urandom(LIMIT))
 
     page.goto(f"{server.url}/")
     expect(page.locator("html")).not_to_have_class(re.compile(r"\bjs\b"))
@@ -67,18 +83,40 @@ def test_source_journey_without_javascript(
     codename = " ".join(page.inner_text("#codename").split())
     assert len(codename.split()) >= 5, codename
     browser.shot("codename")
+    # The language switch, a reload and going back all show the same codename.
+    page.click(f"a[hreflang={OTHER[lang]}]")
+    expect(page).to_have_url(_path(OTHER[lang], "generate"))
+    assert " ".join(page.inner_text("#codename").split()) == codename
+    browser.shot("codename-other-language")
+    page.go_back()
+    page.reload()
+    expect(page).to_have_url(_path(lang, "generate"))
+    assert " ".join(page.inner_text("#codename").split()) == codename
 
     page.click("a#continue")
     expect(page).to_have_url(_path(lang, "submit"))
     page.fill("textarea[name=message]", text["message"])
+    page.set_input_files("input[name=files][type=file][multiple]", [*uploads, too_big])
+    browser.shot("submit-too-large")
+    page.click("#send")
+    # Refused: the form again, with the message, the reason, and the same session.
+    expect(page.locator(".flash-error")).to_contain_text("512 KiB")
+    expect(page.locator("textarea[name=message]")).to_have_value(text["message"])
+    browser.shot("refused-too-large")
+    assert server.store().list_sources() == []
+
     page.set_input_files("input[name=files][type=file][multiple]", uploads)
     browser.shot("submit-filled")
-
     page.click("#send")
+    expect(page).to_have_url(_path(lang, "received"))
     received = page.locator("#received li")
     expect(received).to_have_count(2)  # the message, and "2 files (…)"
     expect(received.nth(1)).to_contain_text("2 ")
     browser.shot("received")
+    assert _items(server) == 3
+    page.reload()  # a GET: shows the same summary, stores nothing more
+    expect(received).to_have_count(2)
+    assert _items(server) == 3
 
     page.goto(f"{server.url}/{lang}/lookup")
     expect(page.locator("#no-replies")).to_be_visible()
@@ -112,6 +150,15 @@ def test_source_journey_without_javascript(
     expect(page.locator(".reply .reply-text")).to_have_text(text["reply"])
     expect(page.locator("#no-replies")).to_have_count(0)
     browser.shot("reply")
+
+    # Deleting asks first, with a plain form.
+    page.click("a.delete-reply")
+    expect(page.locator("form#confirm-delete")).to_be_visible()
+    browser.shot("confirm-delete")
+    page.click("#confirm")
+    expect(page).to_have_url(_path(lang, "lookup"))
+    expect(page.locator("#no-replies")).to_be_visible()
+    browser.shot("reply-deleted")
 
     assert browser.requests, "no request was recorded"
     assert browser.foreign_requests(server.origin) == []

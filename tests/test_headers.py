@@ -193,7 +193,8 @@ def all_pages(app: Flask, client: FlaskClient) -> Iterator[tuple[str, TestRespon
     for lang in ("en", "es"):
         yield "landing", client.get(f"/{lang}/")
         yield "login", client.get(f"/{lang}/login")
-        yield "login failed", login(client, "nope", lang)
+        login(client, "nope", lang)
+        yield "login failed", client.get(f"/{lang}/login")
         yield "404", client.get(f"/{lang}/nope")
         yield "warning", client.get(f"/{lang}/", headers={"Host": "example.com"})
         codename = new_source(client, lang)
@@ -201,14 +202,18 @@ def all_pages(app: Flask, client: FlaskClient) -> Iterator[tuple[str, TestRespon
         codename = new_source(client, lang)
         yield "submit", client.get(f"/{lang}/submit")
         yield "submit error", submit(client, "", lang=lang)
-        yield "received", submit(client, "hello", [(b"f", "f.txt")], lang=lang)
+        submit(client, "hello", [(b"f", "f.txt")], lang=lang)
+        yield "received", client.get(f"/{lang}/received")
         store = state_of(app).store
         source = next(s for s in store.list_sources() if s.last_active_day)
         store.add_reply_text(source.id, "A reply with a link https://example.com/x")
         login(client, codename, lang)
         yield "lookup", client.get(f"/{lang}/lookup")
+        yield "confirm delete", client.get(f"/{lang}/replies/delete")
         token = csrf_token(client, f"/{lang}/lookup")
-        yield "logout", client.post(f"/{lang}/logout", data={"csrf_token": token})
+        client.post(f"/{lang}/logout", data={"csrf_token": token})
+        yield "logout", client.get(f"/{lang}/logged-out")
+        yield "session lost", submit(client, "lost", lang=lang, token=token)
         yield "csrf error", client.post(f"/{lang}/login", data={"codename": "x"})
     yield "root", client.get("/")
 
@@ -230,7 +235,7 @@ def test_pages_load_nothing_from_elsewhere(app: Flask, client: FlaskClient) -> N
                 assert not url.scheme, (name, element)
                 assert not url.netloc, (name, element)
                 assert element.attrs[attr].startswith("/"), (name, element)
-    assert count == 25
+    assert count == 29
 
 
 def test_pages_are_small_and_need_few_requests(app: Flask, client: FlaskClient) -> None:

@@ -98,6 +98,8 @@ def test_items_and_download(japp: Flask, jclient: FlaskClient) -> None:
     logged_in(jclient, japp)
     page = jclient.get(f"/sources/{sid}")
     assert len(find(page.data, "tr", cls="item")) == 2
+    sizes = [e.text for e in find(page.data, "td", cls="num")]
+    assert sizes == ["3.5 KiB", "3.5 KiB"]  # padded, in the source pages' unit system
     item = items[0]
     response = jclient.get(f"/sources/{sid}/items/{item.id}")
     assert response.status_code == 200

@@ -162,8 +162,8 @@ def test_expired_session_on_a_post_gives_the_advice_not_a_csrf_error(
     later = ours.now() + 2 * 3600
     ours.clock = lambda: later
     response = submit(client, "too late", [(b"x", "a.txt")], token=token)
-    assert response.status_code == 200
-    assert one(response.data, id="new-identity-advice")
+    assert response.status_code == 400
+    assert one(response.data, id="lost-advice")  # the message back, and the ways on
     assert not state_of(app).store.list_sources()
 
 

@@ -105,16 +105,19 @@ def test_generate_shows_a_codename_in_the_language(client: FlaskClient, lang: st
     codename = one(response.data, id="codename").text.strip().split(" ")
     assert len(codename) == words.CODENAME_WORDS
     assert set(codename) <= set(words.wordlist(lang))
-    assert one(response.data, "a", id="another")["href"] == f"/{lang}/generate"
+    assert one(response.data, "form", id="another-form")["action"] == f"/{lang}/generate"
     assert one(response.data, "a", id="continue")["href"] == f"/{lang}/submit"
 
 
 def test_another_codename_replaces_the_first(client: FlaskClient) -> None:
-    first, second = new_source(client), new_source(client)
+    first = new_source(client)
+    client.post("/en/generate", data={"csrf_token": csrf_token(client, "/en/generate")})
+    second = new_source(client)
     assert first != second
     submit(client, "hello")
     assert login(client, second).status_code == 303
-    assert one(login(client, first).data, cls="flash-error")
+    assert login(client, first).headers["Location"] == "/en/login"
+    assert one(client.get("/en/login").data, cls="flash-error")
 
 
 def test_generating_stores_nothing(app: Flask, client: FlaskClient, config: Config) -> None:
@@ -146,16 +149,15 @@ def test_submit_form_contract(client: FlaskClient) -> None:
     honeypot = one(page, "input", name="website")
     assert (honeypot["tabindex"], honeypot["autocomplete"]) == ("-1", "off")
     assert one(page, "button", id="send")
-    assert "2 GB" in page.decode()  # the form states the limit
+    assert "2 GiB" in page.decode()  # the form states the limit
 
 
 def test_submit_message(
     app: Flask, client: FlaskClient, keypair: X25519Identity, config: Config
 ) -> None:
     new_source(client)
-    response = submit(client, "The mayor\r\nhides the money.")
-    assert response.status_code == 200
-    received = one(response.data, id="received").text
+    assert submit(client, "The mayor\r\nhides the money.").status_code == 303
+    received = one(client.get("/en/received").data, id="received").text
     assert "Your message (26 bytes)" in received
     assert contents(app, keypair) == [("message", "message.txt", b"The mayor\nhides the money.")]
     source = store_of(app).list_sources()[0]
@@ -165,10 +167,9 @@ def test_submit_message(
 def test_submit_files_and_message(app: Flask, client: FlaskClient, keypair: X25519Identity):
     new_source(client)
     files = [(b"a" * 1536, "ledger.csv"), (b"\x00\xff" * 1024 * 1024, "photo.jpg")]
-    response = submit(client, "see files", files)
-    assert response.status_code == 200
-    received = one(response.data, id="received").text
-    assert "2 files (2 MB in total)" in received
+    assert submit(client, "see files", files).status_code == 303
+    received = one(client.get("/en/received").data, id="received").text
+    assert "2 files (2 MiB in total)" in received
     assert sorted(contents(app, keypair)) == sorted(
         [
             ("message", "message.txt", b"see files"),
@@ -180,18 +181,19 @@ def test_submit_files_and_message(app: Flask, client: FlaskClient, keypair: X255
 
 def test_files_only_and_then_more(app: Flask, client: FlaskClient, keypair: X25519Identity):
     new_source(client)
-    assert "1 file (3 bytes)" in submit(client, "", [(b"abc", "a.txt")]).text
-    assert submit(client, "second").status_code == 200
+    assert submit(client, "", [(b"abc", "a.txt")]).status_code == 303
+    assert "1 file (3 bytes)" in client.get("/en/received").text
+    assert submit(client, "second").status_code == 303
     assert len(store_of(app).list_sources()) == 1
     assert [kind for kind, _, _ in contents(app, keypair)] == ["file", "message"]
 
 
 def test_spanish_confirmation(client: FlaskClient) -> None:
     new_source(client, "es")
-    response = submit(client, "hola", [(b"x" * 1536, "a.txt")], lang="es")
-    received = one(response.data, id="received").text
+    submit(client, "hola", [(b"x" * 1536, "a.txt")], lang="es")
+    received = one(client.get("/es/received").data, id="received").text
     assert "Su mensaje (4 bytes)" in received
-    assert "1 archivo (1,5 KB)" in received
+    assert "1 archivo (1,5 KiB)" in received
 
 
 BAD_SUBMISSIONS = [
@@ -224,7 +226,7 @@ def test_bad_submissions_flash_and_store_nothing(
 def test_longest_message_is_accepted(app: Flask, client: FlaskClient, keypair: X25519Identity):
     new_source(client)
     text = "ñ" * 99_999 + "\n"
-    assert submit(client, text.replace("\n", "\r\n")).status_code == 200
+    assert submit(client, text.replace("\n", "\r\n")).status_code == 303
     assert contents(app, keypair)[0][2] == text.encode()
 
 
@@ -233,8 +235,8 @@ def test_honeypot_looks_like_success_and_stores_nothing(
 ) -> None:
     new_source(client)
     response = submit(client, "buy pills", [(b"spam", "x.txt")], extra={"website": "http://x"})
-    assert response.status_code == 200
-    assert "1 file (4 bytes)" in one(response.data, id="received").text
+    assert response.status_code == 303
+    assert "1 file (4 bytes)" in one(client.get("/en/received").data, id="received").text
     assert nothing_stored(app, config)
 
 
@@ -299,14 +301,14 @@ def test_oversized_upload_is_413_and_stores_nothing(config: Config) -> None:
         new_source(client)
         response = submit(client, "big", [(b"x" * 40 * 1024, "a"), (b"y" * 40 * 1024, "b")])
         assert response.status_code == 413
-        assert "64 KB" in one(response.data, id="error-message").text
+        assert "64 KiB" in one(response.data, cls="flash-error").text
         assert nothing_stored(app, config)
         # Far past the limit, refused from the Content-Length alone.
         response = submit(client, "big", [(b"z" * 4 * 1024 * 1024, "c")])
         assert response.status_code == 413
         assert nothing_stored(app, config)
         # Just under it is fine.
-        assert submit(client, "", [(b"x" * 64 * 1024, "a")]).status_code == 200
+        assert submit(client, "", [(b"x" * 64 * 1024, "a")]).status_code == 303
 
 
 @pytest.mark.parametrize(
@@ -326,7 +328,7 @@ def test_hostile_filenames_never_reach_the_disk(
     app: Flask, client: FlaskClient, config: Config, keypair: X25519Identity, name: str
 ) -> None:
     new_source(client)
-    assert submit(client, "", [(b"payload", name)]).status_code == 200
+    assert submit(client, "", [(b"payload", name)]).status_code == 303
     for path in files_under(config.data_dir):
         assert ALLOWED_DATA.fullmatch(str(path)), path
     [(kind, stored_name, data)] = contents(app, keypair)
@@ -394,8 +396,9 @@ def test_wrong_codename_one_message_same_work(
 
     monkeypatch.setattr(views, "derive_source_keys", counting)
     response = login(client, codename)
-    assert response.status_code == 200
-    assert one(response.data, cls="flash-error").text.startswith("That codename did not work.")
+    assert response.headers["Location"] == "/en/login"
+    page = client.get("/en/login").data
+    assert one(page, cls="flash-error").text.startswith("That codename did not work.")
     assert len(calls) == 1  # the derivation always runs
     assert client.get("/en/lookup").status_code == 303  # not signed in
 
@@ -426,9 +429,9 @@ def test_replies_newest_first_and_deletion(app: Flask, client: FlaskClient) -> N
     texts = [e.text for e in find(page, cls="reply-text")]
     assert texts == ["Second reply", "First reply\nwith <b>markup</b>"]  # escaped, newest first
     assert b"<b>markup" not in page
-    forms = find(page, "form", action=f"/en/replies/{second.id}/delete")
-    assert len(forms) == 1
-    assert len(find(page, "button", cls="delete-reply")) == 2
+    links = find(page, "a", href=f"/en/replies/{second.id}/delete")
+    assert len(links) == 1
+    assert len(find(page, "a", cls="delete-reply")) == 2
     token = find(page, "input", name="csrf_token")[0]["value"]
     response = client.post(f"/en/replies/{second.id}/delete", data={"csrf_token": token})
     assert response.status_code == 303
@@ -489,9 +492,10 @@ def test_logout_advises_new_identity(client: FlaskClient) -> None:
     new_source(client)
     token = csrf_token(client, "/en/submit")
     response = client.post("/en/logout", data={"csrf_token": token})
-    assert response.status_code == 200
-    assert "New Identity" in one(response.data, id="new-identity-advice").text
+    assert response.status_code == 303
     assert "tipbox=;" in response.headers["Set-Cookie"]  # cookie deleted
+    page = client.get(response.headers["Location"]).data
+    assert "New Identity" in one(page, id="new-identity-advice").text
     assert client.get("/en/submit").status_code == 303
 
 

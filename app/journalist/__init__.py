@@ -30,7 +30,7 @@ def create_app(config: JournalistConfig | Config | None = None) -> Flask:
     from flask import Flask
     from flask_wtf.csrf import CSRFProtect
 
-    from app import headers
+    from app import headers, sizes
     from app.config import Config
     from app.journalist import admin, api, auth, pages, sources, state
     from app.journalist.config import JournalistConfig, load
@@ -48,6 +48,7 @@ def create_app(config: JournalistConfig | Config | None = None) -> Flask:
         WTF_CSRF_SSL_STRICT=False,  # Referrer-Policy: no-referrer leaves no Referer to check
     )
     app.jinja_env.trim_blocks = app.jinja_env.lstrip_blocks = True
+    app.jinja_env.filters["size"] = sizes.plain  # the source app's unit system
     # Order matters: host guard, then who is asking (before anything reads the body), then CSRF.
     headers.init_app(app, config.base)
     state.init_app(app, config)

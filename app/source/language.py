@@ -21,11 +21,11 @@ from flask_babel import ngettext as _ngettext
 from werkzeug.routing import AnyConverter, Map
 
 from app.errors import ConfigError
+from app.sizes import in_units
 
 DEFAULT_LANGUAGE = "en"
 CATALOGUE = Path("LC_MESSAGES") / "messages"
 _EXTENSION = "tipbox.languages"
-_UNITS = ((1024**3, "GB"), (1024**2, "MB"), (1024, "KB"))
 
 
 def gettext(text: str, **variables: Any) -> str:
@@ -101,12 +101,13 @@ def language_links() -> list[tuple[str, str, str]]:
 
 
 def human_size(size: int) -> str:
-    """A byte count as people read it, in the current language ("1.5 MB", "1,5 MB")."""
-    for factor, unit in _UNITS:
-        if size >= factor:
-            number = str(format_decimal(size / factor, format="#,##0.#"))
-            return gettext("%(number)s %(unit)s", number=number, unit=unit)
-    return ngettext("%(num)d byte", "%(num)d bytes", size)
+    """A byte count in the one unit system (:mod:`app.sizes`), in the current language
+    ("1.5 MiB", "1,5 MiB")."""
+    number, unit = in_units(size)
+    if not unit:
+        return ngettext("%(num)d byte", "%(num)d bytes", size)
+    text = str(format_decimal(number, format="#,##0.#"))
+    return gettext("%(number)s %(unit)s", number=text, unit=unit)
 
 
 def format_day(day: str) -> str:

@@ -5,16 +5,23 @@ and never a traceback.
 
 from __future__ import annotations
 
-from flask import render_template
+from flask import render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
+from werkzeug.wrappers import Response
 
+from app.source import views
 from app.source.language import gettext, human_size
 from app.source.state import get_state
 
 
-def error_page(error: HTTPException) -> tuple[str, int, dict[str, str]]:
-    """Render the generic error page for ``error`` with its status code."""
+def error_page(error: HTTPException) -> tuple[str, int, dict[str, str]] | Response:
+    """Render the generic error page for ``error`` with its status code (a refused submission
+    gets the source's message back instead)."""
+    if request.endpoint == "source.submit" and request.method == "POST":
+        refused = views.refused_submission(error)
+        if refused is not None:
+            return refused
     code = error.code or 500
     extra = {}
     if isinstance(error, MethodNotAllowed) and error.valid_methods:

@@ -58,7 +58,7 @@ def init_app(app: Flask, config: Config) -> State:
     pepper = load_secret(config.secrets_dir / PEPPER_FILE)
     config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     store = Store(config.data_dir, recipients, config.bucket_min, config.bucket_steps)
-    upload.init_app(app, store)
+    upload.init_app(app, store, config.max_submission_bytes)
     state = State(config, store, pepper, fingerprint(str(recipients[0]).encode()), logo)
     app.extensions[_EXTENSION] = state
     return state

@@ -13,7 +13,6 @@ from typing import Any, cast
 
 from flask import (
     Blueprint,
-    abort,
     current_app,
     flash,
     redirect,
@@ -23,6 +22,7 @@ from flask import (
     session,
     url_for,
 )
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.wrappers import Response
 
 from app import words
@@ -30,8 +30,9 @@ from app.crypto import SourceKeys, X25519Identity, derive_source_keys
 from app.errors import TipboxError
 from app.limits import SESSION_KEY as LIMIT_KEY
 from app.session import EncryptedSessionInterface, SourceSession
+from app.source import refusals
 from app.source.forms import LoginForm, SubmitForm
-from app.source.language import current_language, gettext, ngettext
+from app.source.language import current_language, gettext, human_size, ngettext
 from app.source.state import get_state
 from app.store import Item, PendingItem
 from app.upload import UploadRequest
@@ -40,10 +41,20 @@ bp = Blueprint("source", __name__)
 
 SOURCE_ID = "sid"
 REPLY_KEY = "rk"
+# The codename generated for this session, kept until its first submission or logout.
+CODENAME = "cn"
+# What the last submission brought: [message bytes, file count, file bytes].
+RECEIVED = "rcv"
 ASSET_MAX_AGE = 24 * 3600
 # Pages that only make sense with a source's keys in the session.
 SOURCE_ENDPOINTS = frozenset(
-    {"source.submit", "source.lookup", "source.delete_reply", "source.delete_all"}
+    {
+        "source.submit",
+        "source.received",
+        "source.lookup",
+        "source.delete_reply",
+        "source.delete_all",
+    }
 )
 
 View = str | Response | tuple[str, int]
@@ -119,6 +130,8 @@ def _end_expired_session() -> View | None:
     """An expired session tells the source to start over with a New Identity."""
     if not _session().expired:
         return None
+    if request.method == "POST" and request.endpoint == "source.submit":
+        return refusals.session_lost()
     if request.method == "POST" or request.endpoint in SOURCE_ENDPOINTS:
         return render_template("new_identity.html", expired=True)
     return None
@@ -139,11 +152,26 @@ def logo() -> Response:
 
 @bp.get("/<lang:lang>/generate")
 def generate() -> View:
-    """A fresh codename, shown once; only its derived keys stay in the session."""
+    """This session's codename (a new one the first time); reloads and languages keep it."""
+    codename = session.get(CODENAME)
+    if not isinstance(codename, str) or _source() is None:
+        codename = _new_codename()
+    return render_template("generate.html", codename=codename)
+
+
+@bp.post("/<lang:lang>/generate")
+def another() -> View:
+    """Replace this session's codename with a new one, then show it."""
+    _new_codename()
+    return redirect(url_for(".generate"), 303)
+
+
+def _new_codename() -> str:
     lang = current_language()
     codename = words.generate_codename(lang if lang in words.LANGUAGES else "en")
     _sign_in(_derive(codename))
-    return render_template("generate.html", codename=codename)
+    session[CODENAME] = codename
+    return codename
 
 
 @bp.route("/<lang:lang>/submit", methods=["GET", "POST"])
@@ -151,24 +179,22 @@ def submit() -> View:
     """The message and files form; a valid submission is encrypted and committed at once."""
     source = _source()
     if source is None:
-        return _to_landing()
+        return _to_landing() if request.method == "GET" else refusals.session_lost()
     if request.method == "GET":
         return render_template("submit.html", form=SubmitForm("", ""))
     form = SubmitForm.read(request.form)
     pending = cast(UploadRequest, request).pending_items()
-    if sum(item.plain_size for item in pending) > get_state().config.max_submission_bytes:
-        abort(413)
     if form.is_bot:
         # Look exactly like a success; the teardown discards the files.
         return _received(form, pending)
     error = _submission_error(form, pending)
     if error is not None:
-        flash(error, "error")
-        return render_template("submit.html", form=form)
+        return refusals.form_again(form, error, bool(pending), 200)
     store = get_state().store
     source_id, identity = source
     messages = [store.add_message(form.message)] if form.has_message else []
     store.commit(source_id, str(identity.recipient), messages + pending)
+    session.pop(CODENAME, None)  # it exists now: the source must have written it down
     return _received(form, pending)
 
 
@@ -183,12 +209,23 @@ def _submission_error(form: SubmitForm, pending: list[PendingItem]) -> str | Non
     return None
 
 
-def _received(form: SubmitForm, pending: list[PendingItem]) -> str:
+def _received(form: SubmitForm, pending: list[PendingItem]) -> Response:
+    message_size = len(form.message.encode("utf-8")) if form.has_message else 0
+    session[RECEIVED] = [message_size, len(pending), sum(item.plain_size for item in pending)]
+    return redirect(url_for(".received"), 303)
+
+
+@bp.get("/<lang:lang>/received")
+def received() -> View:
+    """What the last submission brought (from the session: a reload stores nothing)."""
+    if _source() is None:
+        return _to_landing()
+    summary = session.get(RECEIVED)
+    if not (isinstance(summary, list) and len(summary) == 3):
+        return redirect(url_for(".submit"), 303)
+    message_size, file_count, file_size = summary
     return render_template(
-        "received.html",
-        message_size=len(form.message.encode("utf-8")) if form.has_message else 0,
-        file_count=len(pending),
-        file_size=sum(item.plain_size for item in pending),
+        "received.html", message_size=message_size, file_count=file_count, file_size=file_size
     )
 
 
@@ -204,11 +241,12 @@ def login() -> View:
         flash(
             gettext(
                 "That codename did not work. Check that you typed every word, "
-                "with spaces between them, and try again."
+                "with spaces between them, and try again. If you never sent anything with "
+                "it, it was not kept: choose “This is my first time” to get a new one."
             ),
             "error",
         )
-        return render_template("login.html")
+        return redirect(url_for(".login"), 303)
     _sign_in(keys)
     return redirect(url_for(".lookup"), 303)
 
@@ -232,32 +270,61 @@ def _reply_text(item: Item, identity: X25519Identity) -> str | None:
         return None
 
 
-@bp.post("/<lang:lang>/replies/<item_id>/delete")
+@bp.route("/<lang:lang>/replies/<item_id>/delete", methods=["GET", "POST"])
 def delete_reply(item_id: str) -> View:
-    """Hide one reply from the source."""
+    """Ask, then hide one reply from the source (the newsroom keeps its copy)."""
     source = _source()
     if source is None:
         return _to_landing()
-    if get_state().store.hide_reply(source[0], item_id):
+    source_id, identity = source
+    if request.method == "GET":
+        reply = next((r for r in get_state().store.replies(source_id) if r.id == item_id), None)
+        if reply is None:
+            flash(gettext("That reply was already deleted."), "error")
+            return redirect(url_for(".lookup"), 303)
+        text = _reply_text(reply, identity)
+        return render_template("confirm_delete.html", replies=[(reply, text)], one=True)
+    if get_state().store.hide_reply(source_id, item_id):
         flash(gettext("The reply was deleted."), "success")
     else:
         flash(gettext("That reply was already deleted."), "error")
     return redirect(url_for(".lookup"), 303)
 
 
-@bp.post("/<lang:lang>/replies/delete")
+@bp.route("/<lang:lang>/replies/delete", methods=["GET", "POST"])
 def delete_all() -> View:
-    """Hide every reply from the source."""
+    """Ask, then hide every reply from the source."""
     source = _source()
     if source is None:
         return _to_landing()
+    if request.method == "GET":
+        return render_template("confirm_delete.html", replies=[], one=False)
     count = get_state().store.hide_all_replies(source[0])
     flash(ngettext("%(num)d reply was deleted.", "%(num)d replies were deleted.", count), "success")
     return redirect(url_for(".lookup"), 303)
 
 
+def refused_submission(error: HTTPException) -> Response | None:
+    """The answer to a submission refused before the view ran (too large, session lost)."""
+    if _source() is None:  # the session ended, or the browser lost it: the form's token too
+        return refusals.session_lost()
+    if isinstance(error, RequestEntityTooLarge) and refusals.token_is_valid():
+        reason = gettext(
+            "What you sent is too large: the limit is %(limit)s in total. Nothing was saved.",
+            limit=human_size(get_state().config.max_submission_bytes),
+        )
+        return refusals.form_again(SubmitForm.read(refusals.typed_fields()), reason, True, 413)
+    return None
+
+
 @bp.post("/<lang:lang>/logout")
 def logout() -> View:
-    """End the session and tell the source to use New Identity."""
+    """End the session (and forget a codename never used), then advise New Identity."""
     session.clear()
+    return redirect(url_for(".logged_out"), 303)
+
+
+@bp.get("/<lang:lang>/logged-out")
+def logged_out() -> View:
+    """Tell the source to use New Identity."""
     return render_template("new_identity.html", expired=False)
