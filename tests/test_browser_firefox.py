@@ -1,11 +1,14 @@
 """A source's whole visit in Debian's Firefox ESR at Tor Browser's Safest level (tests/firefox.py),
-against the real app in a real Gunicorn process: English and Spanish, on a laptop's viewport
-(1280 x 800) and on a phone's (390 x 844).
+against the real app in a real Gunicorn process: English and Spanish, each on a laptop's
+viewport (1280 x 800) and on a phone's (390 x 844).
 
-landing -> language -> first time -> codename -> continue -> message and two files -> send ->
-confirmation -> no replies yet -> log out; the newsroom replies (written to the store by the
-test); landing -> returning -> codename -> the reply. Every step leaves a screenshot under the
-test's tmp dir; no page script runs, and nothing is asked of any origin but the server.
+landing -> language -> first time -> codename -> the other language (the same codename), back,
+reload (the same again) -> continue -> message and three files -> send: too large (the limit is
+lowered to 512 KiB), the form comes back with the message -> the two smaller files -> send ->
+confirmation, reloaded (nothing more is stored) -> no replies yet -> log out; the newsroom
+replies (written to the store by the test); landing -> returning -> codename -> the reply ->
+delete it, confirmed. Every step leaves a screenshot under the test's tmp dir; no page script
+ever runs, and nothing is asked of any origin but the server.
 """
 
 from __future__ import annotations
@@ -22,7 +25,9 @@ from tests.live import LiveServer, StartServer
 
 pytestmark = [pytest.mark.firefox, pytest.mark.slow]
 
+LIMIT = 512 * 1024
 SIZES = {"laptop": (1280, 800), "phone": (390, 844)}
+OTHER = {"en": "es", "es": "en"}
 TEXT = {
     "en": {
         "message": "The harbour master signs the manifests before the ships arrive.",
@@ -47,12 +52,71 @@ def _no_script_ran(browser: Firefox) -> None:
     assert not browser.find(".js-banner").is_displayed()
 
 
+def _items(server: LiveServer) -> int:
+    """How many items the store holds, all sources together."""
+    store = server.store()
+    return sum(len(store.items_of(source.id)) for source in store.list_sources())
+
+
 def _uploads(tmp_path: Path, lang: str) -> list[Path]:
+    """The two files to send, and a third that takes the total over the limit."""
     text = TEXT[lang]
-    uploads = [tmp_path / name for name in text["files"]]
+    uploads = [tmp_path / name for name in (*text["files"], "too-big.bin")]
     uploads[0].write_text(f"{text['message']}\n" * 50, encoding="utf-8")
     uploads[1].write_bytes(os.urandom(300 * 1024))
+    uploads[2].write_bytes(os.urandom(LIMIT))
     return uploads
+
+
+def _codename_holds(browser: Firefox, lang: str) -> str:
+    """First time: the codename survives the other language, going back and a reload."""
+    browser.click("a#first-time")
+    assert _at(browser, lang, "generate")
+    codename = browser.text("#codename")
+    assert len(codename.split()) >= 5, codename
+    browser.shot("codename")
+    browser.click(f"a[hreflang={OTHER[lang]}]")
+    assert _at(browser, OTHER[lang], "generate")
+    assert browser.find("html").get_attribute("lang") == OTHER[lang]
+    assert browser.text("#codename") == codename
+    browser.shot("codename-other-language")
+    browser.marionette.go_back()
+    assert _at(browser, lang, "generate")
+    assert browser.text("#codename") == codename
+    browser.marionette.refresh()
+    assert browser.text("#codename") == codename
+    return codename
+
+
+def _refused_then_sent(browser: Firefox, server: LiveServer, lang: str, files: list[Path]) -> None:
+    """Too large: the form comes back with the message; the retry, in the same session, is sent
+    and confirmed, and a reload of the confirmation stores nothing more."""
+    message = TEXT[lang]["message"]
+    browser.click("a#continue")
+    assert _at(browser, lang, "submit")
+    browser.type("textarea[name=message]", message)
+    browser.choose_files("input[name=files][type=file][multiple]", files)
+    browser.shot("submit-too-large")
+    browser.click("#send")
+    assert "512 KiB" in browser.text(".flash-error")
+    assert browser.find("textarea[name=message]").get_property("value") == message
+    _no_script_ran(browser)
+    browser.shot("refused-too-large")
+    assert server.store().list_sources() == []
+
+    browser.choose_files("input[name=files][type=file][multiple]", files[:2])
+    browser.shot("submit-filled")
+    browser.click("#send")
+    assert _at(browser, lang, "received")
+    received = browser.find_all("#received li")
+    assert len(received) == 2  # the message, and "2 files (…)"
+    assert "2 " in received[1].text
+    browser.shot("received")
+    assert _items(server) == 3
+    browser.marionette.refresh()  # a GET: the same summary, nothing stored again
+    assert len(browser.find_all("#received li")) == 2
+    browser.shot("received-reloaded")
+    assert _items(server) == 3
 
 
 def _newsroom_replies(server: LiveServer, lang: str) -> None:
@@ -66,14 +130,34 @@ def _newsroom_replies(server: LiveServer, lang: str) -> None:
     store.add_reply_text(sources[0].id, TEXT[lang]["reply"])
 
 
+def _back_for_the_reply(browser: Firefox, server: LiveServer, lang: str, codename: str) -> None:
+    """Log in with the codename, read the reply, delete it (asked first)."""
+    browser.go(f"{server.url}/{lang}/")
+    browser.click("a#returning")
+    assert _at(browser, lang, "login")
+    browser.type("input[name=codename]", codename)
+    browser.shot("login")
+    browser.click("#login")
+    assert _at(browser, lang, "lookup")
+    assert [r.text for r in browser.find_all(".reply .reply-text")] == [TEXT[lang]["reply"]]
+    _no_script_ran(browser)
+    browser.shot("reply")
+    browser.click("a.delete-reply")
+    assert browser.find("form#confirm-delete").is_displayed()
+    browser.shot("confirm-delete")
+    browser.click("#confirm")
+    assert _at(browser, lang, "lookup")
+    assert browser.find("#no-replies").is_displayed()
+    browser.shot("reply-deleted")
+
+
 @pytest.mark.parametrize("size", SIZES)
 @pytest.mark.parametrize("lang", ["en", "es"])
 def test_source_journey_in_firefox(
     lang: str, size: str, live_server: StartServer, firefox: StartFirefox, tmp_path: Path
 ) -> None:
-    server = live_server()
+    server = live_server(env={"TIPBOX_MAX_SUBMISSION_BYTES": str(LIMIT)})
     browser = firefox(viewport=SIZES[size])
-    text = TEXT[lang]
 
     browser.go(f"{server.url}/")
     _no_script_ran(browser)
@@ -82,42 +166,19 @@ def test_source_journey_in_firefox(
     assert browser.find("html").get_attribute("lang") == lang
     browser.shot(f"landing-{lang}")
 
-    browser.click("a#first-time")
-    assert _at(browser, lang, "generate")
-    codename = browser.text("#codename")
-    assert len(codename.split()) >= 5, codename
-    browser.shot("codename")
-
-    browser.click("a#continue")
-    assert _at(browser, lang, "submit")
-    browser.type("textarea[name=message]", text["message"])
-    browser.choose_files("input[name=files][type=file][multiple]", _uploads(tmp_path, lang))
-    browser.shot("submit-filled")
-    browser.click("#send")
-    received = browser.find_all("#received li")
-    assert len(received) == 2  # the message, and "2 files (…)"
-    assert "2 " in received[1].text
-    _no_script_ran(browser)
-    browser.shot("received")
+    codename = _codename_holds(browser, lang)
+    _refused_then_sent(browser, server, lang, _uploads(tmp_path, lang))
 
     browser.go(f"{server.url}/{lang}/lookup")
     assert browser.find("#no-replies").is_displayed()
     browser.click("form#logout [type=submit]")
     assert browser.find_all("form#logout") == []
     browser.shot("logged-out")
+    browser.go(f"{server.url}/{lang}/lookup")
+    assert not _at(browser, lang, "lookup")  # the session is gone
 
     _newsroom_replies(server, lang)
-    browser.go(f"{server.url}/{lang}/")
-    browser.click("a#returning")
-    assert _at(browser, lang, "login")
-    browser.type("input[name=codename]", codename)
-    browser.shot("login")
-    browser.click("#login")
-    assert _at(browser, lang, "lookup")
-    replies = browser.find_all(".reply .reply-text")
-    assert [r.text for r in replies] == [text["reply"]]
-    _no_script_ran(browser)
-    browser.shot("reply")
+    _back_for_the_reply(browser, server, lang, codename)
 
     assert browser.requests, "no page load was recorded"
     assert browser.foreign_requests(server.origin) == []
