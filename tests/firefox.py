@@ -46,6 +46,9 @@ with warnings.catch_warnings():
     from marionette_driver.marionette import Marionette, WebElement
 
 FIREFOX = "/usr/bin/firefox-esr"
+STRACE = "/usr/bin/strace"
+# What Firefox's processes address, with strace: every socket call that names an address.
+TRACE = ["-f", "--seccomp-bpf", "-qq", "-e", "trace=connect,sendto,sendmsg", "-e", "signal=none"]
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 10.0
 PAGE_TIMEOUT = 60.0
@@ -243,8 +246,9 @@ def firefox_env(root: Path) -> dict[str, str]:
     }
 
 
-def start_firefox(root: Path, viewport: tuple[int, int]) -> Firefox:
-    """Start Firefox in a fresh profile under ``root`` and connect to it."""
+def start_firefox(root: Path, viewport: tuple[int, int], trace: bool = False) -> Firefox:
+    """Start Firefox in a fresh profile under ``root`` and connect to it; with ``trace``,
+    under strace, which writes every address its processes send to in ``root/strace.txt``."""
     profile = root / "profile"
     profile.mkdir(parents=True)
     (root / "screenshots").mkdir()
@@ -256,6 +260,8 @@ def start_firefox(root: Path, viewport: tuple[int, int]) -> Firefox:
     (profile / "chrome").mkdir()
     (profile / "chrome" / "userChrome.css").write_text(USER_CHROME, encoding="utf-8")
     command = [FIREFOX, "--marionette", "--headless", "--no-remote", "--profile", str(profile)]
+    if trace:
+        command = [STRACE, *TRACE, "-o", str(root / "strace.txt"), *command]
     with (root / "firefox.log").open("wb") as log:
         process = subprocess.Popen(
             command,
@@ -296,12 +302,12 @@ StartFirefox = Callable[..., Firefox]
 
 @pytest.fixture
 def firefox(tmp_path: Path) -> Iterator[StartFirefox]:
-    """Factory: ``firefox(viewport=(w, h))`` starts a browser in a fresh profile; every browser
-    it started is stopped at teardown."""
+    """Factory: ``firefox(viewport=(w, h), trace=False)`` starts a browser in a fresh profile;
+    every browser it started is stopped at teardown."""
     started: list[Firefox] = []
 
-    def start(*, viewport: tuple[int, int] = (1280, 800)) -> Firefox:
-        browser = start_firefox(tmp_path / f"firefox{len(started)}", viewport)
+    def start(*, viewport: tuple[int, int] = (1280, 800), trace: bool = False) -> Firefox:
+        browser = start_firefox(tmp_path / f"firefox{len(started)}", viewport, trace)
         started.append(browser)
         return browser
 
