@@ -43,6 +43,7 @@ from tests.gunicorn_launch import HOST, stop_process
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
     from marionette_driver.by import By
+    from marionette_driver.errors import MarionetteException
     from marionette_driver.marionette import Marionette, WebElement
 
 FIREFOX = "/usr/bin/firefox-esr"
@@ -196,7 +197,8 @@ class Firefox:
         if self._stopped:
             return
         self._stopped = True
-        with contextlib.suppress(Exception):
+        # A browser that crashed or hung cannot end its session: it is killed all the same.
+        with contextlib.suppress(OSError, MarionetteException):
             self.marionette.delete_session()
         stop_process(self.process, timeout=STOP_TIMEOUT)
         self.sink.stop()
