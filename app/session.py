@@ -1,8 +1,10 @@
 """Source sessions: encrypted, authenticated cookies that end on their own.
 
-A session holds only what was derived from a codename (the source id and the reply identity's
-secret), the CSRF token and flashed messages; never the codename. Flask's default cookie is
-signed but readable, so this interface seals the payload instead::
+A session holds what was derived from a codename (the source id and the reply identity's
+secret), the CSRF token, flashed messages and the summary of the last submission; and a newly
+generated codename, only until its first submission or logout, so that its page shows the same
+words on every reload (the server never writes it anywhere). Flask's default cookie is signed
+but readable, so this interface seals the payload instead::
 
     cookie  = base64url(nonce || ChaCha20-Poly1305(key, nonce, payload, aad=SESSION_AAD_V1))
     payload = compact tagged JSON {"i": issue time (unix seconds), "d": session data}

@@ -5,8 +5,9 @@ landing -> first time -> codename -> the other language and back (the same coden
 continue -> message and three files -> send: too large (the limit is lowered to 512 KiB), the
 form comes back with the message -> two files -> send -> confirmation, reloaded (nothing more
 is stored) -> no replies yet -> log out; a journalist replies (written to the store by the
-test); landing -> returning -> codename -> the reply -> delete it, confirmed. Each language
-at 1280x800 (a laptop) and at 390x844 (a phone). Every step leaves a screenshot under the test's tmp
+test); landing -> returning -> codename -> the reply -> delete it, confirmed -> the session
+lost while typing: the message comes back. Each language at 1280x800 (a laptop) and at
+390x844 (a phone). Every step leaves a screenshot under the test's tmp
 dir, and the browser never asks anything of any origin but the server.
 """
 
@@ -161,6 +162,18 @@ def test_source_journey_without_javascript(
     expect(page).to_have_url(_path(lang, "lookup"))
     expect(page.locator("#no-replies")).to_be_visible()
     browser.shot("reply-deleted")
+
+    # The session is lost (Tor Browser restarted, say) while the source types: the message comes
+    # back to copy, with the ways forward.
+    page.click("a#submit-more")
+    page.fill("textarea[name=message]", text["message"])
+    before = _items(server)
+    browser.context.clear_cookies()
+    page.click("#send")
+    expect(page.locator("textarea#lost-message")).to_have_value(text["message"])
+    expect(page.locator("a#start-again")).to_have_attribute("href", f"/{lang}/generate")
+    browser.shot("session-lost")
+    assert _items(server) == before
 
     assert browser.requests, "no request was recorded"
     assert browser.foreign_requests(server.origin) == []

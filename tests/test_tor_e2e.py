@@ -131,8 +131,9 @@ def _post_tip(client: OnionClient, message: str, files: list[tuple[bytes, str]])
         body=body,
         headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
     )
-    assert sent.status == 200, sent.body[:500]
-    assert find(sent.body, id="received"), sent.body[:500]
+    assert sent.status == 303, sent.body[:500]
+    received = client.get(sent.headers["Location"])
+    assert find(received.body, id="received"), received.body[:500]
     return codename
 
 

@@ -1,4 +1,5 @@
-"""The source app: the pages and forms a source sees (one blueprint, ``views.bp``)."""
+"""The source app: the pages and forms a source sees (one blueprint, ``views.bp``, with the
+routes of ``views`` and ``replies``)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from flask import Flask
 
 from app.config import Config
 from app.source import language, state, views
+from app.source import replies as replies  # its routes join views.bp on import
 
 
 def init_app(app: Flask, config: Config) -> None:

@@ -27,14 +27,13 @@ from werkzeug.wrappers import Response
 
 from app import words
 from app.crypto import SourceKeys, X25519Identity, derive_source_keys
-from app.errors import TipboxError
 from app.limits import SESSION_KEY as LIMIT_KEY
 from app.session import EncryptedSessionInterface, SourceSession
 from app.source import refusals
 from app.source.forms import LoginForm, SubmitForm
-from app.source.language import current_language, gettext, human_size, ngettext
+from app.source.language import current_language, gettext, human_size
 from app.source.state import get_state
-from app.store import Item, PendingItem
+from app.store import PendingItem
 from app.upload import UploadRequest
 
 bp = Blueprint("source", __name__)
@@ -77,7 +76,7 @@ def _sign_out() -> None:
     _session().restart(interface.now(), keep=(LIMIT_KEY,))
 
 
-def _source() -> tuple[str, X25519Identity] | None:
+def signed_in_source() -> tuple[str, X25519Identity] | None:
     """The signed-in source's id and reply identity, if any."""
     source_id, secret = session.get(SOURCE_ID), session.get(REPLY_KEY)
     if isinstance(source_id, str) and isinstance(secret, bytes) and len(secret) == 32:
@@ -98,7 +97,7 @@ def _derive(codename: str) -> SourceKeys:
         )
 
 
-def _to_landing() -> Response:
+def to_landing() -> Response:
     return redirect(url_for(".landing"), 303)
 
 
@@ -154,7 +153,7 @@ def logo() -> Response:
 def generate() -> View:
     """This session's codename (a new one the first time); reloads and languages keep it."""
     codename = session.get(CODENAME)
-    if not isinstance(codename, str) or _source() is None:
+    if not isinstance(codename, str) or signed_in_source() is None:
         codename = _new_codename()
     return render_template("generate.html", codename=codename)
 
@@ -177,9 +176,9 @@ def _new_codename() -> str:
 @bp.route("/<lang:lang>/submit", methods=["GET", "POST"])
 def submit() -> View:
     """The message and files form; a valid submission is encrypted and committed at once."""
-    source = _source()
+    source = signed_in_source()
     if source is None:
-        return _to_landing() if request.method == "GET" else refusals.session_lost()
+        return to_landing() if request.method == "GET" else refusals.session_lost()
     if request.method == "GET":
         return render_template("submit.html", form=SubmitForm("", ""))
     form = SubmitForm.read(request.form)
@@ -218,8 +217,8 @@ def _received(form: SubmitForm, pending: list[PendingItem]) -> Response:
 @bp.get("/<lang:lang>/received")
 def received() -> View:
     """What the last submission brought (from the session: a reload stores nothing)."""
-    if _source() is None:
-        return _to_landing()
+    if signed_in_source() is None:
+        return to_landing()
     summary = session.get(RECEIVED)
     if not (isinstance(summary, list) and len(summary) == 3):
         return redirect(url_for(".submit"), 303)
@@ -251,62 +250,10 @@ def login() -> View:
     return redirect(url_for(".lookup"), 303)
 
 
-@bp.get("/<lang:lang>/lookup")
-def lookup() -> View:
-    """The source's replies, decrypted in memory, newest first."""
-    source = _source()
-    if source is None:
-        return _to_landing()
-    source_id, identity = source
-    store = get_state().store
-    replies = [(item, _reply_text(item, identity)) for item in store.replies(source_id)]
-    return render_template("lookup.html", replies=replies)
-
-
-def _reply_text(item: Item, identity: X25519Identity) -> str | None:
-    try:
-        return get_state().store.reply_text(item, identity)
-    except (TipboxError, OSError):
-        return None
-
-
-@bp.route("/<lang:lang>/replies/<item_id>/delete", methods=["GET", "POST"])
-def delete_reply(item_id: str) -> View:
-    """Ask, then hide one reply from the source (the newsroom keeps its copy)."""
-    source = _source()
-    if source is None:
-        return _to_landing()
-    source_id, identity = source
-    if request.method == "GET":
-        reply = next((r for r in get_state().store.replies(source_id) if r.id == item_id), None)
-        if reply is None:
-            flash(gettext("That reply was already deleted."), "error")
-            return redirect(url_for(".lookup"), 303)
-        text = _reply_text(reply, identity)
-        return render_template("confirm_delete.html", replies=[(reply, text)], one=True)
-    if get_state().store.hide_reply(source_id, item_id):
-        flash(gettext("The reply was deleted."), "success")
-    else:
-        flash(gettext("That reply was already deleted."), "error")
-    return redirect(url_for(".lookup"), 303)
-
-
-@bp.route("/<lang:lang>/replies/delete", methods=["GET", "POST"])
-def delete_all() -> View:
-    """Ask, then hide every reply from the source."""
-    source = _source()
-    if source is None:
-        return _to_landing()
-    if request.method == "GET":
-        return render_template("confirm_delete.html", replies=[], one=False)
-    count = get_state().store.hide_all_replies(source[0])
-    flash(ngettext("%(num)d reply was deleted.", "%(num)d replies were deleted.", count), "success")
-    return redirect(url_for(".lookup"), 303)
-
-
 def refused_submission(error: HTTPException) -> Response | None:
     """The answer to a submission refused before the view ran (too large, session lost)."""
-    if _source() is None:  # the session ended, or the browser lost it: the form's token too
+    # The session ended, or the browser lost it: the form's token went with it.
+    if signed_in_source() is None:
         return refusals.session_lost()
     if isinstance(error, RequestEntityTooLarge) and refusals.token_is_valid():
         reason = gettext(
