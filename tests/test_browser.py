@@ -7,8 +7,8 @@ form comes back with the message -> two files -> send -> confirmation, reloaded 
 is stored) -> no replies yet -> log out; a journalist replies (written to the store by the
 test); landing -> returning -> codename -> the reply -> delete it, confirmed -> the session
 lost while typing: the message comes back. Each language at 1280x800 (a laptop) and at
-390x844 (a phone). Every step leaves a screenshot under the test's tmp
-dir, and the browser never asks anything of any origin but the server.
+390x844 (a phone). Every step leaves a screenshot under the test's tmp dir, and the browser
+never asks anything of any origin but the server.
 """
 
 from __future__ import annotations

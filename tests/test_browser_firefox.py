@@ -7,8 +7,9 @@ reload (the same again) -> continue -> message and three files -> send: too larg
 lowered to 512 KiB), the form comes back with the message -> the two smaller files -> send ->
 confirmation, reloaded (nothing more is stored) -> no replies yet -> log out; the newsroom
 replies (written to the store by the test); landing -> returning -> codename -> the reply ->
-delete it, confirmed. Every step leaves a screenshot under the test's tmp dir; no page script
-ever runs, and nothing is asked of any origin but the server.
+delete it, confirmed -> the session lost while typing: the message comes back. Every step
+leaves a screenshot under the test's tmp dir; no page script ever runs, and nothing is asked of
+any origin but the server.
 """
 
 from __future__ import annotations
@@ -151,6 +152,22 @@ def _back_for_the_reply(browser: Firefox, server: LiveServer, lang: str, codenam
     browser.shot("reply-deleted")
 
 
+def _session_lost_while_typing(browser: Firefox, server: LiveServer, lang: str) -> None:
+    """The session ends (Tor Browser restarted, say) while the source types: the message comes
+    back to copy, with the ways forward, and nothing is stored."""
+    message = TEXT[lang]["message"]
+    browser.click("a#submit-more")
+    browser.type("textarea[name=message]", message)
+    before = _items(server)
+    browser.marionette.delete_all_cookies()
+    browser.click("#send")
+    assert browser.find("textarea#lost-message").get_property("value") == message
+    assert browser.find("a#start-again").get_attribute("href") == f"/{lang}/generate"
+    _no_script_ran(browser)
+    browser.shot("session-lost")
+    assert _items(server) == before
+
+
 @pytest.mark.parametrize("size", SIZES)
 @pytest.mark.parametrize("lang", ["en", "es"])
 def test_source_journey_in_firefox(
@@ -179,6 +196,7 @@ def test_source_journey_in_firefox(
 
     _newsroom_replies(server, lang)
     _back_for_the_reply(browser, server, lang, codename)
+    _session_lost_while_typing(browser, server, lang)
 
     assert browser.requests, "no page load was recorded"
     assert browser.foreign_requests(server.origin) == []
