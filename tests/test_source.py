@@ -456,7 +456,7 @@ def test_a_source_cannot_delete_another_sources_reply(app: Flask, client: FlaskC
     store = store_of(app)
     victim = store.list_sources()[0].id
     reply = store.add_reply_text(victim, "for the victim only")
-    new_source(client)
+    client.post("/en/generate", data={"csrf_token": csrf_token(client, "/en/generate")})
     submit(client, "attacker")
     token = csrf_token(client, "/en/lookup")
     client.post(f"/en/replies/{reply.id}/delete", data={"csrf_token": token})

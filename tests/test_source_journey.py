@@ -97,10 +97,21 @@ def test_another_codename_is_a_post_that_redirects(client: FlaskClient) -> None:
     assert login(client, first).headers["Location"] == "/en/login"
 
 
-def test_codename_is_kept_until_the_first_submission_only(client: FlaskClient) -> None:
+def test_after_the_first_submission_the_codename_page_never_changes_identity(
+    app: Flask, client: FlaskClient
+) -> None:
     first = new_source(client)
     submit(client, "hello")
-    assert new_source(client) != first  # a new visitor on this browser gets a new one
+    # Back, back to the codename page: it cannot show the codename again (it is no longer
+    # kept), and it must not switch the source to a new one behind its back.
+    page = client.get("/en/generate").data
+    assert not find(page, id="codename")
+    assert first not in page.decode()
+    assert one(page, id="codename-used")
+    assert one(page, "form", id="another-form")
+    submit(client, "more")
+    assert len(state_of(app).store.list_sources()) == 1
+    assert stored_items(app) == 2
 
 
 def test_codename_is_forgotten_at_logout(client: FlaskClient) -> None:

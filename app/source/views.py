@@ -151,10 +151,16 @@ def logo() -> Response:
 
 @bp.get("/<lang:lang>/generate")
 def generate() -> View:
-    """This session's codename (a new one the first time); reloads and languages keep it."""
+    """This session's codename (a new one the first time); reloads and languages keep it.
+
+    Once it has been used it is no longer kept: the page then says so, rather than switching
+    the source to a new codename because it went back to this page.
+    """
     codename = session.get(CODENAME)
-    if not isinstance(codename, str) or signed_in_source() is None:
+    if signed_in_source() is None:
         codename = _new_codename()
+    elif not isinstance(codename, str):
+        codename = None
     return render_template("generate.html", codename=codename)
 
 
