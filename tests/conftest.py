@@ -9,6 +9,7 @@ import pytest
 pytest.register_assert_rewrite("tests.helpers")
 
 from app.crypto import X25519Identity  # noqa: E402 - after the assert-rewrite registration
+from tests.firefox import firefox  # noqa: E402, F401 - real Firefox ESR (Marionette)
 from tests.fixtures_app import app, client, config, translations_dir  # noqa: E402, F401
 from tests.live import browser, live_server  # noqa: E402, F401 - real Gunicorn and Chromium
 

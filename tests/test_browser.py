@@ -6,9 +6,9 @@ continue -> message and three files -> send: too large (the limit is lowered to 
 form comes back with the message -> two files -> send -> confirmation, reloaded (nothing more
 is stored) -> no replies yet -> log out; a journalist replies (written to the store by the
 test); landing -> returning -> codename -> the reply -> delete it, confirmed -> the session
-lost while typing: the message comes back. English at
-1280x800, Spanish at 390x844 (a phone). Every step leaves a screenshot under the test's tmp
-dir, and the browser never asks anything of any origin but the server.
+lost while typing: the message comes back. Each language at 1280x800 (a laptop) and at
+390x844 (a phone). Every step leaves a screenshot under the test's tmp dir, and the browser
+never asks anything of any origin but the server.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ TEXT = {
 
 
 LIMIT = 512 * 1024
-VIEWPORTS = {"en": {"width": 1280, "height": 800}, "es": {"width": 390, "height": 844}}
+VIEWPORTS = {"laptop": {"width": 1280, "height": 800}, "phone": {"width": 390, "height": 844}}
 OTHER = {"en": "es", "es": "en"}
 
 
@@ -54,9 +54,11 @@ def _items(server: LiveServer) -> int:
     return sum(len(store.items_of(source.id)) for source in store.list_sources())
 
 
+@pytest.mark.parametrize("size", VIEWPORTS)
 @pytest.mark.parametrize("lang", ["en", "es"])
 def test_source_journey_without_javascript(
     lang: str,
+    size: str,
     live_server: Callable[..., LiveServer],
     browser: BrowserSession,
     tmp_path: Path,
@@ -64,7 +66,7 @@ def test_source_journey_without_javascript(
     text = TEXT[lang]
     server = live_server(env={"TIPBOX_MAX_SUBMISSION_BYTES": str(LIMIT)})
     page = browser.page
-    page.set_viewport_size(VIEWPORTS[lang])
+    page.set_viewport_size(VIEWPORTS[size])
     uploads = [tmp_path / name for name in text["files"]]
     uploads[0].write_text(f"{text['message']}\n" * 50, encoding="utf-8")
     uploads[1].write_bytes(os.urandom(300 * 1024))
