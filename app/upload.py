@@ -139,7 +139,8 @@ class _Parts:
                 self.text_size += len(event.data)
                 limit = self.parser.max_form_memory_size
                 if limit and self.text_size > limit:
-                    raise RequestEntityTooLarge()
+                    # Without a valid token, the token is what the request lacks.
+                    raise CSRFError() if self.untrusted else RequestEntityTooLarge()
                 self.buffer.append(event.data)
             else:
                 self._write(event.data)

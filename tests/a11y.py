@@ -248,8 +248,9 @@ def _rate_limited(browser: Browser, base: str, kept: dict[str, Snapshot]) -> Non
     context = no_js_context(browser)
     try:
         walker = Walker(context, "source", kept)
+        walker.page.goto(f"{base}/en/generate")  # one derivation; a reload keeps the codename
         for _ in range(RATE_LIMIT + 2):
-            walker.page.goto(f"{base}/en/generate")
+            walker.page.click("#another")  # each new codename is another derivation
             if walker.status == 429:
                 break
         walker.keep("429", 429)
