@@ -125,6 +125,10 @@ MALFORMED = {
     "not form-data": _body(b'Content-Disposition: attachment; name="a"\r\n\r\nx'),
     "no name": _body(b"Content-Disposition: form-data\r\n\r\nx"),
     "huge headers": _body(b"X-Pad: " + b"p" * (HEADER_LIMIT + 10) + b"\r\n" + _part("a", b"x")),
+    "bare LF in headers": _body(b"X-A: 1\nX-B: 2\r\n" + _part("a", b"x")),
+    "bare CR in headers": _body(b"X-A: 1\rX-B: 2\r\n" + _part("a", b"x")),
+    "bare LF in a name": _body(b'Content-Disposition: form-data; name="a\nb"\r\n\r\nx'),
+    "endless padding": b"--" + BOUNDARY + b" " * (HEADER_LIMIT + 10) + b"\r\n" + _part("a", b"x"),
 }
 
 
@@ -138,6 +142,45 @@ def test_transport_padding_and_folded_headers() -> None:
     part = b'Content-Disposition: form-data;\r\n  name="a"\r\nContent-Type: text/plain\r\n\r\nx'
     body = b"--" + BOUNDARY + b" \t\r\n" + part + b"\r\n--" + BOUNDARY + b"--"
     assert _parse(body) == [("field", "a", None, b"x")]
+
+
+@pytest.mark.parametrize("read_size", [1, 2, 3, 5, 38, 39, 40, 41, 42])
+def test_transport_padding_across_reads(read_size: int) -> None:
+    """RFC 2046 allows white space between a delimiter and its CRLF: wherever reads split it."""
+    part = b'Content-Disposition: form-data; name="a"\r\n\r\nx'
+    body = b"--" + BOUNDARY + b" \t  \r\n" + part + b"\r\n--" + BOUNDARY + b"\t \r\n" + part
+    body += b"\r\n--" + BOUNDARY + b"--"
+    assert _parse(body, read_size) == [("field", "a", None, b"x")] * 2
+
+
+def test_transport_padding_across_the_first_read() -> None:
+    """The upload path's first read is 64 KiB: a delimiter padded across it still parses."""
+    empty = _body(_part("f", b"", "f.bin"))[: -len(b"--\r\n")]  # up to the second delimiter
+    data = b"d" * (65536 - 2 - len(empty))
+    head = _body(_part("f", data, "f.bin"))[: -len(b"--\r\n")] + b"    \r\n"
+    assert head.index(b"    \r\n") == 65536 - 2  # the padding spans the 64 KiB mark
+    body = head + _part("a", b"x") + b"\r\n--" + BOUNDARY + b"--"
+    assert _parse(body, 65536) == [("file", "f", "f.bin", data), ("field", "a", None, b"x")]
+
+
+FILENAMES = {  # the quoted value as a browser writes it (HTML: only ", CR, LF are escaped)
+    "..\\x.ini": "..\\x.ini",
+    "C:\\Users\\me\\a.pdf": "C:\\Users\\me\\a.pdf",
+    "a\\\\b": "a\\\\b",
+    "\\\\server\\share\\x": "\\\\server\\share\\x",
+    "say %22hi%22.txt": 'say "hi".txt',
+    "two%0D%0Alines%0a.txt": "two\r\nlines\n.txt",
+    "x; name=y.txt": "x; name=y.txt",
+    "100%25.txt": "100%25.txt",
+}
+
+
+@pytest.mark.parametrize(("sent", "name"), FILENAMES.items(), ids=list(FILENAMES))
+def test_file_names_are_read_as_browsers_write_them(sent: str, name: str) -> None:
+    """A backslash is an ordinary character (browsers do not escape it), not a quoting one."""
+    disposition = f'form-data; name="f"; filename="{sent}"'.encode()
+    body = _body(b"Content-Disposition: " + disposition + b"\r\n\r\ndata")
+    assert _parse(body) == [("file", "f", name, b"data")]
 
 
 def test_too_many_parts() -> None:
