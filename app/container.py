@@ -37,8 +37,13 @@ DEFAULT_CONTENT_TYPE = "application/octet-stream"
 
 
 def safe_name(name: str, fallback: str = "file") -> str:
-    """A file name with no directories, control characters or surprises, at most 255 bytes."""
-    name = unicodedata.normalize("NFC", name).replace("\\", "/").rsplit("/", 1)[-1]
+    """A file name with no directories, control characters or surprises, at most 255 bytes.
+
+    A backslash stays: in a POSIX (and tar) name it is an ordinary character, which a source's
+    own file name may hold (``Q3\\Q4.pdf``), and Windows browsers send only a file's last
+    component. Only ``/`` separates folders, so only what follows the last one is kept.
+    """
+    name = unicodedata.normalize("NFC", name).rsplit("/", 1)[-1]
     name = "".join(c for c in name if unicodedata.category(c)[0] != "C").strip().lstrip(".")
     while len(name.encode("utf-8")) > MAX_NAME_BYTES:
         stem, dot, ext = name.rpartition(".")

@@ -81,7 +81,9 @@ def _busy(newsroom: Newsroom) -> tuple[str, str]:
     first = newsroom.submit("first ✓ message", [("Überweisung März.pdf", PDF), ("r.pdf", PDF2)])
     newsroom.submit("second message", [("r.pdf", BIG), ("報告.txt", "機密".encode())], first)
     newsroom.store.add_reply_text(first, "we read it")
-    second = newsroom.submit(None, [("../../escape.sh", b"#!/bin/sh\n"), ("\x1b[31mred.txt", b"")])
+    second = newsroom.submit(
+        None, [("../../escape.sh", b"#!/bin/sh\n"), ("\x1b[31mred.txt", b""), ("..\\x.ini", b"[x]")]
+    )
     return folder(newsroom, first), folder(newsroom, second)
 
 
@@ -92,7 +94,7 @@ def test_open_restores_everything(tmp_path: Path, newsroom: Newsroom) -> None:
     assert proc.returncode == 0, proc.stderr
     assert b"error" not in proc.stderr
     summary = proc.stdout.decode()
-    assert "2 sources, 2 messages, 6 files, 1 reply" in summary
+    assert "2 sources, 2 messages, 7 files, 1 reply" in summary
     assert files_under(tmp_path / "out") == {
         "manifest.json": (tmp_path / "out/manifest.json").read_bytes(),
         f"{first}/message-1.txt": "first ✓ message".encode(),
@@ -104,6 +106,7 @@ def test_open_restores_everything(tmp_path: Path, newsroom: Newsroom) -> None:
         f"{first}/replies/reply-1.txt": b"we read it",
         f"{second}/files/escape.sh": b"#!/bin/sh\n",
         f"{second}/files/[31mred.txt": b"",
+        f"{second}/files/\\x.ini": b"[x]",  # a backslash is a character, ".." hid the file
     }
     copied = parse_manifest((tmp_path / "out/manifest.json").read_bytes())
     assert copied == read_bundle(tmp_path / "b.tar")[0]
