@@ -207,10 +207,11 @@ class _Run:
                 with self.read_item(item) as src:
                     place = _placer(folder, item.kind, numbers[item.kind])
                     path, size = extract(src, self.identities, place, self.tick, pool)
-            except (TipboxError, tarfile.TarError, FileExistsError) as exc:
-                text = exc.message if isinstance(exc, TipboxError) else str(exc).lower()
+            except (TipboxError, tarfile.TarError, OSError) as exc:
+                # One item's failure (a damaged item, a full disk…) is reported at the end; it
+                # never stops the others from being written.
                 self.failures.append(
-                    f"item {item.id} ({item.kind} of {source.designation!r}): {text}"
+                    f"item {item.id} ({item.kind} of {source.designation!r}): {_reason(exc)}"
                 )
             else:
                 self.counts[item.kind] += 1
@@ -225,6 +226,16 @@ class _Run:
         parts += [_plural(self.counts[kind], kind) for kind in KINDS]
         text = f"opened {', '.join(parts)}, {_size(self.plain_bytes)}, into {out}"
         return text + (f"; {_plural(len(self.failures), 'failure')}" if self.failures else "")
+
+
+def _reason(exc: Exception) -> str:
+    """What went wrong, in the CLI's words (lowercase; an OSError names its file)."""
+    if isinstance(exc, TipboxError):
+        return exc.message
+    if isinstance(exc, OSError) and exc.strerror:
+        text = exc.strerror.lower()
+        return f"{printable(str(exc.filename))}: {text}" if exc.filename else text
+    return str(exc).lower()
 
 
 def _plural(count: int, word: str) -> str:

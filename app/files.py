@@ -18,6 +18,21 @@ from typing import BinaryIO
 
 from app.pools import ProcessPool
 
+NAME_MAX = 255  # bytes in one file name, on every Linux file system
+_TEMP_EXTRA = len("..") + 16 + len(".part")  # what a temporary name adds to its file's
+
+
+def temporary_name(name: str) -> str:
+    """``.NAME.<16 hex digits>.part``, with NAME cut to keep it within ``NAME_MAX`` bytes.
+
+    A file name may use all 255 bytes; its temporary name must still fit (a 233-byte name made
+    a 256-byte one, and the write failed). The random digits keep it unique however it is cut;
+    the cut counts UTF-8 bytes and never splits a character.
+    """
+    room = NAME_MAX - _TEMP_EXTRA
+    short = name.encode("utf-8", "surrogateescape")[:room].decode("utf-8", "ignore")
+    return f".{short}.{secrets.token_hex(8)}.part"
+
 
 @contextlib.contextmanager
 def atomic_write(
@@ -29,7 +44,7 @@ def atomic_write(
     store wants that); the CLI turns it off, like ``age`` and ``cp``, for speed on big files.
     """
     directory = path.parent
-    tmp = directory / f".{path.name}.{secrets.token_hex(8)}.part"
+    tmp = directory / temporary_name(path.name)
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
     except OSError as exc:  # name the user's path, not our temporary one

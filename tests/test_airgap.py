@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
@@ -14,9 +15,11 @@ import tarfile
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from app import airgap, cli
 from app.airgap import numbered
 from app.bundle import BundleItem, BundleSource, parse_manifest, read_bundle, write_bundle
 from app.crypto import (
@@ -148,6 +151,70 @@ def test_open_never_overwrites(tmp_path: Path, newsroom: Newsroom) -> None:
 def test_numbered_names_fit(name: str, number: int, expected: str) -> None:
     assert numbered(name, number) == expected
     assert len(expected.encode()) <= 255
+
+
+LONG_NAMES = [
+    "x" * 240 + ".pdf",  # 244 bytes: its temporary ".NAME.<hex>.part" would be 267
+    "報告書" * 26,  # 78 characters, 234 bytes in UTF-8
+    "é" * 120 + ".txt",  # 244 bytes
+    "y" * 255,  # the longest a name can be
+]
+
+
+def test_long_file_names(tmp_path: Path, newsroom: Newsroom) -> None:
+    """Names up to 255 bytes are written whole, and every other item with them."""
+    files = [(name, name.encode()[:50]) for name in LONG_NAMES]
+    source = newsroom.submit("before", [("a.txt", b"a"), *files])
+    newsroom.submit("after", source_id=source)
+    newsroom.bundle(tmp_path / "b.tar")
+    proc = open_bundle(tmp_path)
+    assert proc.returncode == 0, proc.stderr.decode()
+    written = tmp_path / "out" / folder(newsroom, source)
+    expected = {f"files/{name}": data for name, data in files}
+    assert files_under(written) == {
+        "message-1.txt": b"before",
+        "message-2.txt": b"after",
+        "files/a.txt": b"a",
+        **expected,
+    }
+    again = open_bundle(tmp_path)  # taken names: numbered, still within 255 bytes
+    assert again.returncode == 0, again.stderr.decode()
+    assert len(files_under(written)) == 2 * (3 + len(LONG_NAMES))
+    assert all(leftovers(p) == [] for p in written.rglob("*") if p.is_dir())
+
+
+def test_a_failed_write_stops_nothing(
+    tmp_path: Path,
+    newsroom: Newsroom,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A write that fails (a full disk, injected) is that item's failure only."""
+    source = newsroom.submit("before", [("a.txt", b"a"), ("full.bin", b"f"), ("z.txt", b"z")])
+    newsroom.bundle(tmp_path / "b.tar")
+    real = airgap.atomic_write
+
+    def atomic_write(path: Path, *args: Any, **kwargs: Any) -> Any:
+        if path.name == "full.bin":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(airgap, "atomic_write", atomic_write)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PATH", "/nonexistent")  # no mat2: not what this test is about
+    assert cli.main(["open", "b.tar", "-i", "newsroom-identity.txt", "--out", "out"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    designation = newsroom.designation(source)
+    assert f"(file of {designation!r}): " in err
+    assert "full.bin: no space left on device" in err
+    assert "tipbox: error: 1 item could not be opened" in err
+    written = tmp_path / "out" / folder(newsroom, source)
+    assert files_under(written) == {
+        "message-1.txt": b"before",
+        "files/a.txt": b"a",
+        "files/z.txt": b"z",
+    }
 
 
 def _container(name: str, data: bytes = b"", kind: bytes = tarfile.REGTYPE) -> bytes:
