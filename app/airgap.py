@@ -26,7 +26,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import IO, TYPE_CHECKING, BinaryIO, Protocol
 
 from app import crypto
 from app.bundle import (
@@ -37,7 +37,7 @@ from app.bundle import (
     ReadItem,
     read_bundle,
 )
-from app.container import safe_name
+from app.container import is_plain_file, safe_name
 from app.crypto import X25519Identity
 from app.crypto.stream import CHUNK_SIZE, Readable
 from app.errors import BundleError, NoIdentityMatchError, TipboxError
@@ -50,7 +50,6 @@ PROG = "tipbox"
 FILES, REPLIES = "files", "replies"
 MAT2_TIMEOUT = 300
 MAX_NAME_BYTES = 255
-_REGULAR = (tarfile.REGTYPE, tarfile.AREGTYPE)
 _PLURALS = {"reply": "replies"}
 _OTHER_OUT = "choose another --out folder"
 
@@ -159,14 +158,28 @@ def extract(
     plain = _Plaintext(crypto.open_payload(src, identities, pool), tick)
     with tarfile.open(fileobj=io.BufferedReader(plain, CHUNK_SIZE), mode="r|") as archive:
         member = archive.next()
-        data = archive.extractfile(member) if member and member.type in _REGULAR else None
+        data = archive.extractfile(member) if member and is_plain_file(member) else None
         if member is None or data is None:
             raise BundleError("the item does not hold a regular file")
         path = place(member.name)
         with atomic_write(path, 0o600, durable=False) as out:
-            shutil.copyfileobj(data, out, CHUNK_SIZE)
+            copy_member(data, out, plain)
             plain.drain()
     return path, member.size
+
+
+def copy_member(data: IO[bytes], out: BinaryIO, plain: _Plaintext) -> None:
+    """Copy a member's bytes, never more than the payload has given so far.
+
+    Sparse members are refused before this; the bound holds whatever else a tar reader might
+    expand, so an item of a few kilobytes can never fill the disk.
+    """
+    written = 0
+    while block := data.read(CHUNK_SIZE):
+        written += len(block)
+        if written > plain.size:
+            raise BundleError("the item's file holds more than its payload: refused")
+        out.write(block)
 
 
 # --- a whole bundle --------------------------------------------------------------------------

@@ -329,6 +329,8 @@ def _check_member(member: tarfile.TarInfo, end: int, seen: set[str]) -> None:
     name = member.name
     if escapes(name):
         raise BundleError(f"the bundle's member {name!r} points outside the bundle: refused")
+    if member.issparse():  # regular by type, but a reader would expand its holes
+        raise BundleError(f"the bundle holds a sparse file ({name!r}): refused")
     if member.type not in (tarfile.REGTYPE, tarfile.AREGTYPE):
         kind = _KINDS.get(member.type, "special file")
         raise BundleError(f"the bundle holds a {kind} ({name!r}): refused")

@@ -24,6 +24,7 @@ what every tar reads without complaint.) Pure functions, no I/O.
 from __future__ import annotations
 
 import re
+import tarfile
 import unicodedata
 from collections.abc import Iterator
 
@@ -49,6 +50,15 @@ def safe_name(name: str, fallback: str = "file") -> str:
         stem, dot, ext = name.rpartition(".")
         name = f"{stem[:-1]}.{ext}" if dot and len(ext) < 16 and stem else name[:-1]
     return name or fallback
+
+
+def is_plain_file(member: tarfile.TarInfo) -> bool:
+    """Whether a member is what :func:`head` writes: a regular file, and not a sparse one.
+
+    A sparse member (GNU tar's PAX formats) is regular by type, but a reader expands its holes:
+    a few kilobytes of payload became a 1 GiB file. Links, folders and devices are refused too.
+    """
+    return member.type in (tarfile.REGTYPE, tarfile.AREGTYPE) and not member.issparse()
 
 
 def safe_content_type(value: str | None) -> str:

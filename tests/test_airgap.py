@@ -31,7 +31,7 @@ from app.crypto import (
 )
 from app.crypto.header import Stanza
 from app.crypto.keyfile import identity_file_text
-from app.errors import ReplyError
+from app.errors import BundleError, ReplyError
 from app.reply import MAX_FILE_BYTES, check_reply, declaration, make_reply
 from app.store import Item, today
 from tests.helpers import (
@@ -47,7 +47,7 @@ from tests.helpers import (
     spawn,
     tipbox,
 )
-from tests.store_helpers import AGE, UTF8_ENV, decrypt_path, read_member
+from tests.store_helpers import AGE, UTF8_ENV, decrypt_path, read_member, sparse_container
 from tests.test_bundle import DAY, Newsroom
 
 TIMEOUT = 60
@@ -278,6 +278,35 @@ def test_hostile_containers(tmp_path: Path, newsroom: Newsroom) -> None:
         "out",
         "server",
     ]
+
+
+def test_sparse_members_are_refused(tmp_path: Path, newsroom: Newsroom) -> None:
+    """A few blocks that a tar reader expands to 64 MiB of zeros: refused, the rest written."""
+    bomb = sparse_container("bomb.bin", 64 << 20)
+    assert len(bomb) < 4096
+    ids = _crafted(
+        tmp_path, newsroom.identity, [("file", bomb), ("file", _container("ok.txt", b"ok"))]
+    )
+    proc = open_bundle(tmp_path)
+    err = proc.stderr.decode()
+    assert proc.returncode == 1, err
+    assert "Traceback" not in err
+    assert f"item {ids[0]} (file of 'amber falcon'): the item does not hold a regular file" in err
+    assert files_under(tmp_path / "out" / "amber-falcon") == {"files/ok.txt": b"ok"}
+
+
+def test_a_member_never_outgrows_its_payload(tmp_path: Path) -> None:
+    """However a tar reader expands a member, the copy stops at what the payload held."""
+    payload = sparse_container("bomb.bin", 1 << 20)
+    plain = airgap._Plaintext(iter([memoryview(payload)]), lambda _: None)
+    with tarfile.open(fileobj=io.BufferedReader(plain), mode="r|") as archive:
+        member = archive.next()
+        assert member is not None
+        data = archive.extractfile(member)
+        assert data is not None
+        with (tmp_path / "out").open("wb") as out, pytest.raises(BundleError, match="more than"):
+            airgap.copy_member(data, out, plain)
+    assert (tmp_path / "out").stat().st_size <= len(payload)
 
 
 @pytest.mark.parametrize("link", ["amber-falcon", "amber-falcon/files"])

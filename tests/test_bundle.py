@@ -31,7 +31,7 @@ from app.bundle import (
 from app.crypto import X25519Identity
 from app.errors import BundleError
 from app.store import Store, today
-from tests.store_helpers import UTF8_ENV, decrypt_path, read_member
+from tests.store_helpers import UTF8_ENV, decrypt_path, read_member, sparse_member
 
 DAY = "2026-01-02"
 TIMEOUT = 60
@@ -382,6 +382,14 @@ def _then(*extra: tuple[str, bytes]) -> Callable[[tarfile.TarFile, bytes, bytes]
     return build
 
 
+def _sparse(tar: tarfile.TarFile, item: bytes) -> None:
+    """The item as a sparse member of the item's size (a few bytes, and holes)."""
+    raw = sparse_member(ITEM, len(item), item[-10:])
+    assert tar.fileobj is not None
+    tar.fileobj.write(raw)
+    tar.offset += len(raw)
+
+
 TAR_CASES = [
     ("symlink", _then(("items/link.age", tarfile.SYMTYPE)), "symbolic link"),
     ("hardlink", _then(("items/hard.age", tarfile.LNKTYPE)), "hard link"),
@@ -404,6 +412,7 @@ TAR_CASES = [
         "start with manifest",
     ),
     ("no_manifest", lambda t, m, i: _member(t, ITEM, i), "start with manifest"),
+    ("sparse_item", lambda t, m, i: (_member(t, "manifest.json", m), _sparse(t, i)), "sparse"),
     (
         "item_size",
         lambda t, m, i: (_member(t, "manifest.json", m), _member(t, ITEM, i + b"x")),
