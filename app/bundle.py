@@ -215,6 +215,8 @@ def _load(data: bytes) -> object:
         return json.loads(text, object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constant)
     except ValueError as exc:  # bad UTF-8, bad JSON, absurdly long numbers
         raise BundleError(f"invalid manifest: not JSON ({exc})") from None
+    except RecursionError:  # the parser recurses per level: a real manifest has six
+        raise BundleError("invalid manifest: nested too deeply") from None
 
 
 def parse_manifest(data: bytes) -> Manifest:

@@ -374,6 +374,22 @@ def test_refused_bundles(tmp_path: Path, newsroom: Newsroom) -> None:
     assert not (tmp_path / "out").exists()
 
 
+def test_deeply_nested_manifest(tmp_path: Path) -> None:
+    """A manifest nested 100,000 deep: one error line, no RecursionError traceback."""
+    data = b"[" * 100_000 + b"]" * 100_000
+    with tarfile.open(tmp_path / "b.tar", "w", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo("manifest.json")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    (tmp_path / "newsroom-identity.txt").write_text(f"{X25519Identity.generate()}\n")
+    assert_cli_error(open_bundle(tmp_path), "invalid manifest: nested too deeply")
+    assert not (tmp_path / "out").exists()
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "manifest.json").write_bytes(data)
+    proc = tipbox("reply", "out", "--source", "amber falcon", "--message", "hi", cwd=tmp_path)
+    assert_cli_error(proc, "invalid manifest: nested too deeply")
+
+
 def test_wrong_identity(tmp_path: Path, newsroom: Newsroom) -> None:
     newsroom.submit("hello")
     newsroom.bundle(tmp_path / "b.tar")

@@ -326,8 +326,13 @@ def test_manifest_rules(change: Callable[[dict[str, Any]], None], needle: str) -
         (b'{"format": "tipbox-bundle/1", "format": "tipbox-bundle/1"}', "appears twice"),
         (b'{"format": "tipbox-bundle/1", "day": NaN}', "not a number"),
         (b'{"format": "tipbox-bundle/1", "size": ' + b"9" * 5000 + b"}", "not JSON"),
+        (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+        (
+            b'{"format": "tipbox-bundle/1", "day": ' + b'{"a": ' * 50_000 + b"1" + b"}" * 50_001,
+            "nested",
+        ),
     ],
-    ids=["empty", "not_utf8", "list", "duplicate_key", "nan", "huge_number"],
+    ids=["empty", "not_utf8", "list", "duplicate_key", "nan", "huge_number", "deep", "deep_object"],
 )
 def test_manifest_must_be_strict_json(data: bytes, needle: str) -> None:
     with pytest.raises(BundleError, match=needle):
