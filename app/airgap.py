@@ -15,6 +15,8 @@ skipped; the others are still written. Imports stay within the air-gapped rule (
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import io
 import os
 import shutil
@@ -41,7 +43,7 @@ from app.container import is_plain_file, safe_name
 from app.crypto import X25519Identity
 from app.crypto.stream import CHUNK_SIZE, Readable
 from app.errors import BundleError, NoIdentityMatchError, TipboxError
-from app.files import atomic_write, contained
+from app.files import atomic_write, contained, remove_leftovers
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
@@ -270,6 +272,39 @@ def _check_identities(manifest: Manifest, identities: Sequence[X25519Identity]) 
         )
 
 
+@contextlib.contextmanager
+def _holding(out: Path) -> Iterator[None]:
+    """Hold ``out`` for this run (a lock the kernel drops if the run is killed): a second run
+    into the same folder would take this one's unfinished files for leftovers."""
+    fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise BundleError(
+                f"another tipbox open is writing into {out}",
+                hint=f"wait for it to finish, or {_OTHER_OUT}",
+            ) from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def _folder_here(path: Path) -> bool:
+    return path.is_dir() and not path.is_symlink()
+
+
+def _remove_leftovers(out: Path) -> None:
+    """Remove the half-written (plaintext) files of a run that was killed, and say so."""
+    sources = [path for path in out.iterdir() if _folder_here(path)]
+    subfolders = [path / sub for path in sources for sub in (FILES, REPLIES)]
+    folders = [out, *sources, *filter(_folder_here, subfolders)]
+    removed = sum(remove_leftovers(folder) for folder in folders)
+    if removed:
+        text = f"removed {_plural(removed, 'unfinished file')} left in {out} by an interrupted run"
+        say("warning", text)
+
+
 def open_bundle(
     bundle: Path,
     identities: Sequence[X25519Identity],
@@ -284,10 +319,11 @@ def open_bundle(
     manifest, read_item = read_bundle(bundle)
     _check_identities(manifest, identities)
     out.mkdir(mode=0o700, parents=True, exist_ok=True)
-    with atomic_write(out / MANIFEST_NAME, 0o600, overwrite=True, durable=False) as handle:
-        handle.write(manifest.to_json())
     run = _Run(read_item, identities, progress("opening", sum(i.size for _, i in manifest.items())))
-    with ThreadPoolExecutor(2) as pool:
+    with _holding(out), ThreadPoolExecutor(2) as pool:
+        _remove_leftovers(out)
+        with atomic_write(out / MANIFEST_NAME, 0o600, overwrite=True, durable=False) as handle:
+            handle.write(manifest.to_json())
         for source in manifest.sources:
             run.source(source, out, pool)
     run.bar.finish()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 from collections.abc import Iterator
 from concurrent.futures import Future
@@ -20,6 +21,7 @@ from app.pools import ProcessPool
 
 NAME_MAX = 255  # bytes in one file name, on every Linux file system
 _TEMP_EXTRA = len("..") + 16 + len(".part")  # what a temporary name adds to its file's
+_TEMPORARY = re.compile(r"\..*\.[0-9a-f]{16}\.part", re.DOTALL)
 
 
 def temporary_name(name: str) -> str:
@@ -32,6 +34,21 @@ def temporary_name(name: str) -> str:
     room = NAME_MAX - _TEMP_EXTRA
     short = name.encode("utf-8", "surrogateescape")[:room].decode("utf-8", "ignore")
     return f".{short}.{secrets.token_hex(8)}.part"
+
+
+def remove_leftovers(directory: Path) -> int:
+    """Remove the temporary files of atomic writes that never finished; return how many.
+
+    A process killed outright (``kill -9``, a power cut) cannot remove its own. Call this only
+    while nothing else writes in ``directory``: a write in progress looks just the same.
+    """
+    removed = 0
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            if _TEMPORARY.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
+                os.unlink(entry.path)
+                removed += 1
+    return removed
 
 
 @contextlib.contextmanager

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import errno
+import fcntl
 import io
 import json
 import os
 import secrets
 import shutil
+import signal
 import struct
 import subprocess
 import sys
 import tarfile
+import time
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -346,6 +349,61 @@ def test_tampered_item_is_refused_and_the_rest_restored(
     written = tmp_path / "out" / folder(newsroom, source)
     assert files_under(written) == {"message-1.txt": b"before", "message-2.txt": b"after"}
     assert "1 failure" in proc.stdout.decode()
+
+
+def _killed_mid_write(tmp_path: Path, newsroom: Newsroom) -> Path:
+    """Start ``tipbox open`` on a bundle of one big file, kill -9 it mid-write; its folder."""
+    source = newsroom.submit("hello", [("big.bin", os.urandom(1 << 20) * 96)])
+    newsroom.bundle(tmp_path / "b.tar")
+    files = tmp_path / "out" / folder(newsroom, source) / "files"
+    proc = subprocess.Popen(  # noqa: S603 - our own command
+        [*TIPBOX, "open", "b.tar", "-i", "newsroom-identity.txt", "--out", "out"],
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(20_000):  # at most 20 s
+            if proc.poll() is not None or (files.is_dir() and leftovers(files)):
+                break
+            time.sleep(0.001)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait(TIMEOUT)
+    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    return files
+
+
+@pytest.mark.slow
+def test_leftovers_of_a_killed_run_are_removed(tmp_path: Path, newsroom: Newsroom) -> None:
+    """kill -9 leaves a hidden, half-written plaintext file; the next run removes it, says so."""
+    files = _killed_mid_write(tmp_path, newsroom)
+    (left,) = leftovers(files)
+    assert left.startswith(".big.bin.")
+    stranger = files / ".notes.txt.part"  # not a name atomic_write makes: left alone
+    stranger.write_bytes(b"mine")
+    proc = open_bundle(tmp_path)
+    err = proc.stderr.decode()
+    assert proc.returncode == 0, err
+    assert "tipbox: warning: removed 1 unfinished file left in out by an interrupted run" in err
+    assert leftovers(files) == [".notes.txt.part"]
+    assert (files / "big.bin").stat().st_size == 96 << 20
+
+
+def test_one_run_at_a_time_per_folder(tmp_path: Path, newsroom: Newsroom) -> None:
+    """A second run into a folder being written would take its unfinished files for leftovers."""
+    newsroom.submit("hello")
+    newsroom.bundle(tmp_path / "b.tar")
+    (tmp_path / "out").mkdir()
+    fd = os.open(tmp_path / "out", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # as a run in progress holds it
+        assert_cli_error(open_bundle(tmp_path), "another tipbox open is writing into out")
+    finally:
+        os.close(fd)
+    assert open_bundle(tmp_path).returncode == 0
 
 
 @pytest.mark.parametrize("cut", [100, 2000, -1024, -1])
