@@ -111,7 +111,7 @@ def _folder(parent: Path, name: str) -> Path:
 # --- one item --------------------------------------------------------------------------------
 
 
-class _Plaintext(io.RawIOBase):
+class Plaintext(io.RawIOBase):
     """An age file's authenticated plaintext as a readable, for tarfile's stream mode."""
 
     def __init__(self, chunks: Iterator[memoryview], tick: Callable[[int], None]) -> None:
@@ -157,7 +157,11 @@ def extract(
 
     The file is committed only after the whole payload, padding included, has authenticated.
     """
-    plain = _Plaintext(crypto.open_payload(src, identities, pool), tick)
+    return write_member(Plaintext(crypto.open_payload(src, identities, pool), tick), place)
+
+
+def write_member(plain: Plaintext, place: Callable[[str], Path]) -> tuple[Path, int]:
+    """Write the one member of a container to ``place(member name)``; return (path, size)."""
     with tarfile.open(fileobj=io.BufferedReader(plain, CHUNK_SIZE), mode="r|") as archive:
         member = archive.next()
         data = archive.extractfile(member) if member and is_plain_file(member) else None
@@ -170,7 +174,7 @@ def extract(
     return path, member.size
 
 
-def copy_member(data: IO[bytes], out: BinaryIO, plain: _Plaintext) -> None:
+def copy_member(data: IO[bytes], out: BinaryIO, plain: Plaintext) -> None:
     """Copy a member's bytes, never more than the payload has given so far.
 
     Sparse members are refused before this; the bound holds whatever else a tar reader might

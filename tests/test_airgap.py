@@ -301,7 +301,7 @@ def test_sparse_members_are_refused(tmp_path: Path, newsroom: Newsroom) -> None:
 def test_a_member_never_outgrows_its_payload(tmp_path: Path) -> None:
     """However a tar reader expands a member, the copy stops at what the payload held."""
     payload = sparse_container("bomb.bin", 1 << 20)
-    plain = airgap._Plaintext(iter([memoryview(payload)]), lambda _: None)
+    plain = airgap.Plaintext(iter([memoryview(payload)]), lambda _: None)
     with tarfile.open(fileobj=io.BufferedReader(plain), mode="r|") as archive:
         member = archive.next()
         assert member is not None
