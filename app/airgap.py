@@ -39,7 +39,7 @@ from app.bundle import (
     ReadItem,
     read_bundle,
 )
-from app.container import is_plain_file, safe_name
+from app.container import DAMAGED_TAR, is_plain_file, safe_name
 from app.crypto import X25519Identity
 from app.crypto.stream import CHUNK_SIZE, Readable
 from app.errors import BundleError, NoIdentityMatchError, TipboxError
@@ -162,15 +162,18 @@ def extract(
 
 def write_member(plain: Plaintext, place: Callable[[str], Path]) -> tuple[Path, int]:
     """Write the one member of a container to ``place(member name)``; return (path, size)."""
-    with tarfile.open(fileobj=io.BufferedReader(plain, CHUNK_SIZE), mode="r|") as archive:
-        member = archive.next()
-        data = archive.extractfile(member) if member and is_plain_file(member) else None
-        if member is None or data is None:
-            raise BundleError("the item does not hold a regular file")
-        path = place(member.name)
-        with atomic_write(path, 0o600, durable=False) as out:
-            copy_member(data, out, plain)
-            plain.drain()
+    try:
+        with tarfile.open(fileobj=io.BufferedReader(plain, CHUNK_SIZE), mode="r|") as archive:
+            member = archive.next()
+            data = archive.extractfile(member) if member and is_plain_file(member) else None
+            if member is None or data is None:
+                raise BundleError("the item does not hold a regular file")
+            path = place(member.name)
+            with atomic_write(path, 0o600, durable=False) as out:
+                copy_member(data, out, plain)
+                plain.drain()
+    except DAMAGED_TAR:
+        raise BundleError("the item's container is damaged") from None
     return path, member.size
 
 

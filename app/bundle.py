@@ -358,7 +358,7 @@ def _scan(handle: BinaryIO, end: int) -> tuple[list[tarfile.TarInfo], bytes]:
                 raise BundleError("the bundle's manifest is too large")
             extracted = archive.extractfile(members[0])
             data = extracted.read() if extracted else b""
-    except tarfile.TarError as exc:
+    except (tarfile.TarError, ValueError, OverflowError) as exc:  # (damaged pax headers)
         raise BundleError(f"the file is not a bundle (or it is damaged): {exc}") from None
     return members, data
 

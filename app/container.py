@@ -52,6 +52,11 @@ def safe_name(name: str, fallback: str = "file") -> str:
     return name or fallback
 
 
+# What tarfile raises, besides TarError, on damaged pax headers (numbers that are not numbers,
+# record lengths past any buffer): found by the property tests (``make fuzz``).
+DAMAGED_TAR = (ValueError, OverflowError)
+
+
 def is_plain_file(member: tarfile.TarInfo) -> bool:
     """Whether a member is what :func:`head` writes: a regular file, and not a sparse one.
 

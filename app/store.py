@@ -390,7 +390,7 @@ class Store:
                 if member is None or extracted is None:
                     raise StoreError("the item holds no file")
                 return member.name, extracted.read(limit + 1)[:limit]
-        except tarfile.TarError:
+        except (tarfile.TarError, *container.DAMAGED_TAR):
             raise StoreError("the item holds no file") from None
 
     def reply_text(self, item: Item, identity: crypto.X25519Identity) -> str:

@@ -13,7 +13,7 @@ pytest.register_assert_rewrite("tests.helpers")
 # Property tests (marker "property"): a bounded run in `make test`, a long one in `make fuzz`
 # (HYPOTHESIS_PROFILE=fuzz). No deadline: the machine is shared, timings are not what is tested.
 settings.register_profile("tipbox", max_examples=100, deadline=None)
-settings.register_profile("fuzz", max_examples=20_000, deadline=None)
+settings.register_profile("fuzz", max_examples=10_000, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "tipbox"))
 
 from app.crypto import X25519Identity  # noqa: E402 - after the assert-rewrite registration

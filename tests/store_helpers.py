@@ -42,6 +42,16 @@ def _blocks(data: bytes) -> bytes:
     return data + bytes(-len(data) % tarfile.BLOCKSIZE)
 
 
+def pax_container(records: bytes, data: bytes = b"x") -> bytes:
+    """A container whose one member has a pax header of ``records`` (any bytes) before it."""
+    pax = tarfile.TarInfo("././@PaxHeader")
+    pax.type, pax.size = tarfile.XHDTYPE, len(records)
+    member = tarfile.TarInfo("x")
+    member.size = len(data)
+    head = pax.tobuf(tarfile.USTAR_FORMAT) + _blocks(records) + member.tobuf(tarfile.USTAR_FORMAT)
+    return head + _blocks(data) + bytes(2 * tarfile.BLOCKSIZE)
+
+
 def sparse_member(name: str, real_size: int, data: bytes = b"x") -> bytes:
     """A tar member that is a PAX 1.0 sparse file (as GNU tar writes them): a few blocks that
     a tar reader expands to ``real_size`` bytes, ``data`` at the end and holes before it."""

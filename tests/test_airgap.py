@@ -50,7 +50,14 @@ from tests.helpers import (
     spawn,
     tipbox,
 )
-from tests.store_helpers import AGE, UTF8_ENV, decrypt_path, read_member, sparse_container
+from tests.store_helpers import (
+    AGE,
+    UTF8_ENV,
+    decrypt_path,
+    pax_container,
+    read_member,
+    sparse_container,
+)
 from tests.test_bundle import DAY, Newsroom
 
 TIMEOUT = 60
@@ -296,6 +303,24 @@ def test_sparse_members_are_refused(tmp_path: Path, newsroom: Newsroom) -> None:
     assert "Traceback" not in err
     assert f"item {ids[0]} (file of 'amber falcon'): the item does not hold a regular file" in err
     assert files_under(tmp_path / "out" / "amber-falcon") == {"files/ok.txt": b"ok"}
+
+
+DAMAGED = {  # containers whose headers tarfile rejects with ValueError or OverflowError
+    "sparse_size_not_a_number": pax_container(b"28 GNU.sparse.realsize=12x4\n"),
+    "record_length_huge": pax_container(b"99999999999999999999 path=x\n"),
+    "sparse_map_not_a_number": pax_container(
+        b"22 GNU.sparse.major=1\n22 GNU.sparse.minor=0\n", b"\xb3999\n" + bytes(506)
+    ),
+}
+
+
+@pytest.mark.parametrize("payload", DAMAGED.values(), ids=list(DAMAGED))
+def test_damaged_container_headers_are_the_items_failure(tmp_path: Path, payload: bytes) -> None:
+    """What tarfile raises on them is not a TarError: it must still fail only that item."""
+    plain = airgap.Plaintext(iter([memoryview(payload)]), lambda _: None)
+    with pytest.raises(BundleError, match="damaged"):
+        airgap.write_member(plain, lambda name: tmp_path / name)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_member_never_outgrows_its_payload(tmp_path: Path) -> None:
