@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from app import container
 from app.airgap import Plaintext, write_member
 from app.errors import TipboxError
-from tests.store_helpers import read_member, tar_stdin, tree
+from tests.store_helpers import read_member, sparse_container, tar_stdin, tree
 
 # (id, name as sent by a browser, what safe_name must make of it)
 NAMES = [
@@ -254,12 +254,16 @@ def test_every_container_reads_back(case: tuple[str, str, bytes, int], cuts: lis
 def test_a_damaged_container_is_refused_or_read_within_its_payload(
     case: tuple[str, str, bytes, int], data: st.DataObject
 ) -> None:
-    payload = bytearray(_container(*case))
+    sparse = data.draw(st.booleans())
+    payload = bytearray(sparse_container("x", 5000) if sparse else _container(*case))
     for _ in range(data.draw(st.integers(1, 6))):
-        at = data.draw(st.integers(0, len(payload) - 1))
-        if data.draw(st.booleans()):
+        at = data.draw(st.integers(0, min(len(payload) - 1, 2048)))  # the headers, mostly
+        how = data.draw(st.sampled_from(["set", "cut", "add"]))
+        if how == "set":
             payload[at] = data.draw(st.integers(0, 255))
-        else:
+        elif how == "cut":
             del payload[at : at + data.draw(st.integers(1, 600))]
+        else:  # what pax records and sparse maps are made of
+            payload[at:at] = data.draw(st.text("0123456789\n =x", min_size=1)).encode()
     written = _written(bytes(payload), data.draw(st.lists(st.integers(0, 6000), max_size=3)))
     assert written is None or len(written[1]) <= len(payload)
