@@ -259,6 +259,21 @@ def test_long_content_type_is_no_crash(store: Store, keypair: X25519Identity, ct
     assert stored(store, keypair) == [("a.txt", b"x", ctype)]
 
 
+def test_transport_padding_across_the_first_read(store: Store, keypair: X25519Identity) -> None:
+    """A delimiter's padding that the first read (64 KiB) cuts in two is still padding."""
+    delimiter = f"--{BOUNDARY}".encode()
+    data = b"d" * (upload.MIN_READ - 2 - len(part("f", b"", "a.bin")) - len(delimiter))
+    second = b'    \r\nContent-Disposition: form-data; name="g"; filename="b.bin"\r\n\r\nx\r\n'
+    raw = part("f", data, "a.bin") + delimiter + second + delimiter + b"--\r\n"
+    assert raw.index(b"    \r\n") == upload.MIN_READ - 2
+    response, _ = post(make_client(store, False), raw)
+    assert response.status_code == 200
+    assert sorted(stored(store, keypair)) == [
+        ("a.bin", data, "application/octet-stream"),
+        ("b.bin", b"x", "application/octet-stream"),
+    ]
+
+
 @pytest.mark.parametrize(
     ("sent", "safe"),
     [
