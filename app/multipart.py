@@ -21,6 +21,10 @@ only ``"``, CR and LF are escaped (as ``%22``, ``%0D``, ``%0A``), a backslash is
 character. (Werkzeug reads them as RFC 9110 quoted strings, where a backslash escapes the next
 character: ``..\\x.ini`` lost its backslash, and every Windows-style name its folders' separators.)
 An RFC 5987 ``filename*=UTF-8''…``, which browsers never send, still wins over ``filename``.
+
+One ambiguity is settled Werkzeug's way: its encoder writes an empty body as the blank line
+straight followed by ``--boundary``, so a body that *begins* with ``--boundary`` is read so. A
+browser's boundary is random and never in the data; a body crafted otherwise only gets a 400.
 """
 
 from __future__ import annotations

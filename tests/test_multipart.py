@@ -218,7 +218,9 @@ def forms(draw: st.DrawFn) -> tuple[bytes, bytes, list[tuple[str, str | None, by
     near = [b"\r\n--" + boundary[:k] for k in range(len(boundary))] + [b"\r", b"\n", b"--"]
     pieces = st.one_of(st.binary(max_size=300), st.sampled_from(near))
     datas = st.lists(pieces, max_size=6).map(b"".join)
-    datas = datas.filter(lambda d: b"\r\n--" + boundary not in d + b"\r\n")
+    # Not a delimiter inside, nor "--boundary" first: after the blank line that reads as
+    # Werkzeug's encoding of an empty body (see app/multipart.py), which browsers never write.
+    datas = datas.filter(lambda d: b"\r\n--" + boundary not in b"\r\n" + d + b"\r\n")
     parts = draw(st.lists(st.tuples(names, st.none() | names, datas), min_size=1, max_size=5))
     body = b""
     for name, filename, data in parts:
