@@ -16,7 +16,7 @@ TRANSLATIONS := app/translations
 ENV_FILE ?= /etc/tipbox/tipbox.env
 NAME ?= admin
 
-.PHONY: help install run test lint format bench words keys airgap-kit translations language catalogues deploy status backup restore uninstall rehearse clean
+.PHONY: help install run test fuzz lint format bench words keys airgap-kit translations language catalogues deploy status backup restore uninstall rehearse clean
 
 help: ## List every target
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -48,6 +48,9 @@ format: $(STAMP) ## Reformat the code with ruff
 
 test: lint catalogues $(NODE_STAMP) ## Lint, then run the whole test suite (real age, tor, gunicorn, Chromium, axe-core)
 	$(BIN)/pytest -n auto --dist loadgroup $(PYTEST_ARGS)
+
+fuzz: $(STAMP) ## Run only the property tests (parsers, bundle and container readers), long (HYPOTHESIS_PROFILE=fuzz)
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/pytest -m property -n auto $(PYTEST_ARGS)
 
 translations: $(STAMP) ## Extract the source portal's strings, update every catalogue, compile them
 	$(BIN)/pybabel -q extract -F babel.cfg -o $(TRANSLATIONS)/messages.pot --add-location=file --sort-by-file --no-wrap --project=Tipbox --version=0.1.0 --copyright-holder="Tipbox contributors" --msgid-bugs-address="" .

@@ -15,6 +15,8 @@ skipped; the others are still written. Imports stay within the air-gapped rule (
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import io
 import os
 import shutil
@@ -26,7 +28,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import IO, TYPE_CHECKING, BinaryIO, Protocol
 
 from app import crypto
 from app.bundle import (
@@ -37,11 +39,11 @@ from app.bundle import (
     ReadItem,
     read_bundle,
 )
-from app.container import safe_name
+from app.container import DAMAGED_TAR, is_plain_file, safe_name
 from app.crypto import X25519Identity
 from app.crypto.stream import CHUNK_SIZE, Readable
 from app.errors import BundleError, NoIdentityMatchError, TipboxError
-from app.files import atomic_write, contained
+from app.files import atomic_write, contained, remove_leftovers
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
@@ -50,7 +52,6 @@ PROG = "tipbox"
 FILES, REPLIES = "files", "replies"
 MAT2_TIMEOUT = 300
 MAX_NAME_BYTES = 255
-_REGULAR = (tarfile.REGTYPE, tarfile.AREGTYPE)
 _PLURALS = {"reply": "replies"}
 _OTHER_OUT = "choose another --out folder"
 
@@ -110,7 +111,7 @@ def _folder(parent: Path, name: str) -> Path:
 # --- one item --------------------------------------------------------------------------------
 
 
-class _Plaintext(io.RawIOBase):
+class Plaintext(io.RawIOBase):
     """An age file's authenticated plaintext as a readable, for tarfile's stream mode."""
 
     def __init__(self, chunks: Iterator[memoryview], tick: Callable[[int], None]) -> None:
@@ -156,17 +157,38 @@ def extract(
 
     The file is committed only after the whole payload, padding included, has authenticated.
     """
-    plain = _Plaintext(crypto.open_payload(src, identities, pool), tick)
-    with tarfile.open(fileobj=io.BufferedReader(plain, CHUNK_SIZE), mode="r|") as archive:
-        member = archive.next()
-        data = archive.extractfile(member) if member and member.type in _REGULAR else None
-        if member is None or data is None:
-            raise BundleError("the item does not hold a regular file")
-        path = place(member.name)
-        with atomic_write(path, 0o600, durable=False) as out:
-            shutil.copyfileobj(data, out, CHUNK_SIZE)
-            plain.drain()
+    return write_member(Plaintext(crypto.open_payload(src, identities, pool), tick), place)
+
+
+def write_member(plain: Plaintext, place: Callable[[str], Path]) -> tuple[Path, int]:
+    """Write the one member of a container to ``place(member name)``; return (path, size)."""
+    try:
+        with tarfile.open(fileobj=io.BufferedReader(plain, CHUNK_SIZE), mode="r|") as archive:
+            member = archive.next()
+            data = archive.extractfile(member) if member and is_plain_file(member) else None
+            if member is None or data is None:
+                raise BundleError("the item does not hold a regular file")
+            path = place(member.name)
+            with atomic_write(path, 0o600, durable=False) as out:
+                copy_member(data, out, plain)
+                plain.drain()
+    except DAMAGED_TAR:
+        raise BundleError("the item's container is damaged") from None
     return path, member.size
+
+
+def copy_member(data: IO[bytes], out: BinaryIO, plain: Plaintext) -> None:
+    """Copy a member's bytes, never more than the payload has given so far.
+
+    Sparse members are refused before this; the bound holds whatever else a tar reader might
+    expand, so an item of a few kilobytes can never fill the disk.
+    """
+    written = 0
+    while block := data.read(CHUNK_SIZE):
+        written += len(block)
+        if written > plain.size:
+            raise BundleError("the item's file holds more than its payload: refused")
+        out.write(block)
 
 
 # --- a whole bundle --------------------------------------------------------------------------
@@ -207,10 +229,11 @@ class _Run:
                 with self.read_item(item) as src:
                     place = _placer(folder, item.kind, numbers[item.kind])
                     path, size = extract(src, self.identities, place, self.tick, pool)
-            except (TipboxError, tarfile.TarError, FileExistsError) as exc:
-                text = exc.message if isinstance(exc, TipboxError) else str(exc).lower()
+            except (TipboxError, tarfile.TarError, OSError) as exc:
+                # One item's failure (a damaged item, a full disk…) is reported at the end; it
+                # never stops the others from being written.
                 self.failures.append(
-                    f"item {item.id} ({item.kind} of {source.designation!r}): {text}"
+                    f"item {item.id} ({item.kind} of {source.designation!r}): {_reason(exc)}"
                 )
             else:
                 self.counts[item.kind] += 1
@@ -225,6 +248,16 @@ class _Run:
         parts += [_plural(self.counts[kind], kind) for kind in KINDS]
         text = f"opened {', '.join(parts)}, {_size(self.plain_bytes)}, into {out}"
         return text + (f"; {_plural(len(self.failures), 'failure')}" if self.failures else "")
+
+
+def _reason(exc: Exception) -> str:
+    """What went wrong, in the CLI's words (lowercase; an OSError names its file)."""
+    if isinstance(exc, TipboxError):
+        return exc.message
+    if isinstance(exc, OSError) and exc.strerror:
+        text = exc.strerror.lower()
+        return f"{printable(str(exc.filename))}: {text}" if exc.filename else text
+    return str(exc).lower()
 
 
 def _plural(count: int, word: str) -> str:
@@ -246,6 +279,39 @@ def _check_identities(manifest: Manifest, identities: Sequence[X25519Identity]) 
         )
 
 
+@contextlib.contextmanager
+def _holding(out: Path) -> Iterator[None]:
+    """Hold ``out`` for this run (a lock the kernel drops if the run is killed): a second run
+    into the same folder would take this one's unfinished files for leftovers."""
+    fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise BundleError(
+                f"another tipbox open is writing into {out}",
+                hint=f"wait for it to finish, or {_OTHER_OUT}",
+            ) from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def _folder_here(path: Path) -> bool:
+    return path.is_dir() and not path.is_symlink()
+
+
+def _remove_leftovers(out: Path) -> None:
+    """Remove the half-written (plaintext) files of a run that was killed, and say so."""
+    sources = [path for path in out.iterdir() if _folder_here(path)]
+    subfolders = [path / sub for path in sources for sub in (FILES, REPLIES)]
+    folders = [out, *sources, *filter(_folder_here, subfolders)]
+    removed = sum(remove_leftovers(folder) for folder in folders)
+    if removed:
+        text = f"removed {_plural(removed, 'unfinished file')} left in {out} by an interrupted run"
+        say("warning", text)
+
+
 def open_bundle(
     bundle: Path,
     identities: Sequence[X25519Identity],
@@ -260,10 +326,11 @@ def open_bundle(
     manifest, read_item = read_bundle(bundle)
     _check_identities(manifest, identities)
     out.mkdir(mode=0o700, parents=True, exist_ok=True)
-    with atomic_write(out / MANIFEST_NAME, 0o600, overwrite=True, durable=False) as handle:
-        handle.write(manifest.to_json())
     run = _Run(read_item, identities, progress("opening", sum(i.size for _, i in manifest.items())))
-    with ThreadPoolExecutor(2) as pool:
+    with _holding(out), ThreadPoolExecutor(2) as pool:
+        _remove_leftovers(out)
+        with atomic_write(out / MANIFEST_NAME, 0o600, overwrite=True, durable=False) as handle:
+            handle.write(manifest.to_json())
         for source in manifest.sources:
             run.source(source, out, pool)
     run.bar.finish()

@@ -215,6 +215,8 @@ def _load(data: bytes) -> object:
         return json.loads(text, object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constant)
     except ValueError as exc:  # bad UTF-8, bad JSON, absurdly long numbers
         raise BundleError(f"invalid manifest: not JSON ({exc})") from None
+    except RecursionError:  # the parser recurses per level: a real manifest has six
+        raise BundleError("invalid manifest: nested too deeply") from None
 
 
 def parse_manifest(data: bytes) -> Manifest:
@@ -329,6 +331,8 @@ def _check_member(member: tarfile.TarInfo, end: int, seen: set[str]) -> None:
     name = member.name
     if escapes(name):
         raise BundleError(f"the bundle's member {name!r} points outside the bundle: refused")
+    if member.issparse():  # regular by type, but a reader would expand its holes
+        raise BundleError(f"the bundle holds a sparse file ({name!r}): refused")
     if member.type not in (tarfile.REGTYPE, tarfile.AREGTYPE):
         kind = _KINDS.get(member.type, "special file")
         raise BundleError(f"the bundle holds a {kind} ({name!r}): refused")
@@ -354,7 +358,7 @@ def _scan(handle: BinaryIO, end: int) -> tuple[list[tarfile.TarInfo], bytes]:
                 raise BundleError("the bundle's manifest is too large")
             extracted = archive.extractfile(members[0])
             data = extracted.read() if extracted else b""
-    except tarfile.TarError as exc:
+    except (tarfile.TarError, ValueError, OverflowError) as exc:  # (damaged pax headers)
         raise BundleError(f"the file is not a bundle (or it is damaged): {exc}") from None
     return members, data
 

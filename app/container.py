@@ -24,6 +24,7 @@ what every tar reads without complaint.) Pure functions, no I/O.
 from __future__ import annotations
 
 import re
+import tarfile
 import unicodedata
 from collections.abc import Iterator
 
@@ -37,13 +38,32 @@ DEFAULT_CONTENT_TYPE = "application/octet-stream"
 
 
 def safe_name(name: str, fallback: str = "file") -> str:
-    """A file name with no directories, control characters or surprises, at most 255 bytes."""
-    name = unicodedata.normalize("NFC", name).replace("\\", "/").rsplit("/", 1)[-1]
+    """A file name with no directories, control characters or surprises, at most 255 bytes.
+
+    A backslash stays: in a POSIX (and tar) name it is an ordinary character, which a source's
+    own file name may hold (``Q3\\Q4.pdf``), and Windows browsers send only a file's last
+    component. Only ``/`` separates folders, so only what follows the last one is kept.
+    """
+    name = unicodedata.normalize("NFC", name).rsplit("/", 1)[-1]
     name = "".join(c for c in name if unicodedata.category(c)[0] != "C").strip().lstrip(".")
     while len(name.encode("utf-8")) > MAX_NAME_BYTES:
         stem, dot, ext = name.rpartition(".")
         name = f"{stem[:-1]}.{ext}" if dot and len(ext) < 16 and stem else name[:-1]
     return name or fallback
+
+
+# What tarfile raises, besides TarError, on damaged pax headers (numbers that are not numbers,
+# record lengths past any buffer): found by the property tests (``make fuzz``).
+DAMAGED_TAR = (ValueError, OverflowError)
+
+
+def is_plain_file(member: tarfile.TarInfo) -> bool:
+    """Whether a member is what :func:`head` writes: a regular file, and not a sparse one.
+
+    A sparse member (GNU tar's PAX formats) is regular by type, but a reader expands its holes:
+    a few kilobytes of payload became a 1 GiB file. Links, folders and devices are refused too.
+    """
+    return member.type in (tarfile.REGTYPE, tarfile.AREGTYPE) and not member.issparse()
 
 
 def safe_content_type(value: str | None) -> str:

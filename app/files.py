@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 from collections.abc import Iterator
 from concurrent.futures import Future
@@ -17,6 +18,37 @@ from pathlib import Path
 from typing import BinaryIO
 
 from app.pools import ProcessPool
+
+NAME_MAX = 255  # bytes in one file name, on every Linux file system
+_TEMP_EXTRA = len("..") + 16 + len(".part")  # what a temporary name adds to its file's
+_TEMPORARY = re.compile(r"\..*\.[0-9a-f]{16}\.part", re.DOTALL)
+
+
+def temporary_name(name: str) -> str:
+    """``.NAME.<16 hex digits>.part``, with NAME cut to keep it within ``NAME_MAX`` bytes.
+
+    A file name may use all 255 bytes; its temporary name must still fit (a 233-byte name made
+    a 256-byte one, and the write failed). The random digits keep it unique however it is cut;
+    the cut counts UTF-8 bytes and never splits a character.
+    """
+    room = NAME_MAX - _TEMP_EXTRA
+    short = name.encode("utf-8", "surrogateescape")[:room].decode("utf-8", "ignore")
+    return f".{short}.{secrets.token_hex(8)}.part"
+
+
+def remove_leftovers(directory: Path) -> int:
+    """Remove the temporary files of atomic writes that never finished; return how many.
+
+    A process killed outright (``kill -9``, a power cut) cannot remove its own. Call this only
+    while nothing else writes in ``directory``: a write in progress looks just the same.
+    """
+    removed = 0
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            if _TEMPORARY.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
+                os.unlink(entry.path)
+                removed += 1
+    return removed
 
 
 @contextlib.contextmanager
@@ -29,7 +61,7 @@ def atomic_write(
     store wants that); the CLI turns it off, like ``age`` and ``cp``, for speed on big files.
     """
     directory = path.parent
-    tmp = directory / f".{path.name}.{secrets.token_hex(8)}.part"
+    tmp = directory / temporary_name(path.name)
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
     except OSError as exc:  # name the user's path, not our temporary one

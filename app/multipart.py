@@ -11,9 +11,20 @@ lies, so a file's bytes are never copied by the parser. It yields Werkzeug's own
 (``Data.data`` is a bytes-like view), so the rest of the upload path is unchanged.
 
 Grammar (RFC 7578 / RFC 2046): an optional preamble, then parts each introduced by
-``--boundary`` followed by optional white space and CRLF, headers ending with an empty line,
-the body, and ``CRLF--boundary``; the last delimiter is followed by ``--``. Anything malformed or
-cut short raises :class:`MultipartError` (a ``ValueError``, as Werkzeug's parser raises).
+``--boundary`` followed by optional white space (transport padding, wherever the reads split it)
+and CRLF, headers ending with an empty line, the body, and ``CRLF--boundary``; the last delimiter
+is followed by ``--``. Anything malformed or cut short raises :class:`MultipartError` (a
+``ValueError``, as Werkzeug's parser raises), and nothing else does.
+
+Quoted ``name`` and ``filename`` values are read as the HTML standard has browsers write them:
+only ``"``, CR and LF are escaped (as ``%22``, ``%0D``, ``%0A``), a backslash is an ordinary
+character. (Werkzeug reads them as RFC 9110 quoted strings, where a backslash escapes the next
+character: ``..\\x.ini`` lost its backslash, and every Windows-style name its folders' separators.)
+An RFC 5987 ``filename*=UTF-8''…``, which browsers never send, still wins over ``filename``.
+
+One ambiguity is settled Werkzeug's way: its encoder writes an empty body as the blank line
+straight followed by ``--boundary``, so a body that *begins* with ``--boundary`` is read so. A
+browser's boundary is random and never in the data; a body crafted otherwise only gets a 400.
 """
 
 from __future__ import annotations
@@ -21,14 +32,18 @@ from __future__ import annotations
 import re
 import typing as t
 from collections.abc import Callable, Iterator
+from urllib.parse import unquote
 
 from werkzeug.datastructures import Headers
-from werkzeug.http import parse_options_header
 from werkzeug.sansio.multipart import Data, Event, Field, File
 
-HEADER_LIMIT = 16 * 1024  # one part's headers, at most
+HEADER_LIMIT = 16 * 1024  # one part's headers, at most; also the transport padding
 _CONTINUATION = re.compile(rb"\r\n[ \t]+")
 _PADDING = re.compile(rb"[ \t]*\r\n")
+_PADDING_START = re.compile(rb"[ \t]*\r?|-")  # what may still become padding or "--"
+_PARAMETER = re.compile(r';[ \t]*([^\s=;"]+)[ \t]*=[ \t]*(?:"([^"]*)"|([^\s;"]*))')
+_ESCAPE = re.compile(r"%(?:22|0[dD]|0[aA])")
+_CHARSETS = ("utf-8", "us-ascii", "ascii", "iso-8859-1")
 Buffer = bytes | bytearray  # what a read returns
 
 
@@ -38,18 +53,44 @@ class MultipartError(ValueError):
 
 def _headers(block: bytes) -> Headers:
     headers = Headers()
-    for line in _CONTINUATION.sub(b" ", block).split(b"\r\n"):
-        name, colon, value = line.decode("utf-8", "replace").partition(":")
-        if not colon:
+    for line in _CONTINUATION.sub(b" ", block).decode("utf-8", "replace").split("\r\n"):
+        name, colon, value = line.partition(":")
+        if not colon or "\r" in line or "\n" in line:  # a bare CR or LF: Headers refuses it
             raise MultipartError("malformed part header")
         headers.add(name.strip(), value.strip())
     return headers
 
 
+def _extended(value: str) -> str | None:
+    """An RFC 5987 ``charset'language'percent-encoded`` value, decoded; ``None`` if not one."""
+    charset, quote, rest = value.partition("'")
+    _, quote2, encoded = rest.partition("'")
+    if not (quote and quote2) or charset.lower() not in _CHARSETS:
+        return None
+    return unquote(encoded, charset, "replace")
+
+
+def disposition(value: str) -> tuple[str, dict[str, str]]:
+    """A Content-Disposition header's type and parameters, quoted values as browsers quote."""
+    kind, semicolon, rest = value.partition(";")
+    options: dict[str, str] = {}
+    extended: dict[str, str] = {}
+    for match in _PARAMETER.finditer(semicolon + rest):
+        key, quoted, token = match[1].lower(), match[2], match[3]
+        if key.endswith("*"):
+            if (decoded := _extended(token or "")) is not None:
+                extended[key[:-1]] = decoded
+        elif quoted is not None:
+            options[key] = _ESCAPE.sub(lambda m: chr(int(m[0][1:], 16)), quoted)
+        else:
+            options[key] = token
+    return kind.strip(" \t").lower(), {**options, **extended}
+
+
 def _part(block: bytes) -> Field | File:
     headers = _headers(block)
-    disposition, options = parse_options_header(headers.get("Content-Disposition"))
-    if disposition != "form-data" or "name" not in options:
+    kind, options = disposition(headers.get("Content-Disposition", ""))
+    if kind != "form-data" or "name" not in options:
         raise MultipartError("a part without a form-data name")
     if "filename" in options:
         return File(name=options["name"], filename=options["filename"], headers=headers)
@@ -103,20 +144,29 @@ def events(
     reader = _Reader(read)
     parts = 0
     _skip_to(reader, delimiter)  # the preamble, if any, is ignored
-    while True:
-        while len(reader.buf) - reader.pos < 2 and reader.more():
-            pass
-        if reader.buf.startswith(b"--", reader.pos):
-            return  # the close delimiter; the epilogue is ignored
-        padding = _PADDING.match(reader.buf, reader.pos)
-        if padding is None:
-            raise MultipartError("garbage after a delimiter")
-        reader.pos = padding.end()
+    while _next_part(reader):
         parts += 1
         if max_parts is not None and parts > max_parts:
             raise MultipartError("too many parts")
         yield _part(_header_block(reader))
         yield from _body(reader, delimiter)
+
+
+def _next_part(reader: _Reader) -> bool:
+    """Step over the padding and CRLF after a delimiter; ``False`` after the close delimiter
+    (its epilogue is ignored)."""
+    while True:
+        if reader.buf.startswith(b"--", reader.pos):
+            return False
+        padding = _PADDING.match(reader.buf, reader.pos)
+        if padding is not None:
+            reader.pos = padding.end()
+            return True
+        # A few bytes that may yet become padding and CRLF (or "--"): read on, within limits.
+        if len(reader.buf) - reader.pos > HEADER_LIMIT:
+            raise MultipartError("transport padding too long")
+        if not _PADDING_START.fullmatch(reader.buf, reader.pos) or not reader.more():
+            raise MultipartError("garbage after a delimiter")
 
 
 def _skip_to(reader: _Reader, delimiter: bytes) -> None:

@@ -425,12 +425,16 @@ class Store:
                 if plain.tell() > limit + (1 << 20):
                     raise StoreError("the item is too large to read in memory")
         plain.seek(0)
-        with tarfile.open(fileobj=plain, mode="r|") as archive:
-            member = archive.next()
-            extracted = archive.extractfile(member) if member else None
-            if member is None or extracted is None:
-                raise StoreError("the item holds no file")
-            return member.name, extracted.read(limit + 1)[:limit]
+        try:  # a reply is made elsewhere: its container is checked like any other
+            with tarfile.open(fileobj=plain, mode="r|") as archive:
+                member = archive.next()
+                plain_file = member is not None and container.is_plain_file(member)
+                extracted = archive.extractfile(member) if member and plain_file else None
+                if member is None or extracted is None:
+                    raise StoreError("the item holds no file")
+                return member.name, extracted.read(limit + 1)[:limit]
+        except (tarfile.TarError, *container.DAMAGED_TAR):
+            raise StoreError("the item holds no file") from None
 
     def reply_text(self, item: Item, identity: crypto.X25519Identity) -> str:
         """A reply's text, decrypted in memory with the source's reply identity."""

@@ -31,6 +31,61 @@ def identity_file(directory: Path, identity: X25519Identity) -> Path:
     return path
 
 
+def _pax_record(key: str, value: str) -> bytes:
+    body = f" {key}={value}\n".encode()
+    length = len(body) + 1
+    while len(str(length)) + len(body) != length:
+        length += 1
+    return str(length).encode() + body
+
+
+def _blocks(data: bytes) -> bytes:
+    return data + bytes(-len(data) % tarfile.BLOCKSIZE)
+
+
+def pax_container(records: bytes, data: bytes = b"x") -> bytes:
+    """A container whose one member has a pax header of ``records`` (any bytes) before it."""
+    pax = tarfile.TarInfo("././@PaxHeader")
+    pax.type, pax.size = tarfile.XHDTYPE, len(records)
+    member = tarfile.TarInfo("x")
+    member.size = len(data)
+    head = pax.tobuf(tarfile.USTAR_FORMAT) + _blocks(records) + member.tobuf(tarfile.USTAR_FORMAT)
+    return head + _blocks(data) + bytes(2 * tarfile.BLOCKSIZE)
+
+
+def sparse_member(name: str, real_size: int, data: bytes = b"x") -> bytes:
+    """A tar member that is a PAX 1.0 sparse file (as GNU tar writes them): a few blocks that
+    a tar reader expands to ``real_size`` bytes, ``data`` at the end and holes before it."""
+    records = b"".join(
+        _pax_record(key, str(value))
+        for key, value in [
+            ("GNU.sparse.major", 1),
+            ("GNU.sparse.minor", 0),
+            ("GNU.sparse.name", name),
+            ("GNU.sparse.realsize", real_size),
+        ]
+    )
+    sparse_map = _blocks(f"1\n{real_size - len(data)}\n{len(data)}\n".encode())
+    pax = tarfile.TarInfo("././@PaxHeader")
+    pax.type, pax.size = tarfile.XHDTYPE, len(records)
+    member = tarfile.TarInfo(f"GNUSparseFile.0/{name}")
+    member.size = len(sparse_map) + len(data)
+    head = pax.tobuf(tarfile.USTAR_FORMAT) + _blocks(records) + member.tobuf(tarfile.USTAR_FORMAT)
+    return head + _blocks(sparse_map + data)
+
+
+def sparse_container(name: str, real_size: int, data: bytes = b"x") -> bytes:
+    """A container whose one member is a sparse file (:func:`sparse_member`)."""
+    return sparse_member(name, real_size, data) + bytes(2 * tarfile.BLOCKSIZE)
+
+
+def symlink_container(name: str) -> bytes:
+    """A container whose one member is a symbolic link to /etc/passwd."""
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+    return info.tobuf(tarfile.PAX_FORMAT) + bytes(2 * tarfile.BLOCKSIZE)
+
+
 def age_decrypt(item: Path, key_file: Path) -> bytes:
     """The plaintext of ``item`` according to Debian's ``age -d``."""
     proc = subprocess.run(

@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import io
 import json
 import os
 import secrets
 import shutil
+import signal
 import struct
 import subprocess
 import sys
 import tarfile
+import time
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from app import airgap, cli
 from app.airgap import numbered
 from app.bundle import BundleItem, BundleSource, parse_manifest, read_bundle, write_bundle
 from app.crypto import (
@@ -28,7 +34,7 @@ from app.crypto import (
 )
 from app.crypto.header import Stanza
 from app.crypto.keyfile import identity_file_text
-from app.errors import ReplyError
+from app.errors import BundleError, ReplyError
 from app.reply import MAX_FILE_BYTES, check_reply, declaration, make_reply
 from app.store import Item, today
 from tests.helpers import (
@@ -44,7 +50,14 @@ from tests.helpers import (
     spawn,
     tipbox,
 )
-from tests.store_helpers import AGE, UTF8_ENV, decrypt_path, read_member
+from tests.store_helpers import (
+    AGE,
+    UTF8_ENV,
+    decrypt_path,
+    pax_container,
+    read_member,
+    sparse_container,
+)
 from tests.test_bundle import DAY, Newsroom
 
 TIMEOUT = 60
@@ -81,7 +94,9 @@ def _busy(newsroom: Newsroom) -> tuple[str, str]:
     first = newsroom.submit("first ✓ message", [("Überweisung März.pdf", PDF), ("r.pdf", PDF2)])
     newsroom.submit("second message", [("r.pdf", BIG), ("報告.txt", "機密".encode())], first)
     newsroom.store.add_reply_text(first, "we read it")
-    second = newsroom.submit(None, [("../../escape.sh", b"#!/bin/sh\n"), ("\x1b[31mred.txt", b"")])
+    second = newsroom.submit(
+        None, [("../../escape.sh", b"#!/bin/sh\n"), ("\x1b[31mred.txt", b""), ("..\\x.ini", b"[x]")]
+    )
     return folder(newsroom, first), folder(newsroom, second)
 
 
@@ -92,7 +107,7 @@ def test_open_restores_everything(tmp_path: Path, newsroom: Newsroom) -> None:
     assert proc.returncode == 0, proc.stderr
     assert b"error" not in proc.stderr
     summary = proc.stdout.decode()
-    assert "2 sources, 2 messages, 6 files, 1 reply" in summary
+    assert "2 sources, 2 messages, 7 files, 1 reply" in summary
     assert files_under(tmp_path / "out") == {
         "manifest.json": (tmp_path / "out/manifest.json").read_bytes(),
         f"{first}/message-1.txt": "first ✓ message".encode(),
@@ -104,6 +119,7 @@ def test_open_restores_everything(tmp_path: Path, newsroom: Newsroom) -> None:
         f"{first}/replies/reply-1.txt": b"we read it",
         f"{second}/files/escape.sh": b"#!/bin/sh\n",
         f"{second}/files/[31mred.txt": b"",
+        f"{second}/files/\\x.ini": b"[x]",  # a backslash is a character, ".." hid the file
     }
     copied = parse_manifest((tmp_path / "out/manifest.json").read_bytes())
     assert copied == read_bundle(tmp_path / "b.tar")[0]
@@ -145,6 +161,70 @@ def test_open_never_overwrites(tmp_path: Path, newsroom: Newsroom) -> None:
 def test_numbered_names_fit(name: str, number: int, expected: str) -> None:
     assert numbered(name, number) == expected
     assert len(expected.encode()) <= 255
+
+
+LONG_NAMES = [
+    "x" * 240 + ".pdf",  # 244 bytes: its temporary ".NAME.<hex>.part" would be 267
+    "報告書" * 26,  # 78 characters, 234 bytes in UTF-8
+    "é" * 120 + ".txt",  # 244 bytes
+    "y" * 255,  # the longest a name can be
+]
+
+
+def test_long_file_names(tmp_path: Path, newsroom: Newsroom) -> None:
+    """Names up to 255 bytes are written whole, and every other item with them."""
+    files = [(name, name.encode()[:50]) for name in LONG_NAMES]
+    source = newsroom.submit("before", [("a.txt", b"a"), *files])
+    newsroom.submit("after", source_id=source)
+    newsroom.bundle(tmp_path / "b.tar")
+    proc = open_bundle(tmp_path)
+    assert proc.returncode == 0, proc.stderr.decode()
+    written = tmp_path / "out" / folder(newsroom, source)
+    expected = {f"files/{name}": data for name, data in files}
+    assert files_under(written) == {
+        "message-1.txt": b"before",
+        "message-2.txt": b"after",
+        "files/a.txt": b"a",
+        **expected,
+    }
+    again = open_bundle(tmp_path)  # taken names: numbered, still within 255 bytes
+    assert again.returncode == 0, again.stderr.decode()
+    assert len(files_under(written)) == 2 * (3 + len(LONG_NAMES))
+    assert all(leftovers(p) == [] for p in written.rglob("*") if p.is_dir())
+
+
+def test_a_failed_write_stops_nothing(
+    tmp_path: Path,
+    newsroom: Newsroom,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A write that fails (a full disk, injected) is that item's failure only."""
+    source = newsroom.submit("before", [("a.txt", b"a"), ("full.bin", b"f"), ("z.txt", b"z")])
+    newsroom.bundle(tmp_path / "b.tar")
+    real = airgap.atomic_write
+
+    def atomic_write(path: Path, *args: Any, **kwargs: Any) -> Any:
+        if path.name == "full.bin":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(airgap, "atomic_write", atomic_write)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PATH", "/nonexistent")  # no mat2: not what this test is about
+    assert cli.main(["open", "b.tar", "-i", "newsroom-identity.txt", "--out", "out"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    designation = newsroom.designation(source)
+    assert f"(file of {designation!r}): " in err
+    assert "full.bin: no space left on device" in err
+    assert "tipbox: error: 1 item could not be opened" in err
+    written = tmp_path / "out" / folder(newsroom, source)
+    assert files_under(written) == {
+        "message-1.txt": b"before",
+        "files/a.txt": b"a",
+        "files/z.txt": b"z",
+    }
 
 
 def _container(name: str, data: bytes = b"", kind: bytes = tarfile.REGTYPE) -> bytes:
@@ -210,6 +290,53 @@ def test_hostile_containers(tmp_path: Path, newsroom: Newsroom) -> None:
     ]
 
 
+def test_sparse_members_are_refused(tmp_path: Path, newsroom: Newsroom) -> None:
+    """A few blocks that a tar reader expands to 64 MiB of zeros: refused, the rest written."""
+    bomb = sparse_container("bomb.bin", 64 << 20)
+    assert len(bomb) < 4096
+    ids = _crafted(
+        tmp_path, newsroom.identity, [("file", bomb), ("file", _container("ok.txt", b"ok"))]
+    )
+    proc = open_bundle(tmp_path)
+    err = proc.stderr.decode()
+    assert proc.returncode == 1, err
+    assert "Traceback" not in err
+    assert f"item {ids[0]} (file of 'amber falcon'): the item does not hold a regular file" in err
+    assert files_under(tmp_path / "out" / "amber-falcon") == {"files/ok.txt": b"ok"}
+
+
+DAMAGED = {  # containers whose headers tarfile rejects with ValueError or OverflowError
+    "sparse_size_not_a_number": pax_container(b"28 GNU.sparse.realsize=12x4\n"),
+    "record_length_huge": pax_container(b"99999999999999999999 path=x\n"),
+    "sparse_map_not_a_number": pax_container(
+        b"22 GNU.sparse.major=1\n22 GNU.sparse.minor=0\n", b"\xb3999\n" + bytes(506)
+    ),
+}
+
+
+@pytest.mark.parametrize("payload", DAMAGED.values(), ids=list(DAMAGED))
+def test_damaged_container_headers_are_the_items_failure(tmp_path: Path, payload: bytes) -> None:
+    """What tarfile raises on them is not a TarError: it must still fail only that item."""
+    plain = airgap.Plaintext(iter([memoryview(payload)]), lambda _: None)
+    with pytest.raises(BundleError, match="damaged"):
+        airgap.write_member(plain, lambda name: tmp_path / name)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_member_never_outgrows_its_payload(tmp_path: Path) -> None:
+    """However a tar reader expands a member, the copy stops at what the payload held."""
+    payload = sparse_container("bomb.bin", 1 << 20)
+    plain = airgap.Plaintext(iter([memoryview(payload)]), lambda _: None)
+    with tarfile.open(fileobj=io.BufferedReader(plain), mode="r|") as archive:
+        member = archive.next()
+        assert member is not None
+        data = archive.extractfile(member)
+        assert data is not None
+        with (tmp_path / "out").open("wb") as out, pytest.raises(BundleError, match="more than"):
+            airgap.copy_member(data, out, plain)
+    assert (tmp_path / "out").stat().st_size <= len(payload)
+
+
 @pytest.mark.parametrize("link", ["amber-falcon", "amber-falcon/files"])
 def test_links_in_the_output_are_not_followed(
     tmp_path: Path, newsroom: Newsroom, link: str
@@ -249,6 +376,61 @@ def test_tampered_item_is_refused_and_the_rest_restored(
     assert "1 failure" in proc.stdout.decode()
 
 
+def _killed_mid_write(tmp_path: Path, newsroom: Newsroom) -> Path:
+    """Start ``tipbox open`` on a bundle of one big file, kill -9 it mid-write; its folder."""
+    source = newsroom.submit("hello", [("big.bin", os.urandom(1 << 20) * 96)])
+    newsroom.bundle(tmp_path / "b.tar")
+    files = tmp_path / "out" / folder(newsroom, source) / "files"
+    proc = subprocess.Popen(  # noqa: S603 - our own command
+        [*TIPBOX, "open", "b.tar", "-i", "newsroom-identity.txt", "--out", "out"],
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(20_000):  # at most 20 s
+            if proc.poll() is not None or (files.is_dir() and leftovers(files)):
+                break
+            time.sleep(0.001)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait(TIMEOUT)
+    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    return files
+
+
+@pytest.mark.slow
+def test_leftovers_of_a_killed_run_are_removed(tmp_path: Path, newsroom: Newsroom) -> None:
+    """kill -9 leaves a hidden, half-written plaintext file; the next run removes it, says so."""
+    files = _killed_mid_write(tmp_path, newsroom)
+    (left,) = leftovers(files)
+    assert left.startswith(".big.bin.")
+    stranger = files / ".notes.txt.part"  # not a name atomic_write makes: left alone
+    stranger.write_bytes(b"mine")
+    proc = open_bundle(tmp_path)
+    err = proc.stderr.decode()
+    assert proc.returncode == 0, err
+    assert "tipbox: warning: removed 1 unfinished file left in out by an interrupted run" in err
+    assert leftovers(files) == [".notes.txt.part"]
+    assert (files / "big.bin").stat().st_size == 96 << 20
+
+
+def test_one_run_at_a_time_per_folder(tmp_path: Path, newsroom: Newsroom) -> None:
+    """A second run into a folder being written would take its unfinished files for leftovers."""
+    newsroom.submit("hello")
+    newsroom.bundle(tmp_path / "b.tar")
+    (tmp_path / "out").mkdir()
+    fd = os.open(tmp_path / "out", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # as a run in progress holds it
+        assert_cli_error(open_bundle(tmp_path), "another tipbox open is writing into out")
+    finally:
+        os.close(fd)
+    assert open_bundle(tmp_path).returncode == 0
+
+
 @pytest.mark.parametrize("cut", [100, 2000, -1024, -1])
 def test_truncated_bundle(tmp_path: Path, newsroom: Newsroom, cut: int) -> None:
     newsroom.submit("hello", [("a.bin", os.urandom(5000))])
@@ -273,6 +455,22 @@ def test_refused_bundles(tmp_path: Path, newsroom: Newsroom) -> None:
         tar.addfile(info)
     assert_cli_error(open_bundle(tmp_path), "bundle")
     assert not (tmp_path / "out").exists()
+
+
+def test_deeply_nested_manifest(tmp_path: Path) -> None:
+    """A manifest nested 100,000 deep: one error line, no RecursionError traceback."""
+    data = b"[" * 100_000 + b"]" * 100_000
+    with tarfile.open(tmp_path / "b.tar", "w", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo("manifest.json")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    (tmp_path / "newsroom-identity.txt").write_text(f"{X25519Identity.generate()}\n")
+    assert_cli_error(open_bundle(tmp_path), "invalid manifest: nested too deeply")
+    assert not (tmp_path / "out").exists()
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "manifest.json").write_bytes(data)
+    proc = tipbox("reply", "out", "--source", "amber falcon", "--message", "hi", cwd=tmp_path)
+    assert_cli_error(proc, "invalid manifest: nested too deeply")
 
 
 def test_wrong_identity(tmp_path: Path, newsroom: Newsroom) -> None:

@@ -122,6 +122,9 @@ def test_sources_and_items(japp: Flask, jclient: FlaskClient, token: str) -> Non
     [
         ("/api/v1/sources?show=everything", 400),
         ("/api/v1/sources?page=-1", 400),
+        ("/api/v1/sources?page=\u00b2", 400),  # superscript two: str.isdigit() says yes
+        ("/api/v1/sources?page=\u0663", 400),  # Arabic-Indic three
+        ("/api/v1/sources?page=%EF%BC%92", 400),  # fullwidth two
         ("/api/v1/sources/nobody", 404),
         ("/api/v1/nothing", 404),
     ],
@@ -130,6 +133,14 @@ def test_bad_requests(jclient: FlaskClient, token: str, url: str, status: int) -
     response = call(jclient, "get", url, token)
     assert response.status_code == status
     assert set(response.json) == {"error"}
+
+
+def test_a_page_past_the_end_is_the_last_one(japp: Flask, jclient: FlaskClient, token: str) -> None:
+    add_source(japp)
+    for number in ("2", "9" * 5000):  # longer than int() parses by default
+        response = call(jclient, "get", f"/api/v1/sources?page={number}", token)
+        assert response.status_code == 200
+        assert (response.json["page"], len(response.json["sources"])) == (1, 1)
 
 
 def test_marks(japp: Flask, jclient: FlaskClient, token: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import io
 import json
@@ -9,15 +10,20 @@ import os
 import secrets
 import subprocess
 import tarfile
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from app.bundle import (
     FORMAT,
+    KINDS,
     READ_SIZE,
     BundleItem,
     BundleSource,
@@ -31,7 +37,7 @@ from app.bundle import (
 from app.crypto import X25519Identity
 from app.errors import BundleError
 from app.store import Store, today
-from tests.store_helpers import UTF8_ENV, decrypt_path, read_member
+from tests.store_helpers import UTF8_ENV, decrypt_path, read_member, sparse_member
 
 DAY = "2026-01-02"
 TIMEOUT = 60
@@ -326,8 +332,13 @@ def test_manifest_rules(change: Callable[[dict[str, Any]], None], needle: str) -
         (b'{"format": "tipbox-bundle/1", "format": "tipbox-bundle/1"}', "appears twice"),
         (b'{"format": "tipbox-bundle/1", "day": NaN}', "not a number"),
         (b'{"format": "tipbox-bundle/1", "size": ' + b"9" * 5000 + b"}", "not JSON"),
+        (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+        (
+            b'{"format": "tipbox-bundle/1", "day": ' + b'{"a": ' * 50_000 + b"1" + b"}" * 50_001,
+            "nested",
+        ),
     ],
-    ids=["empty", "not_utf8", "list", "duplicate_key", "nan", "huge_number"],
+    ids=["empty", "not_utf8", "list", "duplicate_key", "nan", "huge_number", "deep", "deep_object"],
 )
 def test_manifest_must_be_strict_json(data: bytes, needle: str) -> None:
     with pytest.raises(BundleError, match=needle):
@@ -382,6 +393,14 @@ def _then(*extra: tuple[str, bytes]) -> Callable[[tarfile.TarFile, bytes, bytes]
     return build
 
 
+def _sparse(tar: tarfile.TarFile, item: bytes) -> None:
+    """The item as a sparse member of the item's size (a few bytes, and holes)."""
+    raw = sparse_member(ITEM, len(item), item[-10:])
+    assert tar.fileobj is not None
+    tar.fileobj.write(raw)
+    tar.offset += len(raw)
+
+
 TAR_CASES = [
     ("symlink", _then(("items/link.age", tarfile.SYMTYPE)), "symbolic link"),
     ("hardlink", _then(("items/hard.age", tarfile.LNKTYPE)), "hard link"),
@@ -404,6 +423,7 @@ TAR_CASES = [
         "start with manifest",
     ),
     ("no_manifest", lambda t, m, i: _member(t, ITEM, i), "start with manifest"),
+    ("sparse_item", lambda t, m, i: (_member(t, "manifest.json", m), _sparse(t, i)), "sparse"),
     (
         "item_size",
         lambda t, m, i: (_member(t, "manifest.json", m), _member(t, ITEM, i + b"x")),
@@ -474,3 +494,108 @@ def test_not_a_tar_file(tmp_path: Path) -> None:
     (tmp_path / "junk").write_bytes(os.urandom(10_000))
     with pytest.raises(BundleError, match="not a bundle"):
         read_bundle(tmp_path / "junk")
+
+
+# --- properties (hypothesis; `make fuzz` runs many more) -----------------------------------------
+
+KEYS = [str(X25519Identity.generate().recipient) for _ in range(3)]
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner),
+    max_leaves=20,
+)
+days = st.dates(min_value=date(1000, 1, 1)).map(date.isoformat)
+recipients = st.lists(st.sampled_from(KEYS), min_size=1, unique=True).map(tuple)
+designations = st.lists(st.text("abcdefghijklmnopqrstuvwxyzñé", min_size=1), min_size=1).map(
+    " ".join
+)
+
+
+@st.composite
+def manifests(draw: st.DrawFn) -> Manifest:
+    """Any manifest the format allows (small): distinct designations and item ids."""
+    folders = draw(st.lists(designations.filter(lambda d: len(d) <= 100), unique=True, max_size=3))
+    ids = iter(
+        draw(
+            st.lists(
+                st.text("0123456789abcdef", min_size=32, max_size=32),
+                unique=True,
+                min_size=12,
+                max_size=12,
+            )
+        )
+    )
+    sources = []
+    for designation in folders:
+        items = [
+            BundleItem(
+                next(ids),
+                draw(st.sampled_from(KINDS)),
+                draw(days),
+                draw(st.integers(1, (1 << 50) - 1)),
+                draw(recipients),
+            )
+            for _ in range(draw(st.integers(0, 4)))
+        ]
+        sources.append(
+            BundleSource(designation, draw(st.sampled_from(KEYS)), draw(days), tuple(items))
+        )
+    return Manifest(draw(days), draw(recipients), tuple(sources))
+
+
+@pytest.mark.property
+@given(manifests())
+def test_every_valid_manifest_reads_back(manifest: Manifest) -> None:
+    assert parse_manifest(manifest.to_json()) == manifest
+
+
+@pytest.mark.property
+@given(json_values, st.binary(max_size=300))
+def test_anything_is_a_manifest_or_a_bundle_error(value: object, data: bytes) -> None:
+    """Any JSON, as the whole manifest or as its sources, and any bytes: BundleError at worst."""
+    documents = [json.dumps(value).encode(), data, json.dumps({**_valid(), "sources": value})]
+    for document in documents:
+        with contextlib.suppress(BundleError):
+            parse_manifest(document if isinstance(document, bytes) else document.encode())
+
+
+def _small_bundle() -> bytes:
+    """A valid bundle of two sources and three small items (random bytes stand for age files)."""
+    blobs = {secrets.token_hex(16): os.urandom(n) for n in (1, 700, 1500)}
+    items = [BundleItem(i, "file", DAY, len(b), (KEYS[0],)) for i, b in blobs.items()]
+    sources = [
+        BundleSource("amber falcon", KEYS[1], DAY, tuple(items[:1])),
+        BundleSource("brisk heron", KEYS[2], DAY, tuple(items[1:])),
+    ]
+    out = io.BytesIO()
+    write_bundle(out, sources, lambda i: io.BytesIO(blobs[i.id]), recipients=[KEYS[0]], day=DAY)
+    return out.getvalue()
+
+
+BUNDLE = _small_bundle()
+
+
+@pytest.mark.property
+@given(st.data())
+def test_a_damaged_bundle_is_refused_or_read_whole(data: st.DataObject) -> None:
+    """Bytes changed, cut or added anywhere: a BundleError, or items of their stated sizes."""
+    bundle = bytearray(BUNDLE)
+    for _ in range(data.draw(st.integers(1, 4))):
+        at = data.draw(st.integers(0, len(bundle) - 1))
+        how = data.draw(st.sampled_from(["set", "cut", "add"]))
+        if how == "set":
+            bundle[at] = data.draw(st.integers(0, 255))
+        elif how == "cut":
+            del bundle[at : at + data.draw(st.integers(1, 1500))]
+        else:
+            bundle[at:at] = data.draw(st.binary(min_size=1, max_size=600))
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "b.tar"
+        path.write_bytes(bytes(bundle))
+        try:
+            manifest, read_item = read_bundle(path)
+        except BundleError:
+            return
+        for _, item in manifest.items():
+            with read_item(item) as handle:
+                assert len(handle.read()) == item.size

@@ -11,7 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from app.files import EarlyWriteback, atomic_write, contained
+from app.files import (
+    NAME_MAX,
+    EarlyWriteback,
+    atomic_write,
+    contained,
+    remove_leftovers,
+    temporary_name,
+)
 from tests.helpers import in_forked_child, leftovers
 
 
@@ -95,6 +102,33 @@ def test_overwrite_replaces(tmp_path: Path) -> None:
         handle.write(b"new")
     assert target.read_bytes() == b"new"
     assert _mode(target) == 0o644
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["a", "x" * 232, "x" * 233, "y" * 255, "報告書" * 26, "é" * 127 + "x", "😀" * 63 + ".gz"],
+)
+def test_any_name_up_to_255_bytes_is_written(tmp_path: Path, name: str) -> None:
+    """Its temporary name stays within 255 bytes, cut between characters, and unique."""
+    temporary = temporary_name(name)
+    assert len(temporary.encode()) <= NAME_MAX
+    assert name.startswith(temporary[1:-22])
+    assert temporary != temporary_name(name)
+    with atomic_write(tmp_path / name) as handle:
+        handle.write(b"data")
+    assert (tmp_path / name).read_bytes() == b"data"
+    assert leftovers(tmp_path) == []
+
+
+def test_remove_leftovers_takes_only_temporary_files(tmp_path: Path) -> None:
+    ours = [temporary_name(name) for name in ("a.txt", "y" * 255, "報告書" * 26, ".x\n")]
+    theirs = [".notes.part", "a.txt", f".a.{'0' * 15}.part", f"a.{'0' * 16}.part", "keep"]
+    for name in ours + theirs:
+        (tmp_path / name).write_bytes(b"x")
+    link = temporary_name("link")  # the right name, but a symbolic link: not ours
+    (tmp_path / link).symlink_to(tmp_path / "a.txt")
+    assert remove_leftovers(tmp_path) == len(ours)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*theirs, link])
 
 
 def test_missing_directory(tmp_path: Path) -> None:

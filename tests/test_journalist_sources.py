@@ -90,6 +90,9 @@ def test_pages(japp: Flask, jclient: FlaskClient) -> None:
     assert not set(first) & set(second)
     assert rows(jclient, "/?page=99") == second  # past the end: the last page
     assert rows(jclient, "/?page=x") == first
+    assert rows(jclient, "/?page=9" + "9" * 5000) == second  # longer than int() parses
+    for digit in ("\u00b2", "\u0663", "\uff12"):  # str.isdigit(), not int(): ignored
+        assert rows(jclient, f"/?page={digit}") == first
     assert one(jclient.get("/").data, "a", rel="next")["href"] == "/?show=all&page=2"
 
 

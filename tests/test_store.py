@@ -18,7 +18,8 @@ import pytest
 from app.crypto import KdfCost, X25519Identity, X25519Recipient, derive_source_keys
 from app.errors import NoIdentityMatchError, StoreError
 from app.padding import bucket
-from app.store import PendingItem, Store
+from app.store import Item, PendingItem, Store
+from tests.helpers import encrypt_bytes
 from tests.store_helpers import (
     ITEM_NAME,
     age_into_tar,
@@ -27,6 +28,8 @@ from tests.store_helpers import (
     files_containing,
     identity_file,
     read_member,
+    sparse_container,
+    symlink_container,
     temp_files,
     tree,
 )
@@ -230,6 +233,25 @@ def test_reply_readable_by_source_and_newsroom(
     else:
         assert store.reply_text(item, identity) == "Gracias — ¿puede enviar más? 🙏"
         assert store.read_member(item, identity)[0] == "reply.txt"
+
+
+@pytest.mark.parametrize(
+    "plain",
+    [
+        sparse_container("reply.txt", 64 << 20),
+        b"not a tar file at all" * 100,
+        symlink_container("reply.txt"),
+    ],
+    ids=["sparse", "not_tar", "symlink"],
+)
+def test_read_member_takes_a_regular_file_only(store: Store, plain: bytes) -> None:
+    """A reply made elsewhere (a journalist uploads it) is read only if it holds a plain file."""
+    source_id, reply = new_source(store)
+    data = encrypt_bytes(plain, [reply.recipient])
+    item = Item(secrets.token_hex(16), source_id, "reply", "2026-01-02", len(data), ("x",))
+    store.path_of(item).write_bytes(data)
+    with pytest.raises(StoreError, match="holds no file"):
+        store.reply_text(item, reply)
 
 
 def test_reply_to_unknown_source(store: Store) -> None:

@@ -259,11 +259,45 @@ def test_long_content_type_is_no_crash(store: Store, keypair: X25519Identity, ct
     assert stored(store, keypair) == [("a.txt", b"x", ctype)]
 
 
+def test_transport_padding_across_the_first_read(store: Store, keypair: X25519Identity) -> None:
+    """A delimiter's padding that the first read (64 KiB) cuts in two is still padding."""
+    delimiter = f"--{BOUNDARY}".encode()
+    data = b"d" * (upload.MIN_READ - 2 - len(part("f", b"", "a.bin")) - len(delimiter))
+    second = b'    \r\nContent-Disposition: form-data; name="g"; filename="b.bin"\r\n\r\nx\r\n'
+    raw = part("f", data, "a.bin") + delimiter + second + delimiter + b"--\r\n"
+    assert raw.index(b"    \r\n") == upload.MIN_READ - 2
+    response, _ = post(make_client(store, False), raw)
+    assert response.status_code == 200
+    assert sorted(stored(store, keypair)) == [
+        ("a.bin", data, "application/octet-stream"),
+        ("b.bin", b"x", "application/octet-stream"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("sent", "safe"),
+    [
+        ("..\\x.ini", "\\x.ini"),
+        ("C:\\Users\\me\\a.pdf", "C:\\Users\\me\\a.pdf"),
+        ("Q3\\Q4 %22final%22.pdf", 'Q3\\Q4 "final".pdf'),
+    ],
+)
+def test_backslashes_in_file_names_are_kept(
+    store: Store, keypair: X25519Identity, sent: str, safe: str
+) -> None:
+    """A browser's quoted file name: backslashes are characters, %22 a quote (HTML standard)."""
+    disposition = f'form-data; name="f"; filename="{sent}"'
+    raw = f"--{BOUNDARY}\r\nContent-Disposition: {disposition}\r\n\r\n".encode() + b"x\r\n"
+    response, _ = post(make_client(store, False), body(raw))
+    assert response.status_code == 200
+    assert stored(store, keypair) == [(safe, b"x", "application/octet-stream")]
+
+
 @pytest.mark.parametrize(
     ("filename", "safe"),
     [
         ("../../../etc/passwd", "passwd"),
-        ("..\\..\\Windows\\win.ini", "win.ini"),
+        ("..\\..\\Windows\\win.ini", "\\..\\Windows\\win.ini"),
         ("/var/www/shell.php", "shell.php"),
         ("evil\x00name\n\r.txt", "evilname.txt"),
         ("\x1b]0;pwned\x07\u202eexe.pdf", "]0;pwnedexe.pdf"),

@@ -15,7 +15,7 @@ from werkzeug.wrappers import Response
 from app.errors import ReplyError
 from app.journalist import actions
 from app.journalist.auth import current
-from app.journalist.inbox import FILTERS, SourceRow
+from app.journalist.inbox import FILTERS, SourceRow, page_number
 from app.journalist.state import get_state, new_sink
 from app.store import Item
 
@@ -58,10 +58,10 @@ def me() -> JSONReply:
 @bp.get("/sources")
 def sources() -> JSONReply:
     """A page of sources (``?page=N&show=all|unread|starred``)."""
-    show, number = request.args.get("show", "all"), request.args.get("page", "1")
-    if show not in FILTERS or not number.isdigit():
+    show, number = request.args.get("show", "all"), page_number(request.args.get("page", "1"))
+    if show not in FILTERS or number is None:
         abort(400)
-    page = get_state().inbox.page(current().id, int(number), show)
+    page = get_state().inbox.page(current().id, number, show)
     return jsonify(
         page=page.number,
         pages=page.pages,

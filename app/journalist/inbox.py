@@ -27,6 +27,7 @@ from app.store import Store
 PER_PAGE = 50
 FILTERS = ("all", "unread", "starred")
 CHUNK = 500  # ids per IN (...) query, well under SQLite's variable limit
+LAST_PAGE = 10**9  # any page number past the end means the last page
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS read_marks (
     journalist_id INTEGER NOT NULL REFERENCES journalists(id) ON DELETE CASCADE,
@@ -69,6 +70,19 @@ _UNREAD_IDS = (
     "LEFT JOIN read_marks r ON r.source_id = l.source_id AND r.journalist_id = ? "
     "WHERE l.seq > COALESCE(r.seq, 0)"
 )
+
+
+def page_number(text: str) -> int | None:
+    """``?page=``'s value as a number; ``None`` unless it is ASCII digits.
+
+    ``str.isdigit()`` is not the test: it accepts "²", which ``int()`` refuses (a 500), and
+    ``int()`` itself takes Arabic-Indic or fullwidth digits, which no link of ours writes.
+    Very long numbers (which ``int()`` refuses past 4300 digits) mean the last page.
+    """
+    if not (text.isascii() and text.isdigit()):
+        return None
+    digits = text.lstrip("0") or "0"
+    return int(digits) if len(digits) < len(str(LAST_PAGE)) else LAST_PAGE
 
 
 @dataclass(frozen=True)

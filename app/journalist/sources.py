@@ -13,7 +13,7 @@ from app.errors import ReplyError
 from app.journalist import actions
 from app.journalist.auth import current
 from app.journalist.confirm import ask, confirmed
-from app.journalist.inbox import FILTERS
+from app.journalist.inbox import FILTERS, page_number
 from app.journalist.pages import View, gettext
 from app.journalist.state import get_state, reply_sink
 
@@ -32,8 +32,8 @@ def index() -> View:
     show = request.args.get("show", "all")
     if show not in FILTERS:
         abort(404)
-    number = request.args.get("page", "1")
-    page = get_state().inbox.page(current().id, int(number) if number.isdigit() else 1, show)
+    number = page_number(request.args.get("page", "1")) or 1  # a bad number is ignored
+    page = get_state().inbox.page(current().id, number, show)
     return render_template("sources.html", page=page, show=show)
 
 
