@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 
 from bench.core import MIB, Context, Section, say, table
 from bench.live import TIPBOX_APP, Server, ServerError, Visitor, running, submission
-from bench.upload import percentile, post_file
+from bench.upload import get_landing, percentile, post_file
 
 HALF_OPEN = 1000
 PROBES = 100
@@ -122,28 +122,12 @@ class Attack:
                 sock.close()
 
 
-def get_landing(server: Server) -> float:
-    """Seconds for ``GET /`` on a new connection (inf: it failed or timed out)."""
-    start = time.perf_counter()
-    conn = server.connection(timeout=GET_TIMEOUT)
-    try:
-        conn.request("GET", "/")
-        answer = conn.getresponse()
-        answer.read()
-        ok = answer.status == 200
-    except (OSError, http.client.HTTPException):
-        ok = False
-    finally:
-        conn.close()
-    return time.perf_counter() - start if ok else float("inf")
-
-
 def probe(server: Server) -> list[float]:
     """:data:`PROBES` page loads, one every :data:`GET_INTERVAL` s (each on its own thread)."""
     with ThreadPoolExecutor(int(GET_TIMEOUT / GET_INTERVAL) + 10) as pool:
         futures = []
         for _ in range(PROBES):
-            futures.append(pool.submit(get_landing, server))
+            futures.append(pool.submit(get_landing, server.port))
             time.sleep(GET_INTERVAL)
         return [f.result() for f in futures]
 
