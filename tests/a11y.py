@@ -50,6 +50,9 @@ SOURCE_PAGES = [
     "login",
     "login failed",
     "lookup with replies",
+    "confirm delete reply",
+    "confirm delete all replies",
+    "session lost",
     "404",
     "429",
     "warning",
@@ -69,6 +72,7 @@ JOURNALIST_PAGES = [
     "account",
     "token",
     "confirm revoke token",
+    "tokens of a journalist",
     "404",
 ]
 PAGES = [f"source {n}" for n in SOURCE_PAGES] + [f"journalist {n}" for n in JOURNALIST_PAGES]
@@ -225,6 +229,9 @@ def _admin_pages(walker: Walker, base: str) -> None:
     walker.keep("account")
     page.click("#tokens button")
     walker.keep("confirm revoke token")
+    page.goto(f"{base}/admin/users")
+    page.click("#user-ada a:has-text('API tokens')")
+    walker.keep("tokens of a journalist")
     page.goto(f"{base}/nowhere")
     walker.keep("404", 404)
 
@@ -239,6 +246,16 @@ def _source_returns(walker: Walker, base: str, codename: str) -> None:
     page.fill("#codename", codename)
     page.click("#login")
     walker.keep("lookup with replies")
+    page.click("a.delete-reply >> nth=0")
+    walker.keep("confirm delete reply")
+    page.click("#cancel")
+    page.click("#delete-all")
+    walker.keep("confirm delete all replies")
+    page.goto(f"{base}/en/submit")
+    page.fill("#message", "Typed while the session ran out.")
+    page.context.clear_cookies()  # the browser was restarted, or the session ended
+    page.click("#send")
+    walker.keep("session lost", 400)
     page.goto(f"{base}/en/nowhere")
     walker.keep("404", 404)
 
