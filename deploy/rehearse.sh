@@ -202,11 +202,15 @@ TOOK[root]=$((SECONDS - t))
 
 say "(2) its disk image $WORK/base.img"
 t=$SECONDS
-if [[ -f $WORK/base.img && $WORK/base.img -nt $WORK/root.stamp ]]; then
+# 8 GiB (sparse): the installed system takes about 1.5 GiB, and the apps refuse submissions while
+# less than TIPBOX_FREE_SPACE_RESERVE is free (by default the largest submission, 2 GiB, + 64 MiB).
+IMAGE_SIZE=$((8 * 1024 * 1024 * 1024))
+if [[ -f $WORK/base.img && $WORK/base.img -nt $WORK/root.stamp &&
+      "$(stat -c %s "$WORK/base.img")" -ge $IMAGE_SIZE ]]; then
     echo "cached"
 else
     rm -f "$WORK/base.img.tmp"
-    truncate -s 4G "$WORK/base.img.tmp"
+    truncate -s "$IMAGE_SIZE" "$WORK/base.img.tmp"
     mkfs.ext4 -q -F -L tipbox-root -d "$WORK/root" "$WORK/base.img.tmp"
     mv "$WORK/base.img.tmp" "$WORK/base.img"
 fi
