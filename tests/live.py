@@ -38,6 +38,8 @@ if TYPE_CHECKING:
     from app.store import Store
 
 REAL_APP = "app:create_app()"
+# This checkout (with its .venv): the workers' own code, wherever the clone lives.
+CHECKOUT = f"{Path(__file__).resolve().parent.parent}/"
 STANDIN_APP = "tests.live:standin_app"
 
 CHROMIUM = "/usr/bin/chromium"
@@ -196,15 +198,16 @@ class OpenFiles(threading.Thread):
 
     def suspicious(self) -> list[str]:
         """Files that look like spooled request data: anything in the server's TMPDIR or in a
-        system tmp folder, and any deleted file but Gunicorn's worker heartbeat and the rate
-        limit counters (a memory file, app/counters.py)."""
+        system tmp folder (but this checkout's own files), and any deleted file but Gunicorn's
+        worker heartbeat and the rate limit counters (a memory file, app/counters.py)."""
         root, tmp = f"{self.server.root}/", f"{self.server.tmp_dir}/"
         counters = f"/memfd:{MEMFD_NAME} (deleted)"
         return sorted(
             s
             for s in self.seen
             if s.startswith(tmp)
-            or (s.startswith(("/tmp/", "/var/tmp/")) and not s.startswith(root))  # noqa: S108
+            # The checkout itself may live under /tmp (a CI clone): its venv's modules are code.
+            or (s.startswith(("/tmp/", "/var/tmp/")) and not s.startswith((root, CHECKOUT)))  # noqa: S108
             or (
                 s.endswith("(deleted)")
                 and not s.startswith("/dev/shm/wgunicorn-")
