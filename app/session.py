@@ -49,6 +49,7 @@ from app.crypto.header import hkdf
 from app.errors import ConfigError
 from app.files import atomic_write
 from app.startup import reason
+from app.store import DATABASE
 
 SESSION_KEY_LABEL_V1 = b"TIPBOX_SESSION_KEY_V1"
 CSRF_KEY_LABEL_V1 = b"TIPBOX_CSRF_KEY_V1"
@@ -59,7 +60,6 @@ ENDED_DIGEST_SIZE = 16
 # Ended sessions are kept until their natural expiry rounded up to this, so the table tells
 # nothing finer about when a session began or ended.
 ENDED_ROUNDING = 3600
-DATABASE_FILE = "store.sqlite3"  # the store's file (app.store), which both apps open
 SECRET_SIZE = 32
 NONCE_SIZE = 12
 MAX_COOKIE_CHARS = 4000
@@ -309,7 +309,7 @@ def install(
     Shared by the source and journalist apps, which differ only in secret, lifetime and cookie.
     """
     app.secret_key = hkdf(secret, b"", CSRF_KEY_LABEL_V1)
-    ended = EndedSessions(data_dir / DATABASE_FILE, secret)
+    ended = EndedSessions(data_dir / DATABASE, secret)
     app.session_interface = EncryptedSessionInterface(secret, lifetime, ended=ended)
     app.config.update(
         SESSION_COOKIE_NAME=cookie,

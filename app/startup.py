@@ -25,8 +25,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from app.errors import ConfigError, TipboxError
+from app.store import DATABASE
 
-DATABASE = "store.sqlite3"
 _HINT = "the apps and 'tipbox user' must run as the user who owns the data folder"
 
 

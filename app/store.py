@@ -35,6 +35,7 @@ from app.files import EarlyWriteback
 from app.incoming import LOG, Claim, create_temp, remove_unclaimed
 from app.padding import bucket
 
+DATABASE = "store.sqlite3"  # in the data folder; both apps and `tipbox user` open it
 KINDS = ("message", "file", "reply")
 MESSAGE_NAME = "message.txt"
 REPLY_NAME = "reply.txt"
@@ -208,7 +209,7 @@ class Store:
         self.recipients = list(recipients)
         self.bucket_min, self.bucket_steps = bucket_min, bucket_steps
         self.items.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self.db_path = root / "store.sqlite3"
+        self.db_path = root / DATABASE
         self._create()
         self.reconcile()
 

@@ -59,11 +59,12 @@ def _accounts() -> Accounts:
     from app import startup
     from app.accounts import Accounts, cost_from_env
     from app.config import load_config
+    from app.store import DATABASE
 
     data_dir = load_config(os.environ).data_dir
     startup.check_data(data_dir)  # one sentence for a folder or database it cannot write
     with startup.opening(data_dir):
-        return Accounts(data_dir / startup.DATABASE, cost_from_env(os.environ))
+        return Accounts(data_dir / DATABASE, cost_from_env(os.environ))
 
 
 def _password(ask: bool) -> tuple[str, bool]:
