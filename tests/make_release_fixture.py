@@ -88,7 +88,7 @@ def _sources(env: dict[str, str]) -> list[dict[str, Any]]:
             "files": [(io.BytesIO(content), name) for name, content in source["files"]],
         }
         response = client.post("/en/submit", data=data, content_type="multipart/form-data")
-        if response.status_code != 200:
+        if response.status_code not in (200, 303):  # 303 since post/redirect/get (9ea2f0a)
             raise RuntimeError(f"submission failed: {response.status_code}")
         made.append({"codename": codename, **source})
     return made
