@@ -552,7 +552,8 @@ def test_cli_status_in_plain_words(env: Layout, capsys: pytest.CaptureFixture[st
     assert lines[4] == f"ok    source app on {env.source_socket} answers (HTTP 200)"
     assert lines[5].startswith(f"FAIL  journalist app on {env.journalist_socket}: no such socket")
     assert re.fullmatch(rf"ok    [0-9.]+ GiB free in {re.escape(str(env.data_dir))} .*", lines[6])
-    assert err == "tipbox: error: 4 of 7 checks failed\n"
+    assert lines[7] == "ok    daily digest not configured (TIPBOX_DIGEST_RELAY is empty)"
+    assert err == "tipbox: error: 4 of 8 checks failed\n"
     assert addresses["source"]
 
 
