@@ -6,11 +6,13 @@ from __future__ import annotations
 import contextlib
 import email
 import email.policy
+import ipaddress
 import os
 import re
 import shutil
 import socket
 import sqlite3
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -22,6 +24,11 @@ from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from app.crypto import X25519Identity
 from app.errors import ConfigError, DigestError
@@ -608,3 +615,142 @@ def test_units_command(tmp_path: Path) -> None:
     assert run.stdout.startswith("daily digest not configured")
     assert not (out / "tipbox-digest.timer.d/time.conf").exists()
     assert not (out / "tipbox-digest.service.d/relay.conf").exists()
+
+
+# --- TLS and login, for real ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Authority:
+    """A throwaway CA and the relay's certificate for 127.0.0.1, as PEM files."""
+
+    ca_file: Path
+    context: ssl.SSLContext
+
+
+@pytest.fixture(scope="module")
+def authority(tmp_path_factory: pytest.TempPathFactory) -> Authority:
+    folder = tmp_path_factory.mktemp("ca")
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test relay CA")])
+    start = datetime.now(UTC) - timedelta(days=1)
+    ca = (
+        x509.CertificateBuilder(
+            ca_name, ca_name, ca_key.public_key(), 1, start, start + timedelta(2)
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    san = x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
+    cert = (
+        x509.CertificateBuilder(ca_name, name, key.public_key(), 2, start, start + timedelta(2))
+        .add_extension(san, critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    (folder / "ca.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    (folder / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (folder / "key.pem").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(folder / "cert.pem", folder / "key.pem")
+    return Authority(folder / "ca.pem", context)
+
+
+def login(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> AuthResult:
+    """The relay's one account: digest / s3cret."""
+    good = isinstance(data, LoginPassword) and (data.login, data.password) == (b"digest", b"s3cret")
+    return AuthResult(success=good, handled=False)  # not handled: aiosmtpd answers 535
+
+
+@contextlib.contextmanager
+def tls_relay(handler: Handler, authority: Authority, mode: str) -> Iterator[int]:
+    """A real SMTP server on 127.0.0.1 speaking TLS: implicit, or STARTTLS with a login
+    required (aiosmtpd 1.4 offers AUTH only after STARTTLS)."""
+    tls: dict[str, Any] = (
+        {"ssl_context": authority.context}
+        if mode == "tls"
+        else {
+            "tls_context": authority.context,
+            "require_starttls": True,
+            "authenticator": login,
+            "auth_required": True,
+        }
+    )
+    controller = Controller(
+        handler, hostname="127.0.0.1", port=free_port(), server_hostname="127.0.0.1", **tls
+    )
+    controller.start()
+    try:
+        yield controller.port
+    finally:
+        controller.stop()
+
+
+@pytest.mark.parametrize("mode", ["starttls", "tls"])
+def test_tls_with_the_relays_own_ca(
+    tmp_path: Path, journalists: list[Recipient], authority: Authority, mode: str
+) -> None:
+    handler = Handler()
+    password = tmp_path / "password"
+    password.write_text("s3cret\n")
+    store_with(tmp_path, [])
+    login = {"TIPBOX_DIGEST_USER": "digest", "TIPBOX_DIGEST_PASSWORD_FILE": str(password)}
+    with tls_relay(handler, authority, mode) as port:
+        env = settings(
+            tmp_path,
+            port,
+            journalists[:1],
+            TIPBOX_DIGEST_TLS=mode,
+            TIPBOX_DIGEST_CA_FILE=str(authority.ca_file),
+            **(login if mode == "starttls" else {}),
+        )
+        assert digest.send_digest(config_of(env), now=NOW) == 1
+        untrusted = {**env, "TIPBOX_DIGEST_CA_FILE": ""}  # the system's CAs do not know it
+        with pytest.raises(DigestError, match="certificate is not trusted"):
+            digest.send_digest(config_of(untrusted), now=NOW, sleep=lambda _: None, warn=print)
+    assert len(handler.received) == 1
+    _, armored = encrypted_part(handler.received[0].content)
+    assert b"Nothing new" in journalists[0].decrypt(armored)
+
+
+def test_a_wrong_password_is_said(
+    tmp_path: Path, journalists: list[Recipient], authority: Authority
+) -> None:
+    password = tmp_path / "password"
+    password.write_text("wrong\n")
+    store_with(tmp_path, [])
+    with tls_relay(Handler(), authority, "starttls") as port:
+        env = settings(
+            tmp_path,
+            port,
+            journalists[:1],
+            TIPBOX_DIGEST_TLS="starttls",
+            TIPBOX_DIGEST_CA_FILE=str(authority.ca_file),
+            TIPBOX_DIGEST_USER="digest",
+            TIPBOX_DIGEST_PASSWORD_FILE=str(password),
+            TIPBOX_DIGEST_TRIES="1",
+        )
+        with pytest.raises(DigestError) as caught:
+            digest.send_digest(config_of(env), now=NOW)
+    assert caught.value.message == (
+        f"the digest did not reach alice@example.org after 1 try: the relay 127.0.0.1:{port}"
+        " refused the login: 535 5.7.8 Authentication credentials invalid"
+    )
+
+
+def test_an_unreadable_ca_file_is_said_at_once(
+    tmp_path: Path, journalists: list[Recipient]
+) -> None:
+    env = settings(tmp_path, 2525, journalists[:1], TIPBOX_DIGEST_CA_FILE=str(tmp_path / "no"))
+    store_with(tmp_path, [])
+    with pytest.raises(DigestError, match="cannot read TIPBOX_DIGEST_CA_FILE"):
+        digest.send_digest(config_of(env), now=NOW, sleep=pytest.fail)
+    ok, text = digest.status(env)[0]
+    assert not ok
+    assert "cannot read TIPBOX_DIGEST_CA_FILE" in text

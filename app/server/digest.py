@@ -153,7 +153,7 @@ def status(env: Mapping[str, str], today: date | None = None) -> list[tuple[bool
     what = f"daily digest at {config.time} UTC through {relay} to {_count(config)} recipient(s)"
     wrong = openpgp.problems(config.recipients_dir)
     try:
-        config.password()
+        mail.tls_context(config.relay())  # the password file and the CA file can be read
     except DigestError as exc:
         wrong.append(exc.message)
     lines = [(not wrong, f"{what}: {'; '.join(wrong)}" if wrong else f"{what}, keys valid")]

@@ -7,6 +7,7 @@ systemd drop-ins ``make deploy`` derives from them.
 | ``TIPBOX_DIGEST_PORT`` | 587 for ``starttls``, 465 for ``tls``, 25 for ``none`` |
 | ``TIPBOX_DIGEST_TLS`` | ``starttls`` (or ``tls``: implicit TLS; ``none``: a relay on loopback) |
 | ``TIPBOX_DIGEST_USER``, ``TIPBOX_DIGEST_PASSWORD`` | no login (or ``_PASSWORD_FILE``: a file) |
+| ``TIPBOX_DIGEST_CA_FILE`` | the system's authorities (or a PEM file: the relay's own CA) |
 | ``TIPBOX_DIGEST_RECIPIENTS`` | ``/etc/tipbox/digest-keys`` (``ADDRESS.asc`` per journalist) |
 | ``TIPBOX_DIGEST_FROM`` | required: the sender's address |
 | ``TIPBOX_DIGEST_TIME`` | ``00:15`` (UTC, ``HH:MM``; see :mod:`app.server.digest` for why) |
@@ -46,6 +47,7 @@ class DigestConfig:
     user: str | None = None
     password_value: str | None = None
     password_file: Path | None = None
+    ca_file: Path | None = None
     tries: int = 4
     retry_seconds: float = 60.0
 
@@ -68,7 +70,9 @@ class DigestConfig:
     def relay(self) -> Relay:
         """The relay, as :mod:`app.server.mail` connects to it."""
         password = self.password() if self.user else None
-        return Relay(self.relay_host, self.port, self.tls, self.domain, self.user, password)
+        return Relay(
+            self.relay_host, self.port, self.tls, self.domain, self.user, password, self.ca_file
+        )
 
 
 def load_digest_config(env: Mapping[str, str]) -> DigestConfig | None:
@@ -102,6 +106,7 @@ def load_digest_config(env: Mapping[str, str]) -> DigestConfig | None:
         user=env.get("TIPBOX_DIGEST_USER", "").strip() or None,
         password_value=password,
         password_file=password_file,
+        ca_file=_optional_path(env, "TIPBOX_DIGEST_CA_FILE"),
         tries=_number(env, "TIPBOX_DIGEST_TRIES", 4, 1, 20),
         retry_seconds=_number(env, "TIPBOX_DIGEST_RETRY_SECONDS", 60, 0, 3600),
     )
@@ -125,8 +130,12 @@ def _number(env: Mapping[str, str], name: str, default: int, low: int, high: int
 
 
 def _path(env: Mapping[str, str], name: str, default: Path) -> Path:
+    return _optional_path(env, name) or default
+
+
+def _optional_path(env: Mapping[str, str], name: str) -> Path | None:
     value = env.get(name, "").strip()
-    return Path(value) if value else default
+    return Path(value) if value else None
 
 
 def drop_ins(config: DigestConfig, resolvers: Sequence[str]) -> tuple[str, str]:

@@ -13,6 +13,7 @@ import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import Message
+from pathlib import Path
 
 from app.errors import DigestError
 
@@ -30,6 +31,7 @@ class Relay:
     helo: str  # our name in EHLO: the sender's domain, never this server's host name
     user: str | None = None
     password: str | None = None
+    ca_file: Path | None = None  # None: the system's certificate authorities
 
     def __str__(self) -> str:
         return f"{self.host}:{self.port}"
@@ -51,18 +53,17 @@ def deliver(
 ) -> None:
     """Send each message to its address (the key), trying again what the relay did not take."""
     pending = dict(messages)
-    waits = delays(tries, first_delay)
-    for wait in [*waits, None]:
+    for wait in [*delays(tries, first_delay), None]:
         reason = _send(relay, sender, pending)
         if not pending:
             return
+        failed = f"the digest did not reach {', '.join(pending)}"
         if wait is None:
-            break
-        warn(f"the digest did not reach {', '.join(pending)}: {reason}; trying again in {wait:g} s")
+            raise DigestError(
+                f"{failed} after {tries} {'try' if tries == 1 else 'tries'}: {reason}"
+            )
+        warn(f"{failed}: {reason}; trying again in {wait:g} s")
         sleep(wait)
-    raise DigestError(
-        f"the digest did not reach {', '.join(pending)} after {tries} tries: {reason}"
-    )
 
 
 def _send(relay: Relay, sender: str, pending: dict[str, Message]) -> str:
@@ -79,8 +80,11 @@ def _send(relay: Relay, sender: str, pending: dict[str, Message]) -> str:
                     reason = _refused(relay, exc.smtp_code, exc.smtp_error)
                 else:
                     del pending[address]
-    except smtplib.SMTPNotSupportedError:
-        reason = f"the relay {relay} does not offer STARTTLS (nothing was sent in the clear)"
+    except ssl.SSLCertVerificationError as exc:
+        reason = f"the relay {relay}'s certificate is not trusted ({exc.verify_message})"
+    except smtplib.SMTPNotSupportedError as exc:  # smtplib's words name the missing extension
+        missing = "STARTTLS (nothing was sent in the clear)" if "STARTTLS" in str(exc) else "AUTH"
+        reason = f"the relay {relay} does not offer {missing}"
     except smtplib.SMTPAuthenticationError as exc:
         reason = f"the relay {relay} refused the login: {exc.smtp_code} {_text(exc.smtp_error)}"
     except smtplib.SMTPResponseException as exc:
@@ -93,7 +97,7 @@ def _send(relay: Relay, sender: str, pending: dict[str, Message]) -> str:
 
 def _connect(relay: Relay) -> smtplib.SMTP:
     """A connection, encrypted as configured (certificates checked), logged in if configured."""
-    context = ssl.create_default_context()
+    context = tls_context(relay)
     smtp: smtplib.SMTP
     if relay.tls == "tls":
         smtp = smtplib.SMTP_SSL(
@@ -110,6 +114,15 @@ def _connect(relay: Relay) -> smtplib.SMTP:
         smtp.close()
         raise
     return smtp
+
+
+def tls_context(relay: Relay) -> ssl.SSLContext:
+    """Certificates checked against the system's authorities, or the relay's own CA file."""
+    try:
+        return ssl.create_default_context(cafile=relay.ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise DigestError(f"cannot read TIPBOX_DIGEST_CA_FILE {relay.ca_file}: {reason}") from None
 
 
 def _refused(relay: Relay, code: int, text: bytes | str) -> str:
