@@ -754,3 +754,23 @@ def test_an_unreadable_ca_file_is_said_at_once(
     ok, text = digest.status(env)[0]
     assert not ok
     assert "cannot read TIPBOX_DIGEST_CA_FILE" in text
+
+
+def test_a_bad_key_does_not_silence_the_others(
+    tmp_path: Path, journalists: list[Recipient]
+) -> None:
+    handler = Handler()
+    store_with(tmp_path, [])
+    with relay(handler) as port:
+        env = settings(tmp_path, port, journalists)
+        (Path(env["TIPBOX_DIGEST_RECIPIENTS"]) / "carol@example.org.asc").write_text("junk\n")
+        run = tipbox(tmp_path, env, "digest", "send")
+    assert [e.rcpt_tos for e in handler.received] == [["alice@example.org"], ["bob@example.org"]]
+    assert run.returncode == 1
+    lines = run.stderr.splitlines()
+    assert lines[0].startswith(
+        "tipbox: error: sent to the 2 other recipient(s), but carol@example.org.asc: gpg cannot"
+        " encrypt to it ("
+    )
+    assert lines[1] == "tipbox: hint: replace the key, then 'tipbox status'"
+    assert (tmp_path / "data" / digest.SENT_FILE).exists()

@@ -111,23 +111,33 @@ def send_digest(
     now = now or datetime.now(UTC)
     day = now.astimezone(UTC).date()
     plain = body(day, None if test else anything_new(config.data_dir / DATABASE, day))
-    messages = {
-        r.address: compose(config, r.address, openpgp.encrypt(plain, r.key), now)
-        for r in openpgp.recipients(config.recipients_dir)
-    }
-    mail.deliver(
-        config.relay(),
-        config.sender,
-        messages,
-        config.tries,
-        config.retry_seconds,
-        sleep,
-        warn or _warn,
-    )
-    if not test:
-        with atomic_write(config.data_dir / SENT_FILE, 0o600, overwrite=True) as handle:
-            handle.write(f"{day.isoformat()}\n".encode())
+    messages, unusable = _encrypt_all(config, plain, now)
+    if messages:
+        relay, tries, first = config.relay(), config.tries, config.retry_seconds
+        mail.deliver(relay, config.sender, messages, tries, first, sleep, warn or _warn)
+        if not test:
+            with atomic_write(config.data_dir / SENT_FILE, 0o600, overwrite=True) as handle:
+                handle.write(f"{day.isoformat()}\n".encode())
+    if unusable:
+        sent = f"sent to the {len(messages)} other recipient(s), but " if messages else ""
+        raise DigestError(sent + "; ".join(unusable), hint="replace the key, then 'tipbox status'")
     return len(messages)
+
+
+def _encrypt_all(
+    config: DigestConfig, plain: bytes, now: datetime
+) -> tuple[dict[str, Message], list[str]]:
+    """A message per recipient, and why a key could not be used: one journalist's expired key
+    must not silence everyone's digest."""
+    messages, unusable = {}, []
+    for recipient in openpgp.recipients(config.recipients_dir):
+        try:
+            armored = openpgp.encrypt(plain, recipient.key)
+        except DigestError as exc:
+            unusable.append(exc.message)
+        else:
+            messages[recipient.address] = compose(config, recipient.address, armored, now)
+    return messages, unusable
 
 
 def _warn(text: str) -> None:
