@@ -34,10 +34,11 @@ from app.crypto import (
 )
 from app.crypto.header import Stanza
 from app.crypto.keyfile import identity_file_text
+from app.days import today
 from app.errors import BundleError, ReplyError
 from app.files import numbered
 from app.reply import MAX_FILE_BYTES, check_reply, declaration, make_reply
-from app.server.store import Item, today
+from app.server.store import Item
 from tests.helpers import (
     AIR_GAPPED_FORBIDDEN,
     PASSPHRASE,
@@ -767,7 +768,7 @@ PROBE = (
     "print(json.dumps(sorted(sys.modules))); sys.exit(c)"
 )
 FORBIDDEN = AIR_GAPPED_FORBIDDEN
-ALLOWED = {"app", "app.cli", "app.errors", "app.files", "app.words", "app.container"}
+ALLOWED = {"app", "app.cli", "app.days", "app.errors", "app.files", "app.words", "app.container"}
 ALLOWED |= {"app.bundle", "app.reply", "app.padding", "app.server", "app.server.pools"}
 ALLOWED |= {f"app.cli.{name}" for name in ("terminal", "keys", "age", "open", "metadata", "reply")}
 
