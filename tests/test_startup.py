@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from app.db import migrated
 from app.server.newsroom import load_recipients
 from app.server.store import Store
 from tests.gunicorn_launch import REPO, free_port, server_env, stop_process
@@ -91,7 +92,7 @@ def _keys_unreadable(f: Folders) -> None:
 
 
 def _database_read_only(f: Folders) -> None:
-    Store(f.data, load_recipients(f.keys))
+    Store(migrated(f.data), load_recipients(f.keys))
     (f.data / "store.sqlite3").chmod(0o400)
 
 
