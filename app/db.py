@@ -134,8 +134,7 @@ def run_script(db: sqlite3.Connection, script: str) -> None:
         if sqlite3.complete_statement(statement):
             db.execute(statement)
             statement = ""
-    if statement.strip() and not statement.lstrip().startswith("--"):
-        db.execute(statement)  # a last statement without its ';'
+    db.execute(statement)  # a last statement without its ';' (or only comments: a no-op)
 
 
 class Database:
