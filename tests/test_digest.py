@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from app.crypto import X25519Identity
+from app.db import migrated
 from app.errors import ConfigError, DigestError
 from app.server import digest, digest_config, mail, openpgp
 from app.server.store import Store
@@ -155,7 +156,7 @@ def settings(
 def store_with(tmp_path: Path, days: list[str]) -> Store:
     """A real store whose messages were received on ``days`` (the day rewritten in SQL: the
     store only ever writes today's date)."""
-    store = Store(tmp_path / "data", [X25519Identity.generate().recipient])
+    store = Store(migrated(tmp_path / "data"), [X25519Identity.generate().recipient])
     for day in days:
         reply = str(X25519Identity.generate().recipient)
         (item,) = store.commit(os.urandom(32).hex(), reply, [store.add_message("a tip")])

@@ -7,7 +7,7 @@ subject and a body padded to :data:`BODY_SIZE` before encryption (without compre
 size: who sees the mail (the relay, the journalists' providers) learns nothing from it.
 
 "The past 24 hours", honestly: the store keeps only the UTC day of each item
-(:func:`app.server.store.today`), and the digest keeps nothing more. So the digest counts the
+(:func:`app.days.today`), and the digest keeps nothing more. So the digest counts the
 sources' items (not replies) of yesterday and of today, UTC. Sent at ``TIPBOX_DIGEST_TIME``
 (default 00:15 UTC), that window is the past 24 hours plus the day's first quarter hour; sent
 later in the day it reaches further back (at most 48 hours), and an item may be announced by
@@ -30,11 +30,11 @@ from email.mime.multipart import MIMEMultipart
 from email.utils import format_datetime
 from pathlib import Path
 
+from app.db import DATABASE, Database
 from app.errors import ConfigError, DigestError
 from app.files import atomic_write
 from app.server import mail, openpgp
 from app.server.digest_config import DigestConfig, load_digest_config
-from app.server.store import DATABASE
 
 SUBJECT = "Tipbox daily digest"
 BODY_SIZE = 1024  # bytes of plaintext (a MIME entity) before encryption, whatever it says
@@ -59,8 +59,7 @@ def anything_new(db_path: Path, day: date) -> bool:
     since = (day - timedelta(days=1)).isoformat()
     query = "SELECT EXISTS (SELECT 1 FROM items WHERE kind != 'reply' AND day >= ?)"
     try:
-        uri = f"{db_path.resolve().as_uri()}?mode=ro"
-        with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=30)) as db:
+        with Database(db_path).connect() as db:  # a read: no migration, nothing written
             (found,) = db.execute(query, (since,)).fetchone()
     except sqlite3.Error as exc:
         raise DigestError(f"cannot read the database {db_path}: {exc}") from None
