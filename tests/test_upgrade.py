@@ -4,7 +4,8 @@ Each folder of tests/releases (see its README) is copied to a temporary folder a
 the current apps, as after ``git pull && make deploy``: the sources' codenames log in and show
 their replies, the journalists log in with password and TOTP, the API token works, a bundle
 downloaded from the journalist app opens byte for byte with ``tipbox open`` and the release's
-newsroom identity, and SQLite finds the database intact.
+newsroom identity, and SQLite finds the database intact. Starting migrates the database to the
+latest schema version (:mod:`app.db`); starting again changes nothing.
 """
 
 from __future__ import annotations
