@@ -9,12 +9,14 @@
 #               package below is already installed (dpkg-query). Without WHEELS: apt and PyPI.
 #   ROOT=DIR    install under DIR instead of / (tests; see deploy/lib.sh)
 #
-# Steps: Debian packages; the tipbox user; folders; the code and its venv (PyPI, or WHEELS);
-# the newsroom keys (public only, checked); tor's configuration (include dir, AppArmor rule for
+# Steps: swap off or encrypted; Debian packages; the tipbox user; folders; the code and its venv (PyPI, or WHEELS);
+# the newsroom keys (public only, checked); daily security updates,
+# an optional nightly reboot and the inbound firewall (deploy/harden.sh); tor's configuration (include dir, AppArmor rule for
 # the app sockets); the systemd units; a first load of both apps as tipbox (creates the
 # database); both onion services published; sockets started. Rehearsed on a real Debian 12 by
 # `make rehearse` (deploy/rehearse.sh).
 source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/harden.sh"
 need_root deploy
 KEYS="${KEYS:-$REPO/keys}"
 
@@ -22,14 +24,17 @@ if [[ -r /etc/os-release ]] && ! grep -qx 'VERSION_ID="12"' /etc/os-release; the
     warn "this script is written for Debian 12; check every step on this system"
 fi
 
-DEBIAN_PACKAGES=(tor python3 python3-venv ca-certificates)
+step "swap: off or encrypted"
+check_swap
+
+DEBIAN_PACKAGES=(tor python3 python3-venv ca-certificates "${HARDEN_PACKAGES[@]}")
 WHEELS="${WHEELS:-}"
 if [[ -n $WHEELS ]]; then
     [[ -d $WHEELS ]] || die "WHEELS=$WHEELS is not a folder of wheels"
     WHEELS="$(cd "$WHEELS" && pwd)"
 fi
 
-step "Debian packages: tor, python3, python3-venv"
+step "Debian packages: tor, python3, python3-venv, unattended-upgrades, nftables"
 missing=()
 if [[ -n $WHEELS ]]; then
     for package in "${DEBIAN_PACKAGES[@]}"; do
@@ -139,8 +144,19 @@ TIPBOX_ENV=production
 TIPBOX_DATA_DIR=/var/lib/tipbox
 TIPBOX_KEYS_DIR=/etc/tipbox/keys
 #TIPBOX_NEWSROOM_NAME=Our Newsroom
+# Read by make deploy (deploy/harden.sh): a nightly reboot, and the inbound TCP ports let in
+# (Tipbox needs none; 22 is SSH for the admin; empty lets nothing in).
+#TIPBOX_REBOOT_AT=04:00
+TIPBOX_INBOUND_TCP=22
 EOF
 fi
+
+step "security updates every day (unattended-upgrades)"
+enable_security_updates
+schedule_reboot
+
+step "firewall: no inbound connection (nftables)"
+enable_firewall
 
 step "tor: include $TORRC_DIR, let tor reach /run/tipbox"
 if ! grep -qxF "$INCLUDE" "$TORRC"; then

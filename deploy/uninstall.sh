@@ -2,6 +2,7 @@
 # `make uninstall`: remove Tipbox from this server. Keeps the data, the configuration and the
 # onion keys (so a later `make deploy` comes back at the same addresses) unless PURGE=1.
 source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/harden.sh"
 need_root uninstall
 PURGE="${PURGE:-}"
 
@@ -22,6 +23,9 @@ fi
 if set_block "$APPARMOR_LOCAL" </dev/null && apparmor_active; then
     apparmor_parser --replace /etc/apparmor.d/system_tor
 fi
+
+step "firewall, nightly reboot and security-update settings (the packages stay)"
+remove_hardening
 
 step "code"
 rm -rf "$APP_DIR"
