@@ -31,6 +31,8 @@ SOCKETS=(tipbox-source.socket tipbox-journalist.socket)
 UNITS=(tipbox-source.socket tipbox-source.service tipbox-journalist.socket tipbox-journalist.service)
 # What a backup holds, relative to $ROOT: configuration, database and items, onion keys.
 BACKUP_PATHS=(etc/tipbox var/lib/tipbox var/lib/tor/tipbox-source var/lib/tor/tipbox-journalist)
+# The one-time restore key (make restore-key), outside every path a restore replaces.
+RESTORE_KEY="$ROOT/var/lib/tipbox-restore-key/identity.txt"
 MARK_BEGIN="# BEGIN tipbox (managed by make deploy)"
 MARK_END="# END tipbox"
 export TIPBOX_ROOT="${ROOT:-/}"

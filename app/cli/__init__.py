@@ -7,6 +7,7 @@ family        commands                                    runs on
 ``age``       ``encrypt``, ``decrypt``                    air-gapped machine
 ``open``      ``open`` (with ``metadata``)                air-gapped machine
 ``reply``     ``reply``                                   air-gapped machine
+``backup``    ``backup reencrypt``, ``restore-key``       air-gapped; server
 ``users``     ``user``                                    server
 ``server``    ``onion``, ``access``, ``status``           server
 ============  ==========================================  ==================
@@ -44,6 +45,7 @@ COMMANDS = {
     "open": ("open", "decrypt a bundle into a folder per source"),
     "reply": ("reply", "encrypt a reply to a source of a bundle"),
     "codename": ("keys", "print a fresh source codename"),
+    "backup": ("backup", "re-encrypt a backup to a new server's one-time restore key"),
     "onion": ("server", "publish or remove the two onion services"),
     "access": ("server", "journalists' keys to the journalist service"),
     "status": ("server", "check tor, the onion services, the apps, the disk"),
