@@ -168,7 +168,7 @@ if set_block "$APPARMOR_LOCAL" <"$REPO/deploy/apparmor-system_tor" && apparmor_a
 fi
 
 step "systemd units"
-for unit in "${UNITS[@]}"; do
+for unit in "${UNITS[@]}" "${JOBS[@]}"; do
     install -m 0644 "$REPO/deploy/$unit" "$UNIT_DIR/$unit"
 done
 systemctl daemon-reload
@@ -216,6 +216,8 @@ else
     warn "this version has no journalist app yet: its onion service is published, nothing answers"
 fi
 systemctl try-restart tipbox-source.service tipbox-journalist.service
+# Retention (off until TIPBOX_RETENTION_DAYS is set): the timer runs either way, and says so.
+systemctl enable --now tipbox-retention.timer
 
 printf '\nTipbox is installed.\n\n'
 tipbox onion addresses | sed 's/^/    /'

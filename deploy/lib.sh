@@ -29,6 +29,8 @@ APPARMOR_LOCAL="$ROOT/etc/apparmor.d/local/system_tor"
 BIN_LINK="$ROOT/usr/local/bin/tipbox"
 SOCKETS=(tipbox-source.socket tipbox-journalist.socket)
 UNITS=(tipbox-source.socket tipbox-source.service tipbox-journalist.socket tipbox-journalist.service)
+# Daily jobs: a timer and the oneshot service it starts.
+JOBS=(tipbox-retention.timer tipbox-retention.service)
 # What a backup holds, relative to $ROOT: configuration, database and items, onion keys.
 BACKUP_PATHS=(etc/tipbox var/lib/tipbox var/lib/tor/tipbox-source var/lib/tor/tipbox-journalist)
 # The one-time restore key (make restore-key), outside every path a restore replaces.

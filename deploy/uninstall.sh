@@ -7,8 +7,8 @@ need_root uninstall
 PURGE="${PURGE:-}"
 
 step "stopping the apps"
-systemctl disable --now "${UNITS[@]}" || true
-for unit in "${UNITS[@]}"; do
+systemctl disable --now "${UNITS[@]}" "${JOBS[@]}" || true
+for unit in "${UNITS[@]}" "${JOBS[@]}"; do
     rm -f "$UNIT_DIR/$unit"
 done
 systemctl daemon-reload

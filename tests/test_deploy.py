@@ -38,6 +38,8 @@ UNITS = [
     "tipbox-source.service",
     "tipbox-journalist.socket",
     "tipbox-journalist.service",
+    "tipbox-retention.timer",
+    "tipbox-retention.service",
 ]
 SERVICES = [u for u in UNITS if u.endswith(".service")]
 ANALYZE = shutil.which("systemd-analyze")
@@ -121,10 +123,11 @@ def unit_root(tmp_path: Path) -> Path:
     shutil.copytree("/usr/lib/systemd/system", root / "usr/lib/systemd/system", symlinks=True)
     (root / "bin").mkdir()
     shutil.copy2("/bin/kill", root / "bin/kill")
-    gunicorn = root / "opt/tipbox/venv/bin/gunicorn"
-    gunicorn.parent.mkdir(parents=True)
-    gunicorn.write_text("#!/bin/sh\n")
-    gunicorn.chmod(0o755)
+    for program in ("gunicorn", "tipbox"):
+        standin = root / "opt/tipbox/venv/bin" / program
+        standin.parent.mkdir(parents=True, exist_ok=True)
+        standin.write_text("#!/bin/sh\n")
+        standin.chmod(0o755)
     (root / "etc/systemd/system").mkdir(parents=True)
     for unit in UNITS:
         shutil.copy2(DEPLOY / unit, root / "etc/systemd/system" / unit)
@@ -482,6 +485,7 @@ def test_deploy_lifecycle_in_a_throwaway_root(server: tuple[Path, Tor], tmp_path
         f"pip install --quiet --disable-pip-version-check --upgrade {root}/opt/tipbox/src" in calls
     )
     assert "systemctl enable --now tipbox-source.socket" in calls
+    assert "systemctl enable --now tipbox-retention.timer" in calls
     assert ("systemctl enable --now tipbox-journalist.socket" in calls) == journalist_app
 
     # make deploy again: nothing changes, the addresses stay

@@ -9,6 +9,7 @@ family        commands                                    runs on
 ``reply``     ``reply``                                   air-gapped machine
 ``backup``    ``backup reencrypt``, ``restore-key``       air-gapped; server
 ``users``     ``user``                                    server
+``retention`` ``retention run``                           server
 ``server``    ``onion``, ``access``, ``status``           server
 ============  ==========================================  ==================
 
@@ -50,8 +51,9 @@ COMMANDS = {
     "access": ("server", "journalists' keys to the journalist service"),
     "status": ("server", "check tor, the onion services, the apps, the disk"),
     "user": ("users", "manage journalists' accounts (on the server)"),
+    "retention": ("retention", "delete sources inactive for TIPBOX_RETENTION_DAYS (daily)"),
 }
-SERVER_FAMILIES = ("server", "users")
+SERVER_FAMILIES = ("server", "users", "retention")
 
 
 class _Parser(argparse.ArgumentParser):

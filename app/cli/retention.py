@@ -1,0 +1,48 @@
+"""``tipbox retention run``: delete the sources retention has expired, on the server.
+
+Run once a day by ``tipbox-retention.timer`` (deploy/), as the apps' user and with their
+settings, like ``tipbox user``; by hand it does the same. With ``TIPBOX_RETENTION_DAYS`` unset it
+says so and deletes nothing. What counts and when is :mod:`app.server.retention`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from datetime import UTC, datetime
+
+from app.config import load_config
+from app.journalist.config import retention_days
+from app.journalist.inbox import Inbox
+from app.server import retention, startup
+from app.server.newsroom import load_recipients
+from app.server.store import Store
+
+
+def arguments(command: str, p: argparse.ArgumentParser) -> None:
+    """The sub-commands of ``tipbox retention``."""
+    sub = p.add_subparsers(dest="retention_command", required=True)
+    q = sub.add_parser("run", help="delete sources inactive for TIPBOX_RETENTION_DAYS (daily)")
+    q.set_defaults(run=cmd_run)
+
+
+def _store() -> Store:
+    config = load_config(os.environ)
+    startup.check_data(config.data_dir)
+    with startup.opening(config.data_dir):
+        store = Store(config.data_dir, load_recipients(config.keys_dir))
+        Inbox(store)  # its tables (stars) exist before they are asked about
+    return store
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    """Delete every source whose retention ran out; say how many."""
+    days = retention_days(os.environ)
+    if days is None:
+        print("retention is off (TIPBOX_RETENTION_DAYS is not set): nothing deleted")
+        return
+    done = retention.run(_store(), days, datetime.now(UTC).date())
+    print(
+        f"retention {days} days: {done.sources} source(s) deleted with {done.items} item(s); "
+        "starred sources are kept"
+    )
