@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Any
 import pyotp
 
 from app.journalist.accounts import Accounts
+from tests.fixtures_journalist import CHEAP, PASSWORD
 from tests.gunicorn_launch import REPO
 from tests.live import CHROMIUM, CHROMIUM_ARGS, LiveServer
-from tests.live_journalist import CHEAP, PASSWORD
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, BrowserContext, Page, Response, Route

@@ -25,11 +25,11 @@ from werkzeug.datastructures import FileStorage, MultiDict
 from werkzeug.test import encode_multipart
 
 from app.journalist.accounts import Accounts
-from tests import live_journalist as lj
+from tests import fixtures_journalist as lj
 from tests.fixtures_app import find, one
+from tests.fixtures_journalist import CHEAP, PASSWORD
 from tests.gunicorn_launch import REPO
 from tests.live import BrowserSession, LiveServer
-from tests.live_journalist import CHEAP, PASSWORD
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 journalist_server = lj.journalist_server

@@ -30,7 +30,6 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pyotp
@@ -38,6 +37,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from app import words
+from app.days import today
 from app.errors import TipboxError
 from app.journalist.attempts import THROTTLE_SECONDS, LoginAttempts
 
@@ -119,11 +119,6 @@ class Journalist:
     username: str
     is_admin: bool
     created_day: str
-
-
-def today() -> str:
-    """The current UTC day (accounts keep no finer date)."""
-    return datetime.now(UTC).date().isoformat()
 
 
 def suggest_passphrase() -> str:

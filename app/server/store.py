@@ -25,11 +25,11 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 from app import container, crypto, words
 from app.crypto.envelope import DeferredHeadWriter, ciphertext_size, largest_plain_size
+from app.days import today
 from app.errors import StoreError
 from app.padding import bucket
 from app.server.incoming import LOG, Claim, create_temp, remove_unclaimed
@@ -68,11 +68,6 @@ CREATE INDEX IF NOT EXISTS items_by_kind ON items (source_id, kind, seq);
 """
 
 CREATE_TRIES = 100  # at most about 6 s of retries when workers create the database together
-
-
-def today() -> str:
-    """The current UTC day, the only time granularity Tipbox stores."""
-    return datetime.now(UTC).date().isoformat()
 
 
 @dataclass(frozen=True)
