@@ -22,10 +22,10 @@ from app.journalist.config import JournalistConfig, load, retention_days
 from app.server import retention, store
 from app.server.store import Store
 from tests import fixtures_app as fx
-from tests import live_journalist as lj
+from tests import fixtures_journalist as lj
 from tests.fixtures_app import find, one
+from tests.fixtures_journalist import CHEAP, add_source, logged_in, state_of
 from tests.helpers import TIPBOX, assert_cli_error
-from tests.live_journalist import CHEAP, add_source, logged_in, state_of
 
 config, translations_dir = fx.config, fx.translations_dir
 jconfig, japp, jclient, clock = lj.jconfig, lj.japp, lj.jclient, lj.clock

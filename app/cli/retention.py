@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import argparse
 import os
-from datetime import UTC, datetime
+from datetime import date
 
 from app.config import load_config
+from app.days import today
 from app.journalist.config import retention_days
 from app.journalist.inbox import Inbox
 from app.server import retention, startup
@@ -41,7 +42,7 @@ def cmd_run(args: argparse.Namespace) -> None:
     if days is None:
         print("retention is off (TIPBOX_RETENTION_DAYS is not set): nothing deleted")
         return
-    done = retention.run(_store(), days, datetime.now(UTC).date())
+    done = retention.run(_store(), days, date.fromisoformat(today()))
     print(
         f"retention {days} days: {done.sources} source(s) deleted with {done.items} item(s); "
         "starred sources are kept"
