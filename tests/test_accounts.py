@@ -10,6 +10,7 @@ from pathlib import Path
 import pyotp
 import pytest
 
+from app.db import migrated
 from app.journalist.accounts import (
     MIN_PASSWORD,
     AccountError,
@@ -32,7 +33,7 @@ def clock() -> Clock:
 
 @pytest.fixture
 def accounts(tmp_path: Path, clock: Clock) -> Accounts:
-    return Accounts(tmp_path / "store.sqlite3", CHEAP, clock=clock)
+    return Accounts(migrated(tmp_path), CHEAP, clock=clock)
 
 
 def code_at(secret: str, when: float) -> str:
@@ -156,7 +157,8 @@ def test_throttling_is_per_account(accounts: Accounts, clock: Clock) -> None:
 
 def test_reset_and_remove_end_sessions_and_tokens(accounts: Accounts, clock: Clock) -> None:
     alice, secret = accounts.add("alice", PASSWORD)
-    sessions, tokens = Sessions(accounts, 600, 3600, clock), ApiTokens(accounts)
+    sessions = Sessions(accounts.database, accounts, 600, 3600, clock)
+    tokens = ApiTokens(accounts.database, accounts)
     session, token = sessions.start(alice), tokens.create(alice, "script")
     accounts.set_password("alice", "another long password")
     assert sessions.resume(session) is None
@@ -171,23 +173,23 @@ def test_reset_and_remove_end_sessions_and_tokens(accounts: Accounts, clock: Clo
     assert accounts.login("alice", "another long password", code_at(new_secret, clock()))
     accounts.remove("alice")
     assert tokens.resolve(token) is None
-    with accounts.connect() as db:
+    with accounts.database.connect() as db:
         assert db.execute("SELECT COUNT(*) FROM api_tokens").fetchone() == (0,)
 
 
 def test_a_hash_is_upgraded_to_the_configured_cost(tmp_path: Path, clock: Clock) -> None:
     path = tmp_path / "store.sqlite3"
-    _, secret = Accounts(path, CHEAP, clock=clock).add("alice", PASSWORD)
-    stronger = Accounts(path, PasswordCost(2, 16, 1), clock=clock)
+    _, secret = Accounts(migrated(path.parent), CHEAP, clock=clock).add("alice", PASSWORD)
+    stronger = Accounts(migrated(path.parent), PasswordCost(2, 16, 1), clock=clock)
     assert stronger.login("alice", PASSWORD, code_at(secret, clock())) is not None
-    with stronger.connect() as db:
+    with stronger.database.connect() as db:
         (digest,) = db.execute("SELECT password_hash FROM journalists").fetchone()
     assert "m=16,t=2,p=1" in digest
 
 
 def test_sessions_expire_idle_and_absolute(accounts: Accounts, clock: Clock) -> None:
     alice, _ = accounts.add("alice", PASSWORD)
-    sessions = Sessions(accounts, idle=600, lifetime=3600, clock=clock)
+    sessions = Sessions(accounts.database, accounts, idle=600, lifetime=3600, clock=clock)
     token = sessions.start(alice)
     for _ in range(5):  # kept alive by use...
         clock.advance(599)
@@ -197,7 +199,7 @@ def test_sessions_expire_idle_and_absolute(accounts: Accounts, clock: Clock) -> 
     idle = sessions.start(alice)
     clock.advance(600)
     assert sessions.resume(idle) is None
-    with accounts.connect() as db:
+    with accounts.database.connect() as db:
         hashes = [row[0] for row in db.execute("SELECT token_hash FROM sessions")]
     assert token.encode() not in b"".join(hashes)
 
@@ -223,7 +225,7 @@ def _attempt_rows(path: Path) -> list[tuple[object, float]]:
 
 def test_a_failed_login_keeps_only_a_keyed_hash_of_the_typed_name(tmp_path: Path) -> None:
     path = tmp_path / "store.sqlite3"
-    first = Accounts(path, CHEAP, secret=b"k" * 32)
+    first = Accounts(migrated(path.parent), CHEAP, secret=b"k" * 32)
     assert first.login("Some.Typo.Name", PASSWORD, "123456") is None
     rows = _attempt_rows(path)
     assert len(rows) == 1
@@ -233,25 +235,31 @@ def test_a_failed_login_keeps_only_a_keyed_hash_of_the_typed_name(tmp_path: Path
     for file in (path, path.with_name(path.name + "-wal")):
         assert b"some.typo.name" not in file.read_bytes()
     # The same key (another worker, a restart) finds the same row: throttling still works.
-    Accounts(path, CHEAP, secret=b"k" * 32).login("some.typo.name", PASSWORD, "123456")
+    Accounts(migrated(path.parent), CHEAP, secret=b"k" * 32).login(
+        "some.typo.name", PASSWORD, "123456"
+    )
     assert {r[0] for r in _attempt_rows(path)} == {stored}
     # Another key does not: what is kept cannot be checked without the app's secret.
-    Accounts(path, CHEAP, secret=b"o" * 32).login("some.typo.name", PASSWORD, "123456")
+    Accounts(migrated(path.parent), CHEAP, secret=b"o" * 32).login(
+        "some.typo.name", PASSWORD, "123456"
+    )
     assert len({r[0] for r in _attempt_rows(path)}) == 2
 
 
 def test_typed_names_a_previous_release_stored_are_dropped(tmp_path: Path) -> None:
-    path = tmp_path / "store.sqlite3"
-    Accounts(path, CHEAP)
+    path = migrated(tmp_path).path
     with sqlite3.connect(path) as db:
         db.execute("INSERT INTO login_attempts VALUES ('typed.in.clear', ?)", (NOW,))
-    Accounts(path, CHEAP)
+        db.execute("PRAGMA user_version = 0")  # that release's database had no version
+    Accounts(migrated(tmp_path), CHEAP)
     assert _attempt_rows(path) == []
 
 
 def test_attempts_are_purged_on_a_timer_without_another_login(tmp_path: Path) -> None:
     path, clock = tmp_path / "store.sqlite3", Clock(NOW)
-    accounts = Accounts(path, CHEAP, clock=clock, secret=b"k" * 32, purge_delay=0.05)
+    accounts = Accounts(
+        migrated(path.parent), CHEAP, clock=clock, secret=b"k" * 32, purge_delay=0.05
+    )
     accounts.login("alice", PASSWORD, "123456")
     clock.advance(30)
     accounts.login("bob", PASSWORD, "123456")
@@ -289,8 +297,8 @@ def test_unknown_users_cost_what_known_users_cost_after_the_setting_changes(
     tmp_path: Path, clock: Clock, monkeypatch: pytest.MonkeyPatch, now: PasswordCost
 ) -> None:
     path = tmp_path / "store.sqlite3"
-    Accounts(path, PasswordCost(2, 16, 1), clock=clock).add("alice", PASSWORD)
-    accounts = Accounts(path, now, clock=clock)  # the cost setting changed since
+    Accounts(migrated(path.parent), PasswordCost(2, 16, 1), clock=clock).add("alice", PASSWORD)
+    accounts = Accounts(migrated(path.parent), now, clock=clock)  # the cost setting changed since
     calls = _argon2_calls(monkeypatch)
     accounts.login("alice", "a wrong password, long enough", "123456")
     accounts.login("nobody", "a wrong password, long enough", "123456")
@@ -302,7 +310,7 @@ def test_unknown_users_cost_what_known_users_cost_after_the_setting_changes(
 def test_without_accounts_unknown_users_cost_the_configured_cost(
     tmp_path: Path, clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    accounts = Accounts(tmp_path / "store.sqlite3", PasswordCost(2, 16, 1), clock=clock)
+    accounts = Accounts(migrated(tmp_path), PasswordCost(2, 16, 1), clock=clock)
     calls = _argon2_calls(monkeypatch)
     accounts.login("nobody", PASSWORD, "000000")
     assert calls == ["$argon2id$v=19$m=16,t=2,p=1"]

@@ -35,6 +35,7 @@ from app.bundle import (
 )
 from app.crypto import X25519Identity
 from app.days import today
+from app.db import migrated
 from app.errors import BundleError
 from app.server.store import Item, Source, Store
 from tests.store_helpers import UTF8_ENV, decrypt_path, read_member, sparse_member
@@ -61,7 +62,7 @@ class Newsroom:
     replies: dict[str, X25519Identity] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.store = Store(self.root / "server", [self.identity.recipient])
+        self.store = Store(migrated(self.root / "server"), [self.identity.recipient])
         self.identity_file = self.root / "newsroom-identity.txt"
         self.identity_file.write_text(f"{self.identity}\n")
 

@@ -9,6 +9,7 @@ import pyotp
 import pytest
 
 from app import cli
+from app.db import migrated
 from app.journalist.accounts import Accounts
 from tests.fixtures_journalist import CHEAP
 
@@ -40,7 +41,7 @@ def test_user_commands(tipbox: Callable[..., tuple[int, str, str]], tmp_path: Pa
     password, secret = _value(out, "password"), _value(out, "TOTP secret")
     assert len(password.split()) == 7
     assert "otpauth://totp/" in out
-    accounts = Accounts(tmp_path / "data" / "store.sqlite3", CHEAP)
+    accounts = Accounts(migrated(tmp_path / "data"), CHEAP)
     found = accounts.login("alice", password, pyotp.TOTP(secret).now())
     assert found is not None
     assert found.is_admin

@@ -62,7 +62,7 @@ def _admin_case(japp: Flask, client: FlaskClient, what: str) -> Case:
     bob_id = accounts.find("bob").id  # type: ignore[union-attr]
 
     def secrets() -> tuple[str, str] | None:
-        with accounts.connect() as db:
+        with accounts.database.connect() as db:
             return db.execute(  # type: ignore[no-any-return]
                 "SELECT password_hash, totp_secret FROM journalists WHERE id = ?", (bob_id,)
             ).fetchone()
