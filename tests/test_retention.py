@@ -93,7 +93,7 @@ def test_inactive_sources_go_with_everything_starred_ones_stay(japp: Flask, day:
     assert retention.run(state.store, DAYS, date(2026, 1, 31)) == retention.Result(1, 3)
     assert _ids(state.store) == {kept, recent}
     assert not any(p.exists() for p in old_files)
-    with state.store.connect() as db:
+    with state.store.database.connect() as db:
         assert (
             db.execute("SELECT COUNT(*) FROM items WHERE source_id = ?", (old,)).fetchone()[0] == 0
         )

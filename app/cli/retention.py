@@ -13,8 +13,8 @@ from datetime import date
 
 from app.config import load_config
 from app.days import today
+from app.db import DATABASE, Database
 from app.journalist.config import retention_days
-from app.journalist.inbox import Inbox
 from app.server import retention, startup
 from app.server.newsroom import load_recipients
 from app.server.store import Store
@@ -29,11 +29,10 @@ def arguments(command: str, p: argparse.ArgumentParser) -> None:
 
 def _store() -> Store:
     config = load_config(os.environ)
-    startup.check_data(config.data_dir)
-    with startup.opening(config.data_dir):
-        store = Store(config.data_dir, load_recipients(config.keys_dir))
-        Inbox(store)  # its tables (stars) exist before they are asked about
-    return store
+    database = Database(config.data_dir / DATABASE)
+    # One sentence for a folder or database it cannot write, or a database newer than the code.
+    startup.open_database(database)
+    return Store(database, load_recipients(config.keys_dir))
 
 
 def cmd_run(args: argparse.Namespace) -> None:

@@ -51,10 +51,10 @@ def expired(db: sqlite3.Connection, days: int, today: date) -> list[str]:
 
 def run(store: Store, days: int, today: date) -> Result:
     """Delete every expired source (and all of theirs); then empty the write-ahead log."""
-    with store.connect() as db:
+    with store.database.connect() as db:
         ids = expired(db, days, today)
     items = sum(store.delete_source(source_id) for source_id in ids)
-    with store.connect() as db:
+    with store.database.connect() as db:
         # Best effort: a reader holding an old snapshot keeps its frames until it is done.
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     return Result(len(ids), items)
