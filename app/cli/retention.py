@@ -1,4 +1,5 @@
-"""``tipbox retention run``: delete the sources retention has expired, on the server.
+"""``tipbox retention run``: delete the sources retention has expired (and audit-log rows as
+old), on the server.
 
 Run once a day by ``tipbox-retention.timer`` (deploy/), as the apps' user and with their
 settings, like ``tipbox user``; by hand it does the same. With ``TIPBOX_RETENTION_DAYS`` unset it
@@ -14,6 +15,7 @@ from datetime import date
 from app.config import load_config
 from app.days import today
 from app.db import DATABASE, Database
+from app.journalist import audit
 from app.journalist.config import retention_days
 from app.server import retention, startup
 from app.server.newsroom import load_recipients
@@ -36,13 +38,16 @@ def _store() -> Store:
 
 
 def cmd_run(args: argparse.Namespace) -> None:
-    """Delete every source whose retention ran out; say how many."""
-    days = retention_days(os.environ)
+    """Delete every source whose retention ran out, and audit rows as old; say how many."""
+    days, on = retention_days(os.environ), date.fromisoformat(today())
+    store = _store()
+    purged = audit.purge(store.database, days, on)
+    kept = f"audit log rows older than {days or audit.DEFAULT_DAYS} days deleted: {purged}"
     if days is None:
-        print("retention is off (TIPBOX_RETENTION_DAYS is not set): nothing deleted")
+        print(f"retention is off (TIPBOX_RETENTION_DAYS is not set): no source deleted; {kept}")
         return
-    done = retention.run(_store(), days, date.fromisoformat(today()))
+    done = retention.run(store, days, on)
     print(
         f"retention {days} days: {done.sources} source(s) deleted with {done.items} item(s); "
-        "starred sources are kept"
+        f"starred sources are kept; {kept}"
     )
