@@ -9,11 +9,12 @@
 #               package below is already installed (dpkg-query). Without WHEELS: apt and PyPI.
 #   ROOT=DIR    install under DIR instead of / (tests; see deploy/lib.sh)
 #
-# Steps: swap off or encrypted; Debian packages; the tipbox user; folders; the code and its venv (PyPI, or WHEELS);
-# the newsroom keys (public only, checked); daily security updates,
-# an optional nightly reboot and the inbound firewall (deploy/harden.sh); tor's configuration (include dir, AppArmor rule for
-# the app sockets); the systemd units; a first load of both apps as tipbox (creates the
-# database); both onion services published; sockets started. Rehearsed on a real Debian 12 by
+# Steps: swap off or encrypted; Debian packages; the tipbox user; folders; the code and its
+# venv (PyPI, or WHEELS); the newsroom keys (public only, checked); daily security updates, an
+# optional nightly reboot and the inbound firewall (deploy/harden.sh); tor's configuration
+# (include dir, AppArmor rule for the app sockets); the systemd units (the apps, the daily
+# retention job); a first load of both apps as tipbox (creates the database); both onion
+# services published; sockets and the retention timer started. Rehearsed on a real Debian 12 by
 # `make rehearse` (deploy/rehearse.sh).
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/harden.sh"
