@@ -16,7 +16,7 @@ TRANSLATIONS := app/translations
 ENV_FILE ?= /etc/tipbox/tipbox.env
 NAME ?= admin
 
-.PHONY: help install run test fuzz lint format bench words keys airgap-kit translations language catalogues deploy status backup restore uninstall rehearse clean
+.PHONY: help install run test fuzz lint format bench words keys airgap-kit translations language catalogues deploy status backup restore-key restore uninstall rehearse clean
 
 help: ## List every target
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -86,8 +86,11 @@ status: ## Check tor, both onion services and both apps on this server (root)
 backup: ## Write an encrypted backup: database, onion keys, config (root; OUT=file)
 	bash deploy/backup.sh
 
-restore: ## Restore a backup (root; BACKUP=file IDENTITY=file; FORCE=1 replaces data)
-	IDENTITY="$(IDENTITY)" bash deploy/restore.sh
+restore-key: ## Make this new server's one-time restore key; prints the recipient to re-encrypt a backup to (root)
+	bash deploy/restore.sh key
+
+restore: ## Restore a backup re-encrypted to the restore key (root; BACKUP=file; FORCE=1 replaces data)
+	bash deploy/restore.sh
 
 uninstall: ## Remove Tipbox; keeps data and onion keys unless PURGE=1 (root)
 	bash deploy/uninstall.sh

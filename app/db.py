@@ -116,9 +116,28 @@ CREATE TABLE IF NOT EXISTS stars (
 ) WITHOUT ROWID;
 """
 
+# 2: the newsroom's own settings (app.server.settings: name, landing texts, what is accepted,
+# minimum message length, logo) and the journalists' audit log (app.journalist.audit: who
+# deleted or downloaded what, by day, as counts; kept no longer than retention).
+_SETTINGS_AND_AUDIT = """
+CREATE TABLE settings (
+    name TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE audit (
+    day TEXT NOT NULL,
+    journalist TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    PRIMARY KEY (day, journalist, action, target)
+) WITHOUT ROWID;
+"""
+
 # In order, never edited once released: append a new entry to change the schema.
 MIGRATIONS: tuple[Migration, ...] = (
     _BASELINE,  # 1: adopt a database of the releases before versions, or create one
+    _SETTINGS_AND_AUDIT,  # 2: settings and audit
 )
 LATEST = len(MIGRATIONS)
 

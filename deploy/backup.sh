@@ -6,7 +6,8 @@
 #
 # Nothing is written in plaintext: Python streams a tar (with a consistent snapshot of the
 # SQLite database, taken in memory) into `tipbox encrypt`, which writes OUT. Only the
-# air-gapped identity can open it; `make restore` puts it back.
+# air-gapped identity can open it; to restore, it is re-encrypted there to the new server's
+# one-time key (see deploy/restore.sh), so the identity never comes to a server.
 source "$(dirname "$0")/lib.sh"
 need_root backup
 [[ -x $VENV/bin/tipbox ]] || die "Tipbox is not installed here: run 'sudo make deploy'"
@@ -48,4 +49,4 @@ with tarfile.open(fileobj=sys.stdout.buffer, mode="w|", format=tarfile.PAX_FORMA
 PY
 chmod 0600 "$OUT"
 printf 'backup written: %s (%s bytes), readable only with the newsroom identity\n' "$OUT" "$(stat -c %s "$OUT")"
-printf 'copy it off this server; restore with: sudo make restore BACKUP=FILE IDENTITY=FILE\n'
+printf 'copy it off this server; to restore it, see "make restore" in the README (the newsroom identity stays on the air-gapped machine)\n'

@@ -9,13 +9,17 @@
 #               package below is already installed (dpkg-query). Without WHEELS: apt and PyPI.
 #   ROOT=DIR    install under DIR instead of / (tests; see deploy/lib.sh)
 #
-# Steps: Debian packages; the tipbox user; folders; the code and its venv (PyPI, or WHEELS);
-# the newsroom keys (public only, checked); tor's configuration (include dir, AppArmor rule for
-# the app sockets); the systemd units; the database migrated (or created) as tipbox; a first
-# load of both apps as tipbox; both onion services published; sockets started; the daily
-# digest's timer, if a relay is set in tipbox.env. Rehearsed on a real Debian 12 by
+# Steps: swap off or encrypted; Debian packages; the tipbox user; folders; the code and its
+# venv (PyPI, or WHEELS); the newsroom keys (public only, checked); daily security updates, an
+# optional nightly reboot and the inbound firewall (deploy/harden.sh); tor's configuration
+# (include dir, AppArmor rule for the app sockets); the systemd units (the apps, the daily
+# retention job, the daily digest); the database migrated (or created) as tipbox; a first load
+# of both apps as tipbox; both onion services published; sockets and the retention timer
+# started; the daily digest's timer, if a relay is set in tipbox.env. Rehearsed on a real
+# Debian 12 by
 # `make rehearse` (deploy/rehearse.sh).
 source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/harden.sh"
 need_root deploy
 KEYS="${KEYS:-$REPO/keys}"
 
@@ -23,14 +27,17 @@ if [[ -r /etc/os-release ]] && ! grep -qx 'VERSION_ID="12"' /etc/os-release; the
     warn "this script is written for Debian 12; check every step on this system"
 fi
 
-DEBIAN_PACKAGES=(tor python3 python3-venv ca-certificates gpg)
+step "swap: off or encrypted"
+check_swap
+
+DEBIAN_PACKAGES=(tor python3 python3-venv ca-certificates gpg "${HARDEN_PACKAGES[@]}")
 WHEELS="${WHEELS:-}"
 if [[ -n $WHEELS ]]; then
     [[ -d $WHEELS ]] || die "WHEELS=$WHEELS is not a folder of wheels"
     WHEELS="$(cd "$WHEELS" && pwd)"
 fi
 
-step "Debian packages: tor, python3, python3-venv, gpg"
+step "Debian packages: tor, python3, python3-venv, gpg, unattended-upgrades, nftables"
 missing=()
 if [[ -n $WHEELS ]]; then
     for package in "${DEBIAN_PACKAGES[@]}"; do
@@ -150,8 +157,19 @@ TIPBOX_KEYS_DIR=/etc/tipbox/keys
 #TIPBOX_DIGEST_PASSWORD_FILE=/etc/tipbox/digest-password
 #TIPBOX_DIGEST_FROM=tipbox@example.org
 #TIPBOX_DIGEST_TIME=00:15
+# Read by make deploy (deploy/harden.sh): a nightly reboot, and the inbound TCP ports let in
+# (Tipbox needs none; 22 is SSH for the admin; empty lets nothing in).
+#TIPBOX_REBOOT_AT=04:00
+TIPBOX_INBOUND_TCP=22
 EOF
 fi
+
+step "security updates every day (unattended-upgrades)"
+enable_security_updates
+schedule_reboot
+
+step "firewall: no inbound connection (nftables)"
+enable_firewall
 
 step "tor: include $TORRC_DIR, let tor reach /run/tipbox"
 if ! grep -qxF "$INCLUDE" "$TORRC"; then
@@ -163,7 +181,7 @@ if set_block "$APPARMOR_LOCAL" <"$REPO/deploy/apparmor-system_tor" && apparmor_a
 fi
 
 step "systemd units"
-for unit in "${UNITS[@]}" "${DIGEST_UNITS[@]}"; do
+for unit in "${UNITS[@]}" "${DIGEST_UNITS[@]}" "${JOBS[@]}"; do
     install -m 0644 "$REPO/deploy/$unit" "$UNIT_DIR/$unit"
 done
 systemctl daemon-reload
@@ -230,6 +248,8 @@ else
     warn "this version has no journalist app yet: its onion service is published, nothing answers"
 fi
 systemctl try-restart tipbox-source.service tipbox-journalist.service
+# Retention (off until TIPBOX_RETENTION_DAYS is set): the timer runs either way, and says so.
+systemctl enable --now tipbox-retention.timer
 
 step "daily digest"
 # Drop-ins from tipbox.env: the relay's addresses (the digest may reach nothing else), the time.

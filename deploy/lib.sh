@@ -31,8 +31,12 @@ SOCKETS=(tipbox-source.socket tipbox-journalist.socket)
 UNITS=(tipbox-source.socket tipbox-source.service tipbox-journalist.socket tipbox-journalist.service)
 # The daily digest (app/server/digest.py): on only when TIPBOX_DIGEST_RELAY is set.
 DIGEST_UNITS=(tipbox-digest.timer tipbox-digest.service)
+# Daily jobs: a timer and the oneshot service it starts.
+JOBS=(tipbox-retention.timer tipbox-retention.service)
 # What a backup holds, relative to $ROOT: configuration, database and items, onion keys.
 BACKUP_PATHS=(etc/tipbox var/lib/tipbox var/lib/tor/tipbox-source var/lib/tor/tipbox-journalist)
+# The one-time restore key (make restore-key), outside every path a restore replaces.
+RESTORE_KEY="$ROOT/var/lib/tipbox-restore-key/identity.txt"
 MARK_BEGIN="# BEGIN tipbox (managed by make deploy)"
 MARK_END="# END tipbox"
 export TIPBOX_ROOT="${ROOT:-/}"

@@ -129,6 +129,15 @@ step_deploy() { # make deploy on the fresh system, offline
     addresses | tee "$ADDRESSES"
 }
 
+step_patched() { # daily security updates on, the inbound firewall loaded (and back after a reboot)
+    systemctl is-enabled --quiet apt-daily-upgrade.timer || fail "apt-daily-upgrade.timer is not enabled"
+    grep -q 'Unattended-Upgrade "1"' /etc/apt/apt.conf.d/52tipbox-security-updates || fail "no unattended-upgrades setting"
+    nft list table inet tipbox | tee "$RESULTS/nft.txt"
+    grep -q 'policy drop;' "$RESULTS/nft.txt" || fail "the tipbox table does not drop inbound connections"
+    systemctl is-enabled --quiet nftables.service || fail "nftables.service is not enabled"
+    ok "unattended-upgrades daily; inbound policy drop (nftables, enabled at boot)"
+}
+
 step_units() { # tor, the sockets, AppArmor, socket permissions
     active tor.service tor@default.service tipbox-source.socket tipbox-journalist.socket
     systemctl is-enabled --quiet tipbox-source.socket tipbox-journalist.socket tor.service ||
@@ -311,8 +320,13 @@ step_backup() { # make backup: one age file, only the identity opens it
     ok "backup 0600, decrypts with the identity, holds both onion keys, alice.auth, the database, the config"
 }
 
-step_restore() { # make restore FORCE=1 from that backup
-    make_target restore BACKUP="$BACKUP" IDENTITY="$IDENTITY" FORCE=1
+step_restore() { # make restore-key; re-encrypt (the VM stands in for the air-gapped machine); make restore
+    local recipient moved="$BACKUP.for-server"
+    recipient="$(make_target restore-key | tee /dev/stderr | awk '$1 == "restore" && $2 == "recipient:" { print $3 }')"
+    [[ $recipient == age1* ]] || fail "make restore-key printed no recipient"
+    /usr/local/bin/tipbox backup reencrypt -i "$IDENTITY" -r "$recipient" -o "$moved" "$BACKUP"
+    make_target restore BACKUP="$moved" FORCE=1
+    [[ ! -e /var/lib/tipbox-restore-key ]] || fail "the one-time restore key is still there"
     same_addresses
     grep -q '^alice ' <<<"$(tipbox access list)" || fail "alice is gone"
     pages_answer
@@ -457,8 +471,8 @@ step_upgrade() { # the previous release deployed, a submission, then this releas
     ok "no traceback in the apps' journal during the upgrade"
 }
 
-STEPS=(system copy deploy units pages tor_reaches_the_apps status deploy_again user access
-    backup restore uninstall deploy_after_uninstall security logs purge upgrade)
+STEPS=(system copy deploy patched units pages tor_reaches_the_apps status deploy_again user
+    access backup restore uninstall deploy_after_uninstall security logs purge upgrade)
 
 # --- One step (this script run again by the loop below) -------------------------------------
 

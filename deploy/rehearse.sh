@@ -43,10 +43,11 @@ PYTHON="${PYTHON:-python3}"
 PREVIOUS="${PREVIOUS:-9ea2f0a}"
 SUITE=bookworm
 # What `make deploy` needs from Debian (deploy/install.sh: tor python3 python3-venv
-# ca-certificates gpg), what the admin needs to run it (make), what the rehearsal itself uses (curl,
-# apparmor's aa-exec), and a bootable system (kernel, initramfs, systemd as PID 1, udev, dbus).
-# Debian installs AppArmor by default since Debian 10, so it is here and enforcing.
-PACKAGES=(tor python3 python3-venv ca-certificates gpg make curl apparmor
+# ca-certificates gpg unattended-upgrades nftables), what the admin needs to run it (make), what
+# the rehearsal itself uses (curl, apparmor's aa-exec), and a bootable system (kernel, initramfs,
+# systemd as PID 1, udev, dbus). Debian installs AppArmor by default since Debian 10, so it is
+# here and enforcing.
+PACKAGES=(tor python3 python3-venv ca-certificates gpg unattended-upgrades nftables make curl apparmor
     linux-image-amd64 initramfs-tools systemd systemd-sysv udev dbus kmod procps iproute2 less)
 ROOT_STAMP="$SUITE ${PACKAGES[*]} v1"
 

@@ -1,8 +1,15 @@
 #!/usr/bin/env bash
-# `make restore`: put a `make backup` file back (after `make deploy` on a fresh server).
+# `make restore-key` and `make restore`: put a `make backup` file back (after `make deploy` on
+# a fresh server) without the newsroom's secret key ever coming to a server.
 #
-#   BACKUP=FILE     the .tar.age file (or a tar already decrypted on the air-gapped machine)
-#   IDENTITY=FILE   the newsroom identity, for a .tar.age file (asks its passphrase)
+#   1. `sudo make restore-key` (this script with the argument `key`) makes a one-time restore
+#      key on this server and prints its recipient and word fingerprint.
+#   2. On the air-gapped machine: tipbox backup reencrypt -i NEWSROOM-IDENTITY -r RECIPIENT
+#      -o FOR-SERVER.age BACKUP.tar.age (every backup ever made works: they are all age files
+#      to the newsroom's recipients).
+#   3. `sudo make restore BACKUP=FOR-SERVER.age`, which deletes the restore key when done.
+#
+#   BACKUP=FILE     the re-encrypted .age file (or a tar already decrypted elsewhere)
 #   FORCE=1         replace data already on this server
 #
 # The stream is decrypted and unpacked into a staging folder next to the data; nothing is
@@ -11,6 +18,20 @@
 source "$(dirname "$0")/lib.sh"
 need_root restore
 [[ -x $VENV/bin/tipbox ]] || die "Tipbox is not installed here: run 'sudo make deploy' first"
+if [[ ${1:-} == key ]]; then
+    install -d -m 0700 "$(dirname "$RESTORE_KEY")"
+    tipbox backup restore-key --identity "$RESTORE_KEY"
+    cat <<'EOF'
+
+On the air-gapped machine, re-encrypt the backup to this recipient (compare the fingerprint):
+    tipbox backup reencrypt -i NEWSROOM-IDENTITY -r RECIPIENT -o for-server.age BACKUP.tar.age
+Bring for-server.age here, then:  sudo make restore BACKUP=for-server.age
+EOF
+    exit 0
+fi
+if [[ -n ${IDENTITY:-} ]]; then
+    die "IDENTITY= is no longer read: the newsroom identity stays on the air-gapped machine; run 'sudo make restore-key' and follow its steps"
+fi
 BACKUP="${BACKUP:-}"
 [[ -n $BACKUP && -f $BACKUP ]] || die "BACKUP=FILE must name a backup file"
 if [[ -e $DATA/store.sqlite3 && ${FORCE:-} != 1 ]]; then
@@ -23,8 +44,10 @@ install -d -m 0700 "$STAGE"
 trap 'rm -rf "$STAGE"' EXIT
 step "unpacking $BACKUP"
 if [[ "$(head -c 21 "$BACKUP")" == "age-encryption.org/v1" ]]; then
-    [[ -n ${IDENTITY:-} && -f $IDENTITY ]] || die "IDENTITY=FILE must name the newsroom identity"
-    tipbox decrypt -i "$IDENTITY" "$BACKUP" | tar -C "$STAGE" -xf - "${BACKUP_PATHS[@]}"
+    [[ -f $RESTORE_KEY ]] || die "no restore key on this server: run 'sudo make restore-key' first, and re-encrypt the backup to it"
+    if ! tipbox decrypt -i "$RESTORE_KEY" "$BACKUP" | tar -C "$STAGE" -xf - "${BACKUP_PATHS[@]}"; then
+        die "$BACKUP did not open with this server's restore key: re-encrypt it to the recipient 'sudo make restore-key' prints (tipbox backup reencrypt, on the air-gapped machine)"
+    fi
 else
     tar -C "$STAGE" -xf "$BACKUP" "${BACKUP_PATHS[@]}"
 fi
@@ -53,4 +76,5 @@ chown -R "$(stat -c %u:%g "$TOR_DIR")" "$TOR_DIR"/tipbox-source "$TOR_DIR"/tipbo
 step "onion services and apps"
 tipbox onion publish --wait 60
 systemctl start "${SOCKETS[@]}"
+rm -rf "$(dirname "$RESTORE_KEY")" # one-time: a copy of the re-encrypted file is useless now
 printf 'restored from %s\n' "$BACKUP"

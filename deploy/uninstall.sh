@@ -2,12 +2,13 @@
 # `make uninstall`: remove Tipbox from this server. Keeps the data, the configuration and the
 # onion keys (so a later `make deploy` comes back at the same addresses) unless PURGE=1.
 source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/harden.sh"
 need_root uninstall
 PURGE="${PURGE:-}"
 
 step "stopping the apps"
-systemctl disable --now "${UNITS[@]}" "${DIGEST_UNITS[@]}" || true
-for unit in "${UNITS[@]}" "${DIGEST_UNITS[@]}"; do
+systemctl disable --now "${UNITS[@]}" "${DIGEST_UNITS[@]}" "${JOBS[@]}" || true
+for unit in "${UNITS[@]}" "${DIGEST_UNITS[@]}" "${JOBS[@]}"; do
     rm -rf "${UNIT_DIR:?}/$unit" "${UNIT_DIR:?}/$unit.d"
 done
 systemctl daemon-reload
@@ -22,6 +23,9 @@ fi
 if set_block "$APPARMOR_LOCAL" </dev/null && apparmor_active; then
     apparmor_parser --replace /etc/apparmor.d/system_tor
 fi
+
+step "firewall, nightly reboot and security-update settings (the packages stay)"
+remove_hardening
 
 step "code"
 rm -rf "$APP_DIR"

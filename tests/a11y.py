@@ -74,6 +74,8 @@ JOURNALIST_PAGES = [
     "token",
     "confirm revoke token",
     "tokens of a journalist",
+    "settings",
+    "audit log",
     "404",
 ]
 PAGES = [f"source {n}" for n in SOURCE_PAGES] + [f"journalist {n}" for n in JOURNALIST_PAGES]
@@ -233,6 +235,10 @@ def _admin_pages(walker: Walker, base: str) -> None:
     page.goto(f"{base}/admin/users")
     page.click("#user-ada a:has-text('API tokens')")
     walker.keep("tokens of a journalist")
+    page.goto(f"{base}/admin/settings")
+    walker.keep("settings")
+    page.goto(f"{base}/admin/audit")
+    walker.keep("audit log")
     page.goto(f"{base}/nowhere")
     walker.keep("404", 404)
 

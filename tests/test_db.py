@@ -41,6 +41,8 @@ TABLES = {
     "api_tokens",
     "read_marks",
     "stars",
+    "settings",
+    "audit",
 }
 
 

@@ -28,6 +28,7 @@ import pytest
 from app import onion
 from app.onion import Layout
 from app.server.unixhttp import UnixHTTPConnection
+from tests.helpers import TIPBOX
 from tests.live import make_newsroom_keys
 from tests.testnet import REPO, TOR, Tor, needs_tor, start_tor
 
@@ -37,6 +38,8 @@ UNITS = [
     "tipbox-source.service",
     "tipbox-journalist.socket",
     "tipbox-journalist.service",
+    "tipbox-retention.timer",
+    "tipbox-retention.service",
 ]
 SERVICES = [u for u in UNITS if u.endswith(".service")]
 ANALYZE = shutil.which("systemd-analyze")
@@ -120,10 +123,11 @@ def unit_root(tmp_path: Path) -> Path:
     shutil.copytree("/usr/lib/systemd/system", root / "usr/lib/systemd/system", symlinks=True)
     (root / "bin").mkdir()
     shutil.copy2("/bin/kill", root / "bin/kill")
-    gunicorn = root / "opt/tipbox/venv/bin/gunicorn"
-    gunicorn.parent.mkdir(parents=True)
-    gunicorn.write_text("#!/bin/sh\n")
-    gunicorn.chmod(0o755)
+    for program in ("gunicorn", "tipbox"):
+        standin = root / "opt/tipbox/venv/bin" / program
+        standin.parent.mkdir(parents=True, exist_ok=True)
+        standin.write_text("#!/bin/sh\n")
+        standin.chmod(0o755)
     (root / "etc/systemd/system").mkdir(parents=True)
     for unit in UNITS:
         shutil.copy2(DEPLOY / unit, root / "etc/systemd/system" / unit)
@@ -406,9 +410,11 @@ def _bare_root(tmp_path: Path) -> Path:
     return root
 
 
-def _run(script: str, env: dict[str, str], **extra: str) -> subprocess.CompletedProcess[str]:
+def _run(
+    script: str, env: dict[str, str], *args: str, **extra: str
+) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
-        [str(DEPLOY / script)],
+        [str(DEPLOY / script), *args],
         env={**env, **extra},
         capture_output=True,
         text=True,
@@ -479,6 +485,7 @@ def test_deploy_lifecycle_in_a_throwaway_root(server: tuple[Path, Tor], tmp_path
         f"pip install --quiet --disable-pip-version-check --upgrade {root}/opt/tipbox/src" in calls
     )
     assert "systemctl enable --now tipbox-source.socket" in calls
+    assert "systemctl enable --now tipbox-retention.timer" in calls
     assert ("systemctl enable --now tipbox-journalist.socket" in calls) == journalist_app
     assert "systemctl disable --now tipbox-digest.timer" in calls  # no relay set: no digest
     assert (root / "etc/systemd/system/tipbox-digest.timer").exists()
@@ -553,11 +560,38 @@ def test_deploy_lifecycle_in_a_throwaway_root(server: tuple[Path, Tor], tmp_path
     # disaster: the data and the onion keys are gone; make restore brings them back
     for path in (data, layout.hs_dir("source"), layout.hs_dir("journalist"), root / "etc/tipbox"):
         shutil.rmtree(path)
+    # The newsroom identity never comes to the server: IDENTITY= is refused, and so is the
+    # backup before this server has made its one-time restore key.
+    refused = _run("restore.sh", env, BACKUP=str(out), IDENTITY=str(identity))
+    assert refused.returncode == 1
+    assert "IDENTITY= is no longer read" in refused.stderr
     refused = _run("restore.sh", env, BACKUP=str(out))
     assert refused.returncode == 1
-    assert "IDENTITY=FILE" in refused.stderr
-    restored = _run("restore.sh", env, BACKUP=str(out), IDENTITY=str(identity))
+    assert "sudo make restore-key" in refused.stderr
+    made = _run("restore.sh", env, "key")
+    assert made.returncode == 0, made.stderr
+    recipient = re.search(r"^restore recipient: (age1\S+)$", made.stdout, re.MULTILINE)
+    assert recipient, made.stdout
+    restore_key = root / "var/lib/tipbox-restore-key/identity.txt"
+    assert restore_key.stat().st_mode & 0o777 == 0o600
+    # the backup as it was made (to the newsroom key) does not open with the restore key
+    refused = _run("restore.sh", env, BACKUP=str(out))
+    assert refused.returncode == 1
+    assert "tipbox backup reencrypt" in refused.stderr
+    assert not data.exists()
+    # on the air-gapped machine (here: this checkout's tipbox), re-encrypt it to the new server
+    moved = tmp_path / "for-server.age"
+    subprocess.run(
+        [*TIPBOX, "backup", "reencrypt", "-i", str(identity), "-r", recipient.group(1)]
+        + ["-o", str(moved), str(out)],
+        capture_output=True,
+        timeout=60,
+        check=True,
+        cwd=tmp_path,
+    )
+    restored = _run("restore.sh", env, BACKUP=str(moved))
     assert restored.returncode == 0, restored.stdout + restored.stderr
+    assert not restore_key.parent.exists()  # one-time
     assert onion.read_addresses(layout) == addresses
     assert (layout.clients_dir / "alice.auth").read_bytes() == alice
     assert _owner(data) == (990, 990)
@@ -565,7 +599,7 @@ def test_deploy_lifecycle_in_a_throwaway_root(server: tuple[Path, Tor], tmp_path
     assert db.execute("SELECT v FROM t").fetchall() == [("still here",)]
     db.close()
     assert onion.inspect(layout).services["source"].address == addresses["source"]
-    again = _run("restore.sh", env, BACKUP=str(out), IDENTITY=str(identity))
+    again = _run("restore.sh", env, BACKUP=str(moved))
     assert again.returncode == 1
     assert "FORCE=1" in again.stderr
 

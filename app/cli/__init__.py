@@ -7,7 +7,9 @@ family        commands                                    runs on
 ``age``       ``encrypt``, ``decrypt``                    air-gapped machine
 ``open``      ``open`` (with ``metadata``)                air-gapped machine
 ``reply``     ``reply``                                   air-gapped machine
+``backup``    ``backup reencrypt``, ``restore-key``       air-gapped; server
 ``users``     ``user``                                    server
+``retention`` ``retention run``                           server
 ``server``    ``onion``, ``access``, ``status``           server
 ``digest``    ``digest``                                  server
 ============  ==========================================  ==================
@@ -45,13 +47,15 @@ COMMANDS = {
     "open": ("open", "decrypt a bundle into a folder per source"),
     "reply": ("reply", "encrypt a reply to a source of a bundle"),
     "codename": ("keys", "print a fresh source codename"),
+    "backup": ("backup", "re-encrypt a backup to a new server's one-time restore key"),
     "onion": ("server", "publish or remove the two onion services"),
     "access": ("server", "journalists' keys to the journalist service"),
     "status": ("server", "check tor, the onion services, the apps, the disk"),
     "user": ("users", "manage journalists' accounts (on the server)"),
     "digest": ("digest", "send the daily encrypted digest now, or a test one"),
+    "retention": ("retention", "delete sources inactive for TIPBOX_RETENTION_DAYS (daily)"),
 }
-SERVER_FAMILIES = ("server", "users", "digest")
+SERVER_FAMILIES = ("server", "users", "digest", "retention")
 
 
 class _Parser(argparse.ArgumentParser):

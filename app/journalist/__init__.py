@@ -33,6 +33,7 @@ def create_app(config: JournalistConfig | Config | None = None) -> Flask:
     from app import sizes
     from app.config import Config
     from app.journalist import api, auth, pages, sources, state, users
+    from app.journalist import settings as admin_settings
     from app.journalist.config import JournalistConfig, load
     from app.server import headers
 
@@ -55,7 +56,7 @@ def create_app(config: JournalistConfig | Config | None = None) -> Flask:
     state.init_app(app, config)
     pages.init_app(app)
     app.before_request(auth.authenticate)
-    for blueprint in (auth.bp, sources.bp, users.bp, api.bp):
+    for blueprint in (auth.bp, sources.bp, users.bp, admin_settings.bp, api.bp):
         app.register_blueprint(blueprint)
     CSRFProtect(app).exempt(api.bp)
     return app

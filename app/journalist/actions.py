@@ -1,5 +1,6 @@
 """What a journalist can do, shared by the pages and the JSON API: each call checks that the
-source (and item) exist, and answers 404 otherwise."""
+source (and item) exist, and answers 404 otherwise. Downloads and deletions are counted in the
+audit log (:mod:`app.journalist.audit`), whichever way they came."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from flask import Response, abort, send_file, stream_with_context
 
 from app.bundle import BundleItem, iter_bundle
 from app.days import today
+from app.journalist import audit
 from app.journalist.accounts import Journalist
+from app.journalist.auth import current
 from app.journalist.inbox import SourceRow
 from app.journalist.replies import ReplySink
 from app.journalist.replies import store_reply as _store_reply
@@ -19,6 +22,11 @@ from app.server.store import Item, Source
 
 MARKS = ("read", "unread", "star", "unstar")
 MAX_SELECTED = 100_000
+
+
+def _audit(action: str, designation: str, count: int = 1, who: Journalist | None = None) -> None:
+    journalist = who or current()
+    audit.record(get_state().store.database, journalist.username, action, designation, count)
 
 
 def source_of(source_id: str) -> Source:
@@ -59,6 +67,7 @@ def send_item(source_id: str, item_id: str) -> Response:
         max_age=0,
     )
     response.headers.pop("Last-Modified", None)  # the epoch (items' mtimes are reset): noise
+    _audit("downloaded items", source.designation)
     return response
 
 
@@ -87,6 +96,8 @@ def send_bundle(journalist: Journalist, scope: str, ids: list[str]) -> Response:
         yield from blocks
         # Resumed only once the server has written the last block to the connection.
         state.inbox.mark_read(journalist.id, seqs)
+        for entry in entries:
+            _audit("downloaded items", entry.designation, len(entry.items), journalist)
 
     response = Response(stream_with_context(stream()), mimetype="application/x-tar")
     response.headers["Content-Disposition"] = f"attachment; filename=tipbox-{today()}.tar"
@@ -107,20 +118,23 @@ def mark(journalist: Journalist, source_id: str, action: str) -> None:
 
 def delete_items(source_id: str, item_ids: list[str]) -> int:
     """Delete these items of the source (row and file); how many there were."""
-    source_of(source_id)
+    source = source_of(source_id)
     store, count = get_state().store, 0
     for item_id in dict.fromkeys(item_ids):
         item = store.item(source_id, item_id)
         if item is not None:
             store.delete_item(item)
             count += 1
+    _audit("deleted items", source.designation, count)
     return count
 
 
 def delete_source(source_id: str) -> int:
     """Delete the source, its items and files, its reply key, its marks; how many items."""
-    source_of(source_id)
-    return get_state().store.delete_source(source_id)
+    source = source_of(source_id)
+    count = get_state().store.delete_source(source_id)
+    _audit("deleted the source", source.designation)
+    return count
 
 
 def store_reply(source_id: str, sink: ReplySink) -> Item:

@@ -69,7 +69,7 @@ def authenticate() -> Response | tuple[Response, int, dict[str, str]] | None:
         return None
     if g.journalist is None:
         return redirect(url_for("auth.login"), 303)
-    if endpoint.startswith("admin.") and not g.journalist.is_admin:
+    if endpoint.startswith(("admin.", "admin_")) and not g.journalist.is_admin:
         abort(403)
     return None
 

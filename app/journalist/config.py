@@ -7,6 +7,7 @@ development mode, newsroom name) plus its own, read from the environment by :fun
 | ``TIPBOX_JOURNALIST_SESSION_MINUTES`` | 480 (absolute: a session never lasts longer) |
 | ``TIPBOX_JOURNALIST_LOGIN_TRIES`` | 5 (login attempts per account per minute) |
 | ``TIPBOX_PASSWORD_TIME_COST``, ``…_MEMORY_KIB``, ``…_PARALLELISM`` | 3, 65536, 4 (Argon2id) |
+| ``TIPBOX_RETENTION_DAYS`` | off (empty or 0); 1 to 3650: sources inactive that long are deleted |
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from app.config import Config, load_config
 from app.errors import ConfigError
 from app.journalist.accounts import DEFAULT_TRIES, AccountError, PasswordCost, cost_from_env
+from app.server.retention import MAX_DAYS
 
 MAX_MINUTES = 7 * 24 * 60
 
@@ -30,6 +32,7 @@ class JournalistConfig:
     session_minutes: int = 480
     login_tries: int = DEFAULT_TRIES
     password_cost: PasswordCost = field(default_factory=PasswordCost)
+    retention_days: int | None = None  # None: keep everything (app.server.retention)
 
     @property
     def idle_seconds(self) -> int:
@@ -51,6 +54,21 @@ def _minutes(env: Mapping[str, str], name: str, default: int) -> int:
     return int(raw)
 
 
+def retention_days(env: Mapping[str, str]) -> int | None:
+    """``TIPBOX_RETENTION_DAYS``: ``None`` when off (empty or 0).
+
+    :raises ConfigError: not a whole number from 0 to ``MAX_DAYS``.
+    """
+    raw = env.get("TIPBOX_RETENTION_DAYS", "").strip()
+    if not raw:
+        return None
+    if not raw.isascii() or not raw.isdigit() or int(raw) > MAX_DAYS:
+        raise ConfigError(
+            f"TIPBOX_RETENTION_DAYS must be a whole number from 0 (off) to {MAX_DAYS}"
+        )
+    return int(raw) or None
+
+
 def load(env: Mapping[str, str]) -> JournalistConfig:
     """Build a :class:`JournalistConfig` from ``TIPBOX_*`` variables.
 
@@ -66,4 +84,5 @@ def load(env: Mapping[str, str]) -> JournalistConfig:
         session_minutes=_minutes(env, "TIPBOX_JOURNALIST_SESSION_MINUTES", 480),
         login_tries=_minutes(env, "TIPBOX_JOURNALIST_LOGIN_TRIES", DEFAULT_TRIES),
         password_cost=cost,
+        retention_days=retention_days(env),
     )

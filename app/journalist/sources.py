@@ -16,6 +16,7 @@ from app.journalist.confirm import ask, confirmed
 from app.journalist.inbox import FILTERS, page_number
 from app.journalist.pages import View, gettext
 from app.journalist.state import get_state, reply_sink
+from app.server.retention import deletion_day
 
 bp = Blueprint("sources", __name__)
 
@@ -33,8 +34,12 @@ def index() -> View:
     if show not in FILTERS:
         abort(404)
     number = page_number(request.args.get("page", "1")) or 1  # a bad number is ignored
-    page = get_state().inbox.page(current().id, number, show)
-    return render_template("sources.html", page=page, show=show)
+    state = get_state()
+    page = state.inbox.page(current().id, number, show)
+    days = state.config.retention_days
+    return render_template(
+        "sources.html", page=page, show=show, retention=days, deletion_day=deletion_day
+    )
 
 
 @bp.get("/sources/<source_id>")

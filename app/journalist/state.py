@@ -11,10 +11,12 @@ token whose hash :class:`~app.journalist.credentials.Sessions` keeps.
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from typing import IO, Any, cast
 
 from flask import Flask, Request, current_app, g
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from app.db import DATABASE, Database
 from app.journalist.accounts import Accounts
@@ -25,8 +27,10 @@ from app.journalist.replies import ReplySink
 from app.server import session, startup
 from app.server.newsroom import load_recipients
 from app.server.session import load_secret
+from app.server.settings import MAX_LOGO_BYTES
 from app.server.store import Store
 
+LOGO_ENDPOINT = "admin_settings.logo"
 SECRET_FILE = "journalist.key"  # noqa: S105 - a file name
 COOKIE_NAME = "tipbox_journalist"
 _EXTENSION = "tipbox.journalist"
@@ -45,6 +49,15 @@ class State:
     inbox: Inbox
 
 
+class _Capped(io.BytesIO):
+    """An uploaded logo: refused (413) once it grows past the largest logo accepted."""
+
+    def write(self, data: Any, /) -> int:
+        if self.tell() + len(data) > MAX_LOGO_BYTES + 1:
+            raise RequestEntityTooLarge()
+        return super().write(data)
+
+
 class ReplyRequest(Request):
     """Uploaded files stream into a :class:`ReplySink` in the store, never a temp file."""
 
@@ -55,6 +68,8 @@ class ReplyRequest(Request):
         filename: str | None = None,
         content_length: int | None = None,
     ) -> IO[bytes]:
+        if self.endpoint == LOGO_ENDPOINT:  # public and small: in memory, capped as it arrives
+            return _Capped()
         return cast(IO[bytes], new_sink().file)
 
 

@@ -8,6 +8,7 @@ submission, which creates the source in the store.
 
 from __future__ import annotations
 
+import io
 import threading
 from typing import Any, cast
 
@@ -15,6 +16,7 @@ from flask import (
     Blueprint,
     current_app,
     flash,
+    g,
     redirect,
     render_template,
     request,
@@ -27,6 +29,7 @@ from werkzeug.wrappers import Response
 
 from app import words
 from app.crypto import SourceKeys, X25519Identity, derive_source_keys
+from app.server import settings
 from app.server.session import EncryptedSessionInterface, SourceSession
 from app.server.store import PendingItem
 from app.source import limits, refusals
@@ -115,12 +118,24 @@ def _add_lang(endpoint: str, values: dict[str, Any]) -> None:
         values.setdefault("lang", current_language())
 
 
+def _settings() -> settings.Settings:
+    """The admin's settings (app.server.settings), read once per request."""
+    if "tipbox_settings" not in g:
+        g.tipbox_settings = settings.load(get_state().store.database)
+    found: settings.Settings = g.tipbox_settings
+    return found
+
+
 @bp.app_context_processor
 def _page_values() -> dict[str, Any]:
-    config = get_state().config
+    config, chosen = get_state().config, _settings()
     return {
         "lang": current_language(),
-        "newsroom": config.newsroom_name,
+        "newsroom": chosen.newsroom_name or config.newsroom_name,
+        "landing_text": chosen.landing.get(current_language()),
+        "accept_messages": chosen.accept_messages,
+        "accept_files": chosen.accept_files,
+        "min_length": chosen.min_message_length,
         "max_submission": config.max_submission_bytes,
     }
 
@@ -146,7 +161,10 @@ def landing() -> View:
 
 @bp.get("/logo.png")
 def logo() -> Response:
-    """The newsroom's logo (also the page icon)."""
+    """The newsroom's logo (also the page icon): the admin's, or the configured one."""
+    chosen = settings.load_logo(get_state().store.database) if _settings().has_logo else None
+    if chosen:
+        return send_file(io.BytesIO(chosen), mimetype="image/png", max_age=0)
     return send_file(get_state().logo, mimetype="image/png", max_age=ASSET_MAX_AGE)
 
 
@@ -206,12 +224,26 @@ def submit() -> View:
 
 
 def _submission_error(form: SubmitForm, pending: list[PendingItem]) -> str | None:
+    chosen = _settings()
+    if pending and not chosen.accept_files:
+        return gettext("This tip box accepts messages only. Nothing was saved.")
+    if form.has_message and not chosen.accept_messages:
+        return gettext("This tip box accepts files only. Nothing was saved.")
+    if form.has_message and len(form.message.strip()) < chosen.min_message_length:
+        return gettext(
+            "Your message is too short: write at least %(n)d characters.",
+            n=chosen.min_message_length,
+        )
     if form.too_long:
         return gettext(
             "Your message is too long: the limit is 100,000 characters. "
             "Shorten it, or send the rest in another message."
         )
     if not form.has_message and not pending:
+        if not chosen.accept_files:
+            return gettext("Write a message.")
+        if not chosen.accept_messages:
+            return gettext("Choose at least one file.")
         return gettext("Write a message or choose at least one file.")
     return None
 
