@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import importlib.metadata
 import io
 import json
@@ -19,6 +20,7 @@ import pytest
 
 from app import words
 from app.cli import COMMANDS, build_parser
+from app.cli import main as cli_main
 from app.cli.terminal import Progress
 from app.crypto import X25519Identity, encrypt_identity, parse_identities, parse_recipients
 from app.crypto.keyfile import decrypt_identity, identity_file_text
@@ -428,3 +430,22 @@ def test_progress_prints_100_percent_once_with_a_rate(
     assert shown.count("100%") == 1, shown
     assert shown.endswith("\n")
     assert re.search(r"\d+(\.\d)? MiB/s", shown), shown
+
+
+def test_a_server_command_without_the_server_libraries_says_so_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """As on the air-gapped kit (tests/test_airgap_kit.py runs the real one)."""
+    real = importlib.import_module
+
+    def without_flask(name: str, package: str | None = None) -> object:
+        if name == "app.cli.server":
+            raise ModuleNotFoundError("No module named 'flask'", name="flask")
+        return real(name, package)
+
+    monkeypatch.setattr(importlib, "import_module", without_flask)
+    assert cli_main(["status"]) == 1
+    assert capsys.readouterr().err == (
+        "tipbox: error: 'tipbox status' runs on the server, not from the air-gapped kit "
+        "(its library 'flask' is not installed here)\n"
+    )

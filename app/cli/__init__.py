@@ -90,10 +90,11 @@ def _family(command: str) -> object:
     except ModuleNotFoundError as exc:
         if family not in SERVER_FAMILIES or (exc.name or "").startswith("app"):
             raise
-        # One line, no hint: the air-gapped kit leaves the server's libraries out on purpose.
-        raise UsageError(
+        # One line, no hint (a TipboxError, not a UsageError with its --help hint): the kit
+        # leaves the server's libraries out on purpose, and nothing else needs saying.
+        raise TipboxError(
             f"'tipbox {command}' runs on the server, not from the air-gapped kit "
-            f"(this machine has no {exc.name})"
+            f"(its library {exc.name!r} is not installed here)"
         ) from None
 
 
