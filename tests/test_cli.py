@@ -449,3 +449,18 @@ def test_a_server_command_without_the_server_libraries_says_so_in_one_line(
         "tipbox: error: 'tipbox status' runs on the server, not from the air-gapped kit "
         "(its library 'flask' is not installed here)\n"
     )
+
+
+def test_the_dispatcher_and_its_help_import_no_web_stack_or_database() -> None:
+    """``tipbox --help`` lists the server commands without loading their family's libraries."""
+    code = (
+        "import contextlib, io, sys, app.cli\n"
+        "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+        "    app.cli.main(['--help'])\n"
+        "print(sorted(m for m in ('flask', 'sqlite3', 'argon2', 'stem', 'app.cli.users')"
+        " if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.strip() == "[]"

@@ -13,9 +13,9 @@ from app import cli
 from app.bundle import read_bundle
 from app.crypto import X25519Identity
 from tests import fixtures_app as fx
-from tests import live_journalist as lj
+from tests import fixtures_journalist as lj
 from tests.fixtures_app import find, one
-from tests.live_journalist import add_source, csrf, logged_in, state_of
+from tests.fixtures_journalist import add_source, csrf, logged_in, state_of
 
 config, translations_dir = fx.config, fx.translations_dir
 jconfig, japp, jclient, clock = lj.jconfig, lj.japp, lj.jclient, lj.clock
