@@ -464,3 +464,12 @@ def test_the_dispatcher_and_its_help_import_no_web_stack_or_database() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.usefixtures("world")
+def test_decrypt_reads_a_pipe_given_by_name(tmp_path: Path) -> None:
+    """Telling a bundle from an item must not read a pipe (the bytes read would be lost)."""
+    script = f"exec {' '.join(TIPBOX)} decrypt -i id.txt <(cat tip.age)"
+    proc = run(["bash", "-c", script], tmp_path)
+    assert (proc.returncode, proc.stderr) == (0, b"")
+    assert proc.stdout == PLAIN

@@ -75,10 +75,13 @@ def _public_key(name: str) -> KeyFormatError:
 
 def sniff(path: str | None) -> str | None:
     """What a file looks like from its first block: ``"age"``, ``"bundle"``, or ``None``
-    (standard input, unreadable, or anything else: the command itself will say what is wrong)."""
+    (standard input, a pipe, unreadable, or anything else: the command itself will say what is
+    wrong). Only a regular file is read: bytes read from a pipe would be lost to the command."""
     if path in (None, "-"):
         return None
     try:
+        if not Path(path).is_file():
+            return None
         with Path(path).open("rb") as handle:
             head = handle.read(512)
     except OSError:
