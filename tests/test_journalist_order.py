@@ -150,3 +150,24 @@ def test_the_api_gives_numbers_and_what_is_new(japp: Flask, jclient: FlaskClient
     detail = jclient.get(f"/api/v1/sources/{sid}", headers=headers).json
     assert detail["source"]["new"] == 0
     assert not any(i["new"] for i in detail["items"])
+
+
+def test_a_new_reply_and_a_deleted_item_keep_the_numbers(japp: Flask, jclient: FlaskClient) -> None:
+    """A reply's 201 answer carries its number; deleting an item leaves a gap, renumbers nothing
+    (the air-gapped folder keeps the numbers it was given)."""
+    sid = conversation(japp)
+    lj.add_user(japp)
+    alice = state_of(japp).accounts.find("alice")
+    assert alice is not None
+    headers = {"Authorization": f"Bearer {state_of(japp).tokens.create(alice, 'tests')}"}
+    created = jclient.post(f"/api/v1/sources/{sid}/replies", headers=headers, json={"text": "ok"})
+    assert created.status_code == 201
+    item = created.json["item"]
+    assert (item["seq"], item["kind"], item["new"]) == (5, "reply", False)
+    assert item["name"] == f"0005-{folder(japp, sid)}-reply.age"
+    file_id = next(i.id for i in state_of(japp).store.items_of(sid) if i.kind == "file")
+    assert jclient.delete(f"/api/v1/sources/{sid}/items/{file_id}", headers=headers).json == {
+        "deleted": 1
+    }
+    detail = jclient.get(f"/api/v1/sources/{sid}", headers=headers).json
+    assert [i["seq"] for i in detail["items"]] == [5, 4, 3, 1]
