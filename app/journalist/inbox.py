@@ -46,10 +46,10 @@ _ITEMS_IN = (
     "SELECT source_id, seq, id, kind, day, size, recipients FROM items "
     "WHERE source_id IN ({}) ORDER BY source_id, seq"
 )
-_NEW_ITEMS_IN = (
-    "SELECT i.source_id, i.seq, i.id, i.kind, i.day, i.size, i.recipients FROM items i "
+_NEW_IDS_IN = (
+    "SELECT i.id FROM items i "
     "LEFT JOIN read_marks r ON r.source_id = i.source_id AND r.journalist_id = ? "
-    "WHERE i.source_id IN ({}) AND i.seq > COALESCE(r.seq, 0) ORDER BY i.source_id, i.seq"
+    "WHERE i.source_id IN ({}) AND i.seq > COALESCE(r.seq, 0)"
 )
 _CONVERSATION = (
     "SELECT id, source_id, kind, day, size, recipients, seq FROM items "
@@ -239,16 +239,18 @@ class Inbox:
         """
         entries: list[BundleSource] = []
         seqs: dict[str, int] = {}
-        sql, first = (_ITEMS_IN, ()) if unread_for is None else (_NEW_ITEMS_IN, (unread_for,))
         with self.database.connect() as db:
             for start in range(0, len(ids), CHUNK):
                 part = list(ids[start : start + CHUNK])
                 marks = ", ".join("?" * len(part))
                 found = {r[0]: r[1:] for r in db.execute(_SOURCES_IN.format(marks), part)}
                 items: dict[str, list[BundleItem]] = {sid: [] for sid in found}
-                for sid, seq, *fields in db.execute(sql.format(marks), (*first, *part)):
+                for sid, seq, *fields in db.execute(_ITEMS_IN.format(marks), part):
                     items[sid].append(_bundle_item(fields))
                     seqs[sid] = seq
+                if unread_for is not None:  # the last seq stays: new items are the tail
+                    new = {r[0] for r in db.execute(_NEW_IDS_IN.format(marks), (unread_for, *part))}
+                    items = {sid: [i for i in its if i.id in new] for sid, its in items.items()}
                 for sid in (sid for sid in part if sid in found):
                     designation, reply, day = found[sid]
                     entries.append(BundleSource(designation, reply, day, tuple(items[sid])))
