@@ -127,7 +127,6 @@ def _use(venv: Path, newsroom: Newsroom, work: Path) -> None:
     folder = work / "out" / newsroom.designation(source).replace(" ", "-")
     assert (folder / "message-1.txt").read_bytes() == b"tip from the kit test"
     assert (folder / "files" / "memo.pdf").stat().st_size == 5000
-    _server_commands_say_so(venv, work)
 
 
 def _server_commands_say_so(venv: Path, work: Path) -> None:
@@ -154,6 +153,7 @@ def test_kit_builds_installs_offline_and_opens_a_bundle(tmp_path: Path) -> None:
         work.mkdir()
         _install(kit, work / "tipbox", **env)
         _use(work / "tipbox", Newsroom(work), work)
+        _server_commands_say_so(work / "tipbox", work)
     again = _build(kit)  # rebuilding replaces the previous kit
     _check_contents(again)
 
