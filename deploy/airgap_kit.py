@@ -74,7 +74,8 @@ writes age files itself.
     sh install.sh ~/Persistent/tipbox   # on Tails, to keep it across reboots
 
 It checks SHA256SUMS, creates a Python virtual environment and installs, from wheels/ only:
-tipbox {tipbox}, {versions}.
+tipbox {tipbox}, {versions}
+(and pip {pip}, for a Python without ensurepip, such as Debian's without python3-venv).
 Then:
 
     ~/tipbox/bin/tipbox open BUNDLE -i IDENTITY --out DIR
@@ -82,7 +83,9 @@ Then:
     ~/tipbox/bin/tipbox decrypt -i IDENTITY -o item.tar ITEM
 
 Only the air-gapped commands work from this kit (keygen, encrypt, decrypt, open, reply,
-fingerprint, codename): the server's dependencies are left out on purpose.
+fingerprint, codename): the server's dependencies are left out on purpose, and a server command
+(status, user, onion, access) says so in one line. `tipbox COMMAND --help` explains each
+command with an example; `tipbox --version` names this kit's version.
 Install mat2 (apt install mat2, from a Debian mirror or Tails' additional software) to have
 `tipbox open` warn about identifying metadata in received files.
 """
@@ -168,10 +171,11 @@ def _versions(kit: Path) -> dict[str, str]:
 
 
 def _readme(versions: dict[str, str]) -> str:
-    others = ", ".join(
-        f"{n} {v}" for n, v in sorted(versions.items()) if n not in ("tipbox", "pip")
+    """README.txt, naming every wheel of the kit with its version."""
+    others = [f"{n} {v}" for n, v in sorted(versions.items()) if n not in ("tipbox", "pip")]
+    return README_TXT.format(
+        tipbox=versions.get("tipbox", "?"), versions=", ".join(others), pip=versions.get("pip", "?")
     )
-    return README_TXT.format(tipbox=versions.get("tipbox", "?"), versions=", ".join(others))
 
 
 def main() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -9,6 +10,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,6 +24,25 @@ TIMEOUT = 120
 KIT_PACKAGES = {"tipbox", "cryptography", "pynacl", "cffi", "pycparser"}
 # What a fresh venv brings by itself (Python 3.11's ensurepip also installs setuptools).
 VENV_PACKAGES = {"pip", "setuptools"}
+SERVER_COMMANDS = [["status"], ["user", "list"], ["onion", "addresses"], ["access", "list"]]
+
+
+def _kit_module() -> Any:
+    """deploy/airgap_kit.py, imported from its path (deploy/ is not a package)."""
+    spec = importlib.util.spec_from_file_location("airgap_kit", REPO / "deploy" / "airgap_kit.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_readme_lists_the_packages() -> None:
+    """It listed them one character at a time ("c, f, f, i, ,, …"): a string joined again."""
+    versions = {"tipbox": "0.1.0", "pynacl": "1.5.0", "cffi": "1.17.1", "pip": "24.0"}
+    readme = _kit_module()._readme(versions | {"cryptography": "44.0.1", "pycparser": "2.22"})
+    assert "tipbox 0.1.0, cffi 1.17.1, cryptography 44.0.1, pycparser 2.22, pynacl 1.5.0" in readme
+    assert "pip 24.0" in readme  # for a Python without ensurepip
 
 
 def _python() -> str:
@@ -74,7 +95,11 @@ def _check_contents(kit: Path) -> None:
     assert all(re.search(r"==\S+ --hash=sha256:[0-9a-f]{64}$", line) for line in pinned)
     check = subprocess.run(["sha256sum", "--strict", "-c", "SHA256SUMS"], cwd=kit, check=False)
     assert check.returncode == 0
-    assert "sh install.sh" in (kit / "README.txt").read_text()
+    readme = (kit / "README.txt").read_text()
+    assert "sh install.sh" in readme
+    for wheel in wheels:
+        name, version = wheel.split("-")[:2]
+        assert f"{name.lower()} {version}" in readme, (wheel, readme)
 
 
 def _install(kit: Path, venv: Path, **env: str) -> None:
@@ -104,6 +129,22 @@ def _use(venv: Path, newsroom: Newsroom, work: Path) -> None:
     assert (folder / "files" / "memo.pdf").stat().st_size == 5000
 
 
+def _server_commands_say_so(venv: Path, work: Path) -> None:
+    """The kit's tipbox knows its version, and a server command says in one line that it runs
+    on the server (the server's libraries are not in the kit), with no traceback."""
+    tipbox = venv / "bin" / "tipbox"
+    version = _run([tipbox, "--version"], work)
+    assert (version.returncode, version.stderr) == (0, "")
+    assert re.fullmatch(r"tipbox \d+\.\d+\.\d+\S*\n", version.stdout), version.stdout
+    for args in SERVER_COMMANDS:
+        proc = _run([tipbox, *args], work)
+        assert (proc.returncode, proc.stdout) == (1, ""), proc.stderr
+        assert proc.stderr.startswith(
+            f"tipbox: error: 'tipbox {args[0]}' runs on the server, not from the air-gapped kit"
+        ), proc.stderr
+        assert proc.stderr.count("\n") == 1, proc.stderr
+
+
 def test_kit_builds_installs_offline_and_opens_a_bundle(tmp_path: Path) -> None:
     kit = _build(tmp_path / "dist" / "airgap-kit")
     _check_contents(kit)
@@ -112,6 +153,7 @@ def test_kit_builds_installs_offline_and_opens_a_bundle(tmp_path: Path) -> None:
         work.mkdir()
         _install(kit, work / "tipbox", **env)
         _use(work / "tipbox", Newsroom(work), work)
+        _server_commands_say_so(work / "tipbox", work)
     again = _build(kit)  # rebuilding replaces the previous kit
     _check_contents(again)
 

@@ -107,10 +107,11 @@ def test_sources_and_items(japp: Flask, jclient: FlaskClient, token: str) -> Non
         "counts": {"message": 2, "file": 1, "reply": 0},
         "unread": True,
         "starred": False,
+        "new": 3,
     }
     detail = call(jclient, "get", f"/api/v1/sources/{sid}", token).json
     assert [i["id"] for i in detail["items"]] == [i.id for i in reversed(items)]
-    assert set(detail["items"][0]) == {"id", "kind", "day", "size"}
+    assert set(detail["items"][0]) == {"id", "kind", "day", "size", "seq", "new", "name"}
     item = items[0]
     download = call(jclient, "get", f"/api/v1/sources/{sid}/items/{item.id}", token)
     assert download.data == state_of(japp).store.path_of(item).read_bytes()

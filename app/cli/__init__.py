@@ -20,7 +20,9 @@ loads follows from its module's imports: the air-gapped families import the shar
 the server families import :mod:`app.server`, :mod:`app.journalist` and :mod:`app.onion` at the
 top, as any module does. The command list and its help lines live in :data:`COMMANDS`, so
 ``tipbox --help`` loads no family at all. On the air-gapped kit, where the server's libraries are
-not installed, a server command says so in one line.
+not installed, a server command says so in one line. Each command's help (``tipbox open --help``)
+is its help line as a sentence, a sentence per option (the family's ``arguments``) and an example
+from :data:`EXAMPLES`.
 
 Every :class:`TipboxError` and ``OSError`` becomes ``tipbox: error: …`` (plus ``tipbox: hint:
 …``) and exit status 1: never a traceback.
@@ -31,8 +33,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import re
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import NoReturn
 
 from app.cli.terminal import PROG, say
@@ -54,6 +58,23 @@ COMMANDS = {
     "user": ("users", "manage journalists' accounts (on the server)"),
     "digest": ("digest", "send the daily encrypted digest now, or a test one"),
     "retention": ("retention", "delete sources inactive for TIPBOX_RETENTION_DAYS (daily)"),
+}
+# command -> an example of its use, shown at the end of its --help
+EXAMPLES = {
+    "keygen": "tipbox keygen --identity newsroom-identity.age --recipient newsroom.pub",
+    "encrypt": "tipbox encrypt -R newsroom.pub -o notes.age notes.txt",
+    "fingerprint": "tipbox fingerprint -R newsroom.pub",
+    "decrypt": "tipbox decrypt -i newsroom-identity.age -o item.tar 0003-amber-falcon-file.age",
+    "open": "tipbox open bundle.tar -i newsroom-identity.age --out tips",
+    "reply": "tipbox reply tips --source 'amber falcon' --file reply.txt -o reply.age",
+    "codename": "tipbox codename --lang es",
+    "onion": "sudo tipbox onion publish --wait 60",
+    "access": "sudo tipbox access add alice --out /media/usb",
+    "status": "sudo tipbox status",
+    "user": "sudo tipbox user add alice --admin",
+    "backup": "tipbox backup reencrypt -i newsroom-identity.age -R restore.pub -o new.tar old.tar",
+    "retention": "sudo tipbox retention run",
+    "digest": "sudo tipbox digest send --test",
 }
 SERVER_FAMILIES = ("server", "users", "digest", "retention")
 
@@ -78,19 +99,51 @@ def _family(command: str) -> object:
     except ModuleNotFoundError as exc:
         if family not in SERVER_FAMILIES or (exc.name or "").startswith("app"):
             raise
-        raise UsageError(
-            f"'tipbox {command}' runs on the server; this machine lacks {exc.name}",
-            hint="the air-gapped kit has keygen, fingerprint, encrypt, decrypt, open and reply",
+        # One line, no hint (a TipboxError, not a UsageError with its --help hint): the kit
+        # leaves the server's libraries out on purpose, and nothing else needs saying.
+        raise TipboxError(
+            f"'tipbox {command}' runs on the server, not from the air-gapped kit "
+            f"(its library {exc.name!r} is not installed here)"
         ) from None
+
+
+def version() -> str:
+    """This tipbox's version: the installed package's, or a checkout's pyproject.toml."""
+    # Imported here: importlib.metadata brings importlib.resources and more, which the
+    # air-gapped commands do not load (tests/test_cli.py test_air_gapped_imports).
+    import importlib.metadata  # noqa: PLC0415
+
+    try:
+        return importlib.metadata.version("tipbox")
+    except importlib.metadata.PackageNotFoundError:
+        text = (Path(__file__).resolve().parents[2] / "pyproject.toml").read_text("utf-8")
+        found = re.search(r'^version = "([^"]+)"', text, re.MULTILINE)
+        return found[1] if found else "unknown"
+
+
+class _Version(argparse.Action):
+    """``--version``, looked up only when asked for."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        print(f"{PROG} {version()}")
+        parser.exit()
 
 
 def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     """The command line, with the options of the command ``argv`` names (and no other's)."""
     parser = _Parser(prog=PROG, description="Tipbox: anonymous tips for newsrooms.")
+    parser.add_argument("--version", action=_Version, nargs=0, help="print the version and exit")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     chosen = _chosen(argv)
     for command, (_, text) in COMMANDS.items():
-        p = sub.add_parser(command, help=text)
+        example = EXAMPLES.get(command)  # every command has one (tests/test_cli.py checks)
+        p = sub.add_parser(
+            command,
+            help=text,
+            description=f"{text[0].upper()}{text[1:]}.",
+            epilog=f"example:\n  {example}" if example else None,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         if command == chosen:
             _family(command).arguments(command, p)  # type: ignore[attr-defined]
     return parser

@@ -2,7 +2,9 @@
 
 Air-gapped: the core only. Both stream (constant memory, any size) and write their output whole or
 not at all (:func:`app.cli.terminal.write_output`); encrypt refuses to write ciphertext to a
-terminal.
+terminal. The commands most often confused are told apart by a file's first block
+(:func:`sniff`): ``decrypt`` given a bundle and ``open`` given a single item each point to the
+other, and an identity option given a public key says so, before anything is written.
 """
 
 from __future__ import annotations
@@ -11,9 +13,18 @@ import argparse
 from pathlib import Path
 
 from app import crypto
+from app.bundle import MANIFEST_NAME
 from app.cli.keys import read_recipients, recipient_options
 from app.cli.terminal import Progress, asker, opened_input, write_output
 from app.crypto.keyfile import load_identities
+from app.errors import KeyFormatError, UsageError
+
+AGE_STARTS = (b"age-encryption.org/", b"-----BEGIN AGE ENCRYPTED FILE-----")
+RECIPIENT_PREFIX = "age1"
+PUBLIC_KEY_HINT = (
+    "-i takes the secret identity file (newsroom-identity.age from 'tipbox keygen'); "
+    "the public key is for encrypting"
+)
 
 
 def arguments(command: str, p: argparse.ArgumentParser) -> None:
@@ -22,18 +33,65 @@ def arguments(command: str, p: argparse.ArgumentParser) -> None:
         recipient_options(p)
         p.set_defaults(run=cmd_encrypt)
     else:
-        p.add_argument("-i", "--identity", action="append", required=True, metavar="IDENTITY")
+        p.add_argument(
+            "-i", "--identity", action="append", required=True, metavar="IDENTITY",
+            help="the secret identity file (newsroom-identity.age); may be given again",
+        )  # fmt: skip
         p.set_defaults(run=cmd_decrypt)
-    p.add_argument("-o", "--output", metavar="OUT", help="output file (default stdout)")
-    p.add_argument("input", nargs="?", metavar="IN", help="input file (default stdin)")
+    p.add_argument(
+        "-o", "--output", metavar="OUT", help="the file to write (default: standard output)"
+    )
+    p.add_argument(
+        "input", nargs="?", metavar="IN", help="the file to read (default: standard input)"
+    )
 
 
 def load_identity_files(names: list[str]) -> list[crypto.X25519Identity]:
     """The identities in the files ``names``, asking for a passphrase where one is needed."""
     identities: list[crypto.X25519Identity] = []
     for name in names:
-        identities += load_identities(Path(name).read_bytes(), asker(f"Passphrase for {name}: "))
+        path = Path(name)
+        if name.startswith(RECIPIENT_PREFIX) and not path.exists():
+            raise _public_key(name)  # the key itself, pasted where its file was expected
+        data = path.read_bytes()
+        if _is_public_key(data):
+            raise _public_key(name)
+        identities += load_identities(data, asker(f"Passphrase for {name}: "))
     return identities
+
+
+def _is_public_key(data: bytes) -> bool:
+    """Whether an identity file's bytes are in fact recipients (``age1…`` lines, comments)."""
+    lines = data.decode("utf-8", "replace").splitlines()
+    keys = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    return bool(keys) and all(key.startswith(RECIPIENT_PREFIX) for key in keys)
+
+
+def _public_key(name: str) -> KeyFormatError:
+    return KeyFormatError(
+        f"{name} is a public key (a recipient), not an identity", hint=PUBLIC_KEY_HINT
+    )
+
+
+def sniff(path: str | None) -> str | None:
+    """What a file looks like from its first block: ``"age"``, ``"bundle"``, or ``None``
+    (standard input, a pipe, unreadable, or anything else: the command itself will say what is
+    wrong). Only a regular file is read: bytes read from a pipe would be lost to the command."""
+    if path in (None, "-"):
+        return None
+    try:
+        if not Path(path).is_file():
+            return None
+        with Path(path).open("rb") as handle:
+            head = handle.read(512)
+    except OSError:
+        return None
+    if head.startswith(AGE_STARTS):
+        return "age"
+    tar_name = head[:100].rstrip(b"\0")
+    if head[257:262] == b"ustar" and tar_name == MANIFEST_NAME.encode():
+        return "bundle"
+    return None
 
 
 def cmd_encrypt(args: argparse.Namespace) -> None:
@@ -47,6 +105,11 @@ def cmd_encrypt(args: argparse.Namespace) -> None:
 
 def cmd_decrypt(args: argparse.Namespace) -> None:
     """Decrypt with one or more identity files, like ``age -d -i``."""
+    if sniff(args.input) == "bundle":
+        raise UsageError(
+            f"{args.input} is a bundle, not a single age file",
+            hint=f"use 'tipbox open {args.input} -i IDENTITY --out DIR'",
+        )
     identities = load_identity_files(args.identity)
     with opened_input(args.input) as (src, size):
         bar = Progress("decrypting", size)

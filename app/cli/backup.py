@@ -37,7 +37,14 @@ def arguments(command: str, p: argparse.ArgumentParser) -> None:
     q = sub.add_parser(
         "reencrypt", help="(air-gapped) re-encrypt a backup to a new server's restore recipient"
     )
-    q.add_argument("-i", "--identity", action="append", required=True, metavar="IDENTITY")
+    q.add_argument(
+        "-i",
+        "--identity",
+        action="append",
+        required=True,
+        metavar="IDENTITY",
+        help="the newsroom identity file that opens the backup (repeat for older keys)",
+    )
     recipient_options(q)
     q.add_argument("-o", "--output", metavar="OUT", help="output file (default stdout)")
     q.add_argument("input", nargs="?", metavar="IN", help="the backup (default stdin)")

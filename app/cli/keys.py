@@ -31,14 +31,22 @@ def arguments(command: str, p: argparse.ArgumentParser) -> None:
         recipient_options(p)
         p.set_defaults(run=cmd_fingerprint)
     else:
-        p.add_argument("--lang", choices=words.LANGUAGES, default="en")
+        p.add_argument(
+            "--lang", choices=words.LANGUAGES, default="en", help="the codename's language"
+        )
         p.set_defaults(run=cmd_codename)
 
 
 def recipient_options(p: argparse.ArgumentParser) -> None:
     """``-r RECIPIENT`` and ``-R FILE``, each as often as needed."""
-    p.add_argument("-r", "--recipient", action="append", default=[], metavar="RECIPIENT")
-    p.add_argument("-R", "--recipients-file", action="append", default=[], metavar="FILE")
+    p.add_argument(
+        "-r", "--recipient", action="append", default=[], metavar="RECIPIENT",
+        help="a public key (age1…); may be given again",
+    )  # fmt: skip
+    p.add_argument(
+        "-R", "--recipients-file", action="append", default=[], metavar="FILE",
+        help="a file of public keys, one a line, such as newsroom.pub; may be given again",
+    )  # fmt: skip
 
 
 def read_recipients(args: argparse.Namespace) -> list[crypto.X25519Recipient]:

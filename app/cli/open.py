@@ -36,13 +36,13 @@ from app.bundle import (
     ReadItem,
     read_bundle,
 )
+from app.cli.age import load_identity_files, sniff
 from app.cli.metadata import check_metadata
-from app.cli.terminal import Bar, Progress, asker, printable, say
+from app.cli.terminal import Bar, Progress, printable, say
 from app.container import DAMAGED_TAR, is_plain_file, safe_name
 from app.crypto import X25519Identity
-from app.crypto.keyfile import load_identities
 from app.crypto.stream import CHUNK_SIZE, Readable
-from app.errors import BundleError, NoIdentityMatchError, TipboxError
+from app.errors import BundleError, NoIdentityMatchError, TipboxError, UsageError
 from app.files import atomic_write, contained, free_path, remove_leftovers
 
 if TYPE_CHECKING:
@@ -304,7 +304,10 @@ def open_bundle(
 def arguments(command: str, p: argparse.ArgumentParser) -> None:
     """The options of ``tipbox open``."""
     p.add_argument("bundle", metavar="BUNDLE", help="bundle file from the journalist app")
-    p.add_argument("-i", "--identity", action="append", required=True, metavar="IDENTITY")
+    p.add_argument(
+        "-i", "--identity", action="append", required=True, metavar="IDENTITY",
+        help="the secret identity file (newsroom-identity.age); may be given again",
+    )  # fmt: skip
     p.add_argument("--out", required=True, metavar="DIR", help="folder to write into")
     p.add_argument("--clean", action="store_true", help="also write mat2-cleaned copies")
     p.set_defaults(run=cmd_open)
@@ -312,7 +315,10 @@ def arguments(command: str, p: argparse.ArgumentParser) -> None:
 
 def cmd_open(args: argparse.Namespace) -> None:
     """Decrypt a bundle from the journalist app into a folder per source."""
-    identities: list[crypto.X25519Identity] = []
-    for name in args.identity:
-        identities += load_identities(Path(name).read_bytes(), asker(f"Passphrase for {name}: "))
+    if sniff(args.bundle) == "age":
+        raise UsageError(
+            f"{args.bundle} is a single age file, not a bundle",
+            hint=f"use 'tipbox decrypt -i IDENTITY -o OUT {args.bundle}'",
+        )
+    identities = load_identity_files(args.identity)
     open_bundle(Path(args.bundle), identities, Path(args.out), Progress, clean=args.clean)

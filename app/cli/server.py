@@ -70,7 +70,7 @@ def _access_arguments(p: argparse.ArgumentParser) -> None:
     q = access.add_parser("list", help="list the journalists who have a key")
     q.set_defaults(run=cmd_access_list)
     q = access.add_parser("remove", help="take a journalist's key away (the others keep theirs)")
-    q.add_argument("name", metavar="NAME")
+    q.add_argument("name", metavar="NAME", help="the name the key was added under")
     q.set_defaults(run=cmd_access_remove)
 
 

@@ -47,27 +47,38 @@ class Bar(Protocol):
 
 
 class Progress:
-    """A one-line progress bar on a terminal's stderr; silent when stderr is not a terminal."""
+    """A one-line progress bar on a terminal's stderr; silent when stderr is not a terminal.
+
+    The bar reaches 100% only in :meth:`finish`, once: decryption counts plaintext, a little
+    less than the input, and writers may report their last block twice, so 100% drawn from
+    :meth:`__call__` showed twice or never. Each drawing shows the rate so far.
+    """
 
     def __init__(self, label: str, total: int | None) -> None:
         self.enabled = bool(total and total >= PROGRESS_MIN_BYTES and sys.stderr.isatty())
-        self._label, self._total, self._last, self._done = label, total or 0, 0.0, 0
+        self._label, self._total, self._done = label, total or 0, 0
+        self._start = self._last = time.monotonic()
 
     def __call__(self, done: int) -> None:
         self._done = done
         now = time.monotonic()
-        if not self.enabled or (now - self._last < 0.1 and done < self._total):
+        if not self.enabled or now - self._last < 0.1 or done >= self._total:
             return
         self._last = now
-        share = min(done / self._total, 1.0)
-        bar = "#" * int(share * 30)
-        sys.stderr.write(f"\r{self._label} [{bar:<30}] {share:4.0%} {done >> 20} MiB")
-        sys.stderr.flush()
+        self._draw(done / self._total, now, "")
 
     def finish(self) -> None:
-        """Draw the full bar (decryption counts plaintext, a little less than the input)."""
+        """Draw the full bar and end its line."""
         if self.enabled:
-            sys.stderr.write(f"\r{self._label} [{'#' * 30}] 100% {self._done >> 20} MiB\n")
+            self._draw(1.0, time.monotonic(), "\n")
+            self.enabled = False
+
+    def _draw(self, share: float, now: float, end: str) -> None:
+        rate = self._done / max(now - self._start, 1e-3) / (1 << 20)
+        bar = "#" * int(share * 30)
+        line = f"{self._label} [{bar:<30}] {share:4.0%} {self._done >> 20} MiB {rate:.1f} MiB/s"
+        sys.stderr.write(f"\r{line}{end}")
+        sys.stderr.flush()
 
 
 def ask(prompt: str) -> str:

@@ -34,7 +34,7 @@ def arguments(command: str, p: argparse.ArgumentParser) -> None:
     """The sub-commands of ``tipbox user``."""
     user = p.add_subparsers(dest="user_command", required=True)
     q = user.add_parser("add", help="create an account; prints its password and TOTP secret")
-    q.add_argument("name", metavar="USERNAME")
+    q.add_argument("name", metavar="USERNAME", help="the journalist's login name")
     q.add_argument("--admin", action="store_true", help="may manage journalists in the web app")
     q.add_argument(
         "--ask", action="store_true", help="type the password instead of a generated one"
@@ -43,12 +43,12 @@ def arguments(command: str, p: argparse.ArgumentParser) -> None:
     q = user.add_parser("list", help="list the accounts")
     q.set_defaults(run=cmd_list)
     q = user.add_parser("remove", help="delete an account, its sessions and API tokens")
-    q.add_argument("name", metavar="USERNAME")
+    q.add_argument("name", metavar="USERNAME", help="the journalist's login name")
     q.set_defaults(run=cmd_remove)
     q = user.add_parser(
         "reset-password", help="set a new password (its sessions and API tokens end)"
     )
-    q.add_argument("name", metavar="USERNAME")
+    q.add_argument("name", metavar="USERNAME", help="the journalist's login name")
     q.add_argument(
         "--ask", action="store_true", help="type the password instead of a generated one"
     )
@@ -56,7 +56,7 @@ def arguments(command: str, p: argparse.ArgumentParser) -> None:
     q = user.add_parser(
         "reset-totp", help="a new TOTP secret to enrol again (its sessions and API tokens end)"
     )
-    q.add_argument("name", metavar="USERNAME")
+    q.add_argument("name", metavar="USERNAME", help="the journalist's login name")
     q.set_defaults(run=cmd_reset_totp)
 
 

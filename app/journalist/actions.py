@@ -14,7 +14,7 @@ from app.days import today
 from app.journalist import audit
 from app.journalist.accounts import Journalist
 from app.journalist.auth import current
-from app.journalist.inbox import SourceRow
+from app.journalist.inbox import SourceRow, download_name
 from app.journalist.replies import ReplySink
 from app.journalist.replies import store_reply as _store_reply
 from app.journalist.state import get_state
@@ -54,9 +54,9 @@ def item_of(source_id: str, item_id: str) -> Item:
 
 
 def send_item(source_id: str, item_id: str) -> Response:
-    """One item's ciphertext as an attachment named after its source and id."""
+    """One item's ciphertext as an attachment named by its number, source and kind."""
     source, item = source_of(source_id), item_of(source_id, item_id)
-    name = f"{'-'.join(source.designation.split())}-{item.kind}-{item.id}.age"
+    name = download_name(source.designation, get_state().inbox.number(item), item.kind)
     response = send_file(
         get_state().store.path_of(item),
         mimetype="application/octet-stream",
@@ -75,6 +75,9 @@ def send_bundle(journalist: Journalist, scope: str, ids: list[str]) -> Response:
     """Stream a bundle (``selected`` ids, ``unread`` or ``all``); once it was all sent, mark
     what it holds read.
 
+    An ``unread`` bundle holds only what this journalist has not downloaded (or marked read)
+    yet, so successive bundles opened into one folder add to it without repeating anything.
+
     ``tipbox open`` refuses a bundle cut short (an item deleted meanwhile, the journalist's
     connection lost) as a whole, so such a bundle delivered nothing and marks nothing.
     """
@@ -82,7 +85,8 @@ def send_bundle(journalist: Journalist, scope: str, ids: list[str]) -> Response:
     chosen = state.inbox.select(journalist.id, scope, ids[:MAX_SELECTED])
     if scope == "selected" and not chosen:
         abort(400)
-    entries, seqs = state.inbox.bundle_sources(chosen)
+    unread_for = journalist.id if scope == "unread" else None
+    entries, seqs = state.inbox.bundle_sources(chosen, unread_for)
     items = state.store.items
 
     def open_item(item: BundleItem) -> BinaryIO:

@@ -15,7 +15,7 @@ from werkzeug.wrappers import Response
 from app.errors import ReplyError
 from app.journalist import actions
 from app.journalist.auth import current
-from app.journalist.inbox import FILTERS, SourceRow, page_number
+from app.journalist.inbox import FILTERS, SourceRow, download_name, page_number
 from app.journalist.state import get_state, new_sink
 from app.server.store import Item
 
@@ -32,11 +32,19 @@ def _source(row: SourceRow) -> dict[str, Any]:
         "counts": {"message": row.messages, "file": row.files, "reply": row.replies},
         "unread": row.unread,
         "starred": row.starred,
+        "new": row.new,
     }
 
 
-def _item(item: Item) -> dict[str, Any]:
-    return {"id": item.id, "kind": item.kind, "day": item.day, "size": item.size}
+def _item(item: Item, seq: int, new: bool, designation: str) -> dict[str, Any]:
+    fields = {"id": item.id, "kind": item.kind, "day": item.day, "size": item.size}
+    return {**fields, "seq": seq, "new": new, "name": download_name(designation, seq, item.kind)}
+
+
+def _created(source_id: str, item: Item) -> JSONReply:
+    """A new reply's answer (201)."""
+    seq, source = get_state().inbox.number(item), actions.source_of(source_id)
+    return jsonify(item=_item(item, seq, False, source.designation)), 201
 
 
 def _json() -> dict[str, Any]:
@@ -72,10 +80,11 @@ def sources() -> JSONReply:
 
 @bp.get("/sources/<source_id>")
 def source(source_id: str) -> JSONReply:
-    """One source and its items, newest first."""
+    """One source and its items, newest first (``seq`` gives the conversation order)."""
     row = actions.source_row(current(), source_id)
-    items = get_state().store.items_of(source_id)
-    return jsonify(source=_source(row), items=[_item(i) for i in items])
+    entries = get_state().inbox.conversation(current().id, source_id)
+    items = [_item(e.item, e.seq, e.new, row.designation) for e in reversed(entries)]
+    return jsonify(source=_source(row), items=items)
 
 
 @bp.get("/sources/<source_id>/items/<item_id>")
@@ -125,11 +134,11 @@ def reply(source_id: str) -> JSONReply:
         text = _json().get("text")
         if not isinstance(text, str) or not text.strip() or len(text) > 100_000:
             abort(400)
-        return jsonify(item=_item(actions.reply_text(source_id, text))), 201
+        return _created(source_id, actions.reply_text(source_id, text))
     sink = new_sink()
     try:
         sink.fill(request.stream)
         item = actions.store_reply(source_id, sink)
     except ReplyError as exc:
         return jsonify(error=exc.message), 422
-    return jsonify(item=_item(item)), 201
+    return _created(source_id, item)

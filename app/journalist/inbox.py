@@ -3,8 +3,9 @@
 Two small tables join the store's, in the same SQLite file (:mod:`app.db` makes them all):
 
 - ``read_marks``: per journalist and source, the highest item number (``seq``) the journalist
-  has marked read or downloaded; a source is *unread* for them while it has a message or file
-  numbered higher. No dates at all.
+  has marked read or downloaded; the messages and files numbered higher are *new* for them (a
+  source with any is *unread*), and their "unread" bundle holds only the items numbered higher.
+  No dates at all.
 - ``stars``: sources starred by the newsroom (shared by every journalist).
 
 Both go when their source goes (``ON DELETE CASCADE``), and read marks when their journalist
@@ -23,20 +24,20 @@ from typing import Any
 
 from app.bundle import BundleItem, BundleSource
 from app.db import Database
+from app.server.store import Item
 
 PER_PAGE = 50
 FILTERS = ("all", "unread", "starred")
 CHUNK = 500  # ids per IN (...) query, well under SQLite's variable limit
 LAST_PAGE = 10**9  # any page number past the end means the last page
-_LAST_SEQ = (
-    "COALESCE((SELECT MAX(i.seq) FROM items i WHERE i.source_id = s.id "
-    "AND i.kind IN ('message', 'file')), 0)"
-)
 _COUNT = "(SELECT COUNT(*) FROM items i WHERE i.source_id = s.id AND i.kind = '{}')"
 _SEEN = (
     "COALESCE((SELECT r.seq FROM read_marks r WHERE r.journalist_id = ? AND r.source_id = s.id), 0)"
 )
-_UNREAD = f"{_LAST_SEQ} > {_SEEN}"
+_NEW = (
+    "(SELECT COUNT(*) FROM items i WHERE i.source_id = s.id "  # noqa: S608 - fixed text
+    "AND i.kind IN ('message', 'file') AND i.seq > " + _SEEN + ")"
+)
 _STARRED = "EXISTS (SELECT 1 FROM stars t WHERE t.source_id = s.id)"
 _SOURCES_IN = (
     "SELECT id, designation, reply_recipient, last_active_day FROM sources WHERE id IN ({})"
@@ -45,11 +46,20 @@ _ITEMS_IN = (
     "SELECT source_id, seq, id, kind, day, size, recipients FROM items "
     "WHERE source_id IN ({}) ORDER BY source_id, seq"
 )
+_NEW_IDS_IN = (
+    "SELECT i.id FROM items i "
+    "LEFT JOIN read_marks r ON r.source_id = i.source_id AND r.journalist_id = ? "
+    "WHERE i.source_id IN ({}) AND i.seq > COALESCE(r.seq, 0)"
+)
+_CONVERSATION = (
+    "SELECT id, source_id, kind, day, size, recipients, seq FROM items "
+    "WHERE source_id = ? ORDER BY seq"
+)
 _ORDER = "ORDER BY s.last_active_day DESC, s.designation"
 _COLUMNS = ", ".join(
     ["s.id", "s.designation", "s.last_active_day"]
     + [_COUNT.format(kind) for kind in ("message", "file", "reply")]
-    + [_UNREAD, _STARRED]
+    + [_NEW, _STARRED]
 )
 _PAGE = f"SELECT {_COLUMNS} FROM sources s WHERE {{}} {_ORDER} {{}}"  # noqa: S608 - fixed text
 _UNREAD_IDS = (
@@ -85,6 +95,26 @@ class SourceRow:
     replies: int
     unread: bool
     starred: bool
+    new: int  # messages and files numbered after this journalist's read mark
+
+
+def download_name(designation: str, seq: int, kind: str) -> str:
+    """An item's file name: its number first, so a downloads folder sorts as the conversation
+    reads (``0003-amber-falcon-file.age``)."""
+    return f"{seq:04d}-{'-'.join(designation.split())}-{kind}.age"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One item of a conversation, as this journalist sees it."""
+
+    item: Item
+    seq: int
+    new: bool
+
+    def name(self, designation: str) -> str:
+        """Its download name."""
+        return download_name(designation, self.seq, self.item.kind)
 
 
 @dataclass(frozen=True)
@@ -137,6 +167,20 @@ class Inbox:
             r = db.execute(_PAGE.format("s.id = ?", ""), (journalist_id, source_id)).fetchone()
         return _row(r) if r else None
 
+    def conversation(self, journalist_id: int, source_id: str) -> list[Entry]:
+        """A source's items in the order they happened, each marked new or not for the
+        journalist (a message or file numbered after their read mark)."""
+        with self.database.connect() as db:
+            seen = _seen(db, journalist_id, source_id)
+            rows = db.execute(_CONVERSATION, (source_id,)).fetchall()
+        return [_entry(r, seen) for r in rows]
+
+    def number(self, item: Item) -> int:
+        """An item's number in its conversation."""
+        with self.database.connect() as db:
+            (seq,) = db.execute("SELECT seq FROM items WHERE id = ?", (item.id,)).fetchone()
+        return int(seq)
+
     def mark_read(self, journalist_id: int, seqs: dict[str, int]) -> None:
         """Record that the journalist has read each source up to its item number."""
         with self.database.connect() as db:
@@ -185,8 +229,14 @@ class Inbox:
                 rows += db.execute(sql, part).fetchall()
         return [row[0] for row in rows]
 
-    def bundle_sources(self, ids: Sequence[str]) -> tuple[list[BundleSource], dict[str, int]]:
-        """The bundle entries of these sources (items oldest first), and each one's last seq."""
+    def bundle_sources(
+        self, ids: Sequence[str], unread_for: int | None = None
+    ) -> tuple[list[BundleSource], dict[str, int]]:
+        """The bundle entries of these sources (items oldest first), and each one's last seq.
+
+        With ``unread_for`` (a journalist's id), only the items numbered after that journalist's
+        read mark: what they downloaded before stays out of their next "unread" bundle.
+        """
         entries: list[BundleSource] = []
         seqs: dict[str, int] = {}
         with self.database.connect() as db:
@@ -198,6 +248,9 @@ class Inbox:
                 for sid, seq, *fields in db.execute(_ITEMS_IN.format(marks), part):
                     items[sid].append(_bundle_item(fields))
                     seqs[sid] = seq
+                if unread_for is not None:  # the last seq stays: new items are the tail
+                    new = {r[0] for r in db.execute(_NEW_IDS_IN.format(marks), (unread_for, *part))}
+                    items = {sid: [i for i in its if i.id in new] for sid, its in items.items()}
                 for sid in (sid for sid in part if sid in found):
                     designation, reply, day = found[sid]
                     entries.append(BundleSource(designation, reply, day, tuple(items[sid])))
@@ -211,5 +264,18 @@ def _bundle_item(fields: Sequence[object]) -> BundleItem:
     )
 
 
+def _entry(r: Sequence[Any], seen: int) -> Entry:
+    item = Item(r[0], r[1], r[2], r[3], r[4], tuple(json.loads(r[5])))
+    return Entry(item, r[6], item.kind != "reply" and r[6] > seen)
+
+
+def _seen(db: sqlite3.Connection, journalist_id: int, source_id: str) -> int:
+    row = db.execute(
+        "SELECT seq FROM read_marks WHERE journalist_id = ? AND source_id = ?",
+        (journalist_id, source_id),
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
 def _row(r: Sequence[Any]) -> SourceRow:
-    return SourceRow(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6]), bool(r[7]))
+    return SourceRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6] > 0, bool(r[7]), r[6])

@@ -44,10 +44,10 @@ def index() -> View:
 
 @bp.get("/sources/<source_id>")
 def source(source_id: str) -> View:
-    """One source: its items, newest first, and what can be done with them."""
+    """One source: its items in conversation order, and what can be done with them."""
     row = actions.source_row(current(), source_id)
-    items = get_state().store.items_of(source_id)
-    return render_template("source.html", source=row, items=items, max_chars=MAX_REPLY_CHARS)
+    entries = get_state().inbox.conversation(current().id, source_id)
+    return render_template("source.html", source=row, entries=entries, max_chars=MAX_REPLY_CHARS)
 
 
 @bp.get("/sources/<source_id>/items/<item_id>")
