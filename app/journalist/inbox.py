@@ -210,7 +210,7 @@ class Inbox:
                 found = {r[0]: r[1:] for r in db.execute(_SOURCES_IN.format(marks), part)}
                 items: dict[str, list[BundleItem]] = {sid: [] for sid in found}
                 for sid, seq, *fields in db.execute(_ITEMS_IN.format(marks), part):
-                    items[sid].append(_bundle_item(fields))
+                    items[sid].append(_bundle_item(seq, fields))
                     seqs[sid] = seq
                 for sid in (sid for sid in part if sid in found):
                     designation, reply, day = found[sid]
@@ -218,11 +218,10 @@ class Inbox:
         return entries, seqs
 
 
-def _bundle_item(fields: Sequence[object]) -> BundleItem:
+def _bundle_item(seq: int, fields: Sequence[object]) -> BundleItem:
     item_id, kind, day, size, recipients = fields
-    return BundleItem(
-        str(item_id), str(kind), str(day), int(str(size)), tuple(json.loads(str(recipients)))
-    )
+    keys = tuple(json.loads(str(recipients)))
+    return BundleItem(str(item_id), str(kind), str(day), int(str(size)), keys, seq=seq)
 
 
 def _row(r: Sequence[Any]) -> SourceRow:
