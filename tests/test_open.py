@@ -269,6 +269,20 @@ def test_clean_copies(tmp_path: Path, newsroom: Newsroom) -> None:
     assert (tmp_path / here / "0001 file camera.jpg").read_bytes() == CAMERA
 
 
+@needs_mat2
+def test_a_linked_report_folder_is_not_followed(tmp_path: Path, newsroom: Newsroom) -> None:
+    source = newsroom.submit(None, [("camera.jpg", CAMERA)])
+    newsroom.bundle(tmp_path / "b.tar")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / "out" / folder(newsroom, source)).mkdir(parents=True)
+    (tmp_path / "out" / folder(newsroom, source) / "metadata").symlink_to(elsewhere)
+    proc = open_bundle(tmp_path)
+    assert proc.returncode == 1
+    assert b"metadata is a symbolic link" in proc.stderr
+    assert list(elsewhere.iterdir()) == []
+
+
 # --- tipbox reply given the folder -------------------------------------------------------------
 
 

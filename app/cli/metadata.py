@@ -20,6 +20,7 @@ from pathlib import Path
 
 from app.cli.index import Entry, FolderIndex
 from app.cli.terminal import printable, say
+from app.errors import BundleError
 from app.files import atomic_write
 
 MAT2_TIMEOUT = 300
@@ -121,6 +122,8 @@ def check_files(index: FolderIndex, entries: Sequence[Entry], out: Path, clean: 
 def _keep_report(path: Path, finding: Finding) -> str:
     """Write mat2's whole report beside the file (``metadata/NAME.txt``); its relative name."""
     folder = path.parent / REPORTS
+    if folder.is_symlink():  # planted to lead elsewhere: never followed
+        raise BundleError(f"{folder} is a symbolic link", hint="choose another --out folder")
     folder.mkdir(mode=0o700, exist_ok=True)
     name = path.name.encode()[:200].decode("utf-8", "ignore") + ".txt"
     with atomic_write(folder / name, 0o600, overwrite=True, durable=False) as handle:
