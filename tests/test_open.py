@@ -95,6 +95,18 @@ def test_a_later_bundle_adds_only_new_items(tmp_path: Path, newsroom: Newsroom) 
     assert f"  {newsroom.designation(other)}: 1 message (new source)" in lines
 
 
+def test_lost_pages_are_written_again(tmp_path: Path, newsroom: Newsroom) -> None:
+    source = folder(newsroom, conversation(newsroom))
+    newsroom.bundle(tmp_path / "b.tar")
+    assert open_bundle(tmp_path).returncode == 0
+    pages = [tmp_path / "out/index.html", tmp_path / "out" / source / "conversation.html"]
+    before = [page.read_bytes() for page in pages]
+    for page in pages:
+        page.unlink()
+    assert open_bundle(tmp_path).returncode == 0
+    assert [page.read_bytes() for page in pages] == before
+
+
 def test_an_interrupted_index_line_is_ignored(tmp_path: Path, newsroom: Newsroom) -> None:
     conversation(newsroom)
     newsroom.bundle(tmp_path / "b.tar")

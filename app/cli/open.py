@@ -305,7 +305,11 @@ def _write_new(
         say("error", failure)
     if run.entries:
         check_files(index, [e for e in run.entries if e.kind == "file"], out, clean)
-        reading.write_pages(index, out, {e.source for e in run.entries})
+    touched = {e.source for e in run.entries}
+    if not (out / "index.html").exists():  # a first run, or pages a failed run never wrote
+        touched = set(index.sources)
+    if touched:
+        reading.write_pages(index, out, touched)
     tried = sum(len(items) for _, items in new)
     summary.show(run.entries, manifest, tried, len(run.failures))
     return run
