@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from app.bundle import BundleItem, BundleSource, Manifest
+from app.container import safe_name
 from app.errors import BundleError
 
 INDEX_NAME = "tipbox-index.jsonl"
@@ -61,6 +62,15 @@ class Held:
     def folder(self) -> str:
         """The source's folder name (as in the bundle)."""
         return "-".join(self.designation.split())
+
+
+def item_name(item: BundleItem, member_name: str) -> str:
+    """An item's file name: its number first, so the folder lists the conversation in order;
+    a file always says ``file`` (a file named ``message.txt`` cannot pass for a message)."""
+    if item.kind != "file":
+        return f"{item.seq:04d} {item.kind}.txt"
+    joined = f" with {item.submission:04d}" if item.submission != item.seq else ""
+    return safe_name(f"{item.seq:04d} file{joined} {safe_name(member_name)}")
 
 
 class FolderIndex:

@@ -33,15 +33,15 @@ from typing import IO, TYPE_CHECKING, BinaryIO
 from app import crypto
 from app.bundle import BundleItem, BundleSource, Manifest, ReadItem, read_bundle
 from app.cli import reading
-from app.cli.index import Entry, FolderIndex
+from app.cli.index import Entry, FolderIndex, item_name
 from app.cli.metadata import check_files
-from app.cli.summary import Summary, fingerprints, plural
-from app.cli.terminal import Bar, Progress, asker, printable, say
+from app.cli.summary import Summary, check_identities, plural, reason
+from app.cli.terminal import Bar, Progress, asker, say
 from app.container import DAMAGED_TAR, is_plain_file, safe_name
 from app.crypto import Identity
 from app.crypto.keyfile import load_identities
 from app.crypto.stream import CHUNK_SIZE, Readable
-from app.errors import BundleError, NoIdentityMatchError, TipboxError
+from app.errors import BundleError, TipboxError
 from app.files import atomic_write, contained, free_path, remove_leftovers
 
 if TYPE_CHECKING:
@@ -147,14 +147,6 @@ def copy_member(data: IO[bytes], out: BinaryIO, plain: Plaintext) -> None:
 # --- a whole bundle --------------------------------------------------------------------------
 
 
-def item_name(item: BundleItem, member_name: str) -> str:
-    """An item's file name: its number first, so the folder lists the conversation in order."""
-    if item.kind != "file":
-        return f"{item.seq:04d} {item.kind}.txt"
-    joined = f" with {item.submission:04d}" if item.submission != item.seq else ""
-    return safe_name(f"{item.seq:04d} file{joined} {safe_name(member_name)}")
-
-
 def _placer(folder: Path, item: BundleItem) -> Callable[[str], Path]:
     # The name is new unless a killed run wrote the file but not its index line: then the
     # journalist's folder keeps that copy and this one gets the next free name.
@@ -193,38 +185,11 @@ class _Run:
                 # One item's failure (a damaged item, a missing key, a full disk…) is reported
                 # at the end; it never stops the others from being written.
                 what = f"item {item.id} ({item.kind} {item.seq} of {source.designation!r})"
-                self.failures.append(f"{what}: {_reason(exc, item)}")
+                self.failures.append(f"{what}: {reason(exc, item)}")
             else:
                 self.entries.append(index.add(source, item, path.name, size))
             self.done += item.size
             self.bar(self.done)
-
-
-def _reason(exc: Exception, item: BundleItem) -> str:
-    """What went wrong, in the CLI's words (lowercase; an OSError names its file)."""
-    if isinstance(exc, NoIdentityMatchError):
-        return f"no identity given opens it; it is encrypted to {fingerprints(item.recipients)}"
-    if isinstance(exc, TipboxError):
-        return exc.message
-    if isinstance(exc, OSError) and exc.strerror:
-        text = exc.strerror.lower()
-        return f"{printable(str(exc.filename))}: {text}" if exc.filename else text
-    return str(exc).lower()
-
-
-def _recipient(identity: Identity) -> str:
-    return str(getattr(identity, "recipient", ""))
-
-
-def _check_identities(manifest: Manifest, identities: Sequence[Identity]) -> None:
-    """Refuse at once keys that open nothing in the bundle (an old key alone still may)."""
-    wanted = set(manifest.recipients) | {r for _, i in manifest.items() for r in i.recipients}
-    if not {_recipient(i) for i in identities} & wanted:
-        given = fingerprints(_recipient(i) for i in identities)
-        raise NoIdentityMatchError(
-            f"no identity given ({given}) is a recipient of this bundle",
-            hint=f"use the newsroom identity of {fingerprints(manifest.recipients)}",
-        )
 
 
 @contextlib.contextmanager
@@ -266,7 +231,7 @@ def open_bundle(
     :raises BundleError: after writing everything it could, if any item failed.
     """
     manifest, read_item = read_bundle(bundle)
-    _check_identities(manifest, identities)
+    check_identities(manifest, identities)
     out.mkdir(mode=0o700, parents=True, exist_ok=True)
     with _holding(out):
         _remove_leftovers(out)

@@ -1,4 +1,5 @@
-"""What ``tipbox open`` says at the end: the new items per source, then one line.
+"""What ``tipbox open`` says: why an item failed, which keys it needs, and at the end the new
+items per source, then one line.
 
 Keys are named by their six-word fingerprints (``app.words.fingerprint``), the words journalists
 compare by voice when a key is installed, never by ``age1…``.
@@ -11,8 +12,11 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from app import words
-from app.bundle import KINDS, Manifest
+from app.bundle import KINDS, BundleItem, Manifest
 from app.cli.index import Entry, FolderIndex
+from app.cli.terminal import printable
+from app.crypto import Identity
+from app.errors import NoIdentityMatchError, TipboxError
 
 _PLURALS = {"reply": "replies"}
 
@@ -40,6 +44,33 @@ def counts(entries: Iterable[Entry]) -> str:
     """``2 messages, 1 file``: the kinds present, in a fixed order."""
     found = Counter(e.kind for e in entries)
     return ", ".join(plural(found[kind], kind) for kind in KINDS if found[kind])
+
+
+def reason(exc: Exception, item: BundleItem) -> str:
+    """What went wrong with an item, in the CLI's words (lowercase; an OSError names its file)."""
+    if isinstance(exc, NoIdentityMatchError):
+        return f"no identity given opens it; it is encrypted to {fingerprints(item.recipients)}"
+    if isinstance(exc, TipboxError):
+        return exc.message
+    if isinstance(exc, OSError) and exc.strerror:
+        text = exc.strerror.lower()
+        return f"{printable(str(exc.filename))}: {text}" if exc.filename else text
+    return str(exc).lower()
+
+
+def _recipient(identity: Identity) -> str:
+    return str(getattr(identity, "recipient", ""))
+
+
+def check_identities(manifest: Manifest, identities: Sequence[Identity]) -> None:
+    """Refuse at once keys that open nothing in the bundle (an old key alone still may)."""
+    wanted = set(manifest.recipients) | {r for _, i in manifest.items() for r in i.recipients}
+    if not {_recipient(i) for i in identities} & wanted:
+        given = fingerprints(_recipient(i) for i in identities)
+        raise NoIdentityMatchError(
+            f"no identity given ({given}) is a recipient of this bundle",
+            hint=f"use the newsroom identity of {fingerprints(manifest.recipients)}",
+        )
 
 
 class Summary:
