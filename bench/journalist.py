@@ -135,10 +135,11 @@ def list_timings(context: Context, keys: Path) -> list[list[str]]:
 
 
 def login_timings(context: Context) -> list[list[str]]:
+    from app.db import migrated
     from app.journalist.accounts import Accounts, PasswordCost, matching_step
 
     cost = PasswordCost()
-    accounts = Accounts(context.workspace.path("login.sqlite3"), cost)
+    accounts = Accounts(migrated(context.workspace.path("login")), cost)
     _, secret = accounts.add("bench", PASSWORD)
     digest = cost.hasher().hash(PASSWORD)
     count = max(5, 5 * context.options.repetitions)

@@ -61,11 +61,12 @@ AGE_LOOP = (
 def make_bundle(workspace: Workspace, keys: Path, name: str, items: int, files: bool) -> Path:
     """A bundle of ``items`` items from :data:`SOURCES` sources, half 1 MiB files if ``files``."""
     from app.bundle import write_bundle
+    from app.db import migrated
     from app.journalist.inbox import Inbox
     from app.server.newsroom import load_recipients
     from app.server.store import Store
 
-    store = Store(workspace.path(f"{name}-data"), load_recipients(keys))
+    store = Store(migrated(workspace.path(f"{name}-data")), load_recipients(keys))
     say(f"  encrypting {items:,} items for {name}")
     per_source = items // SOURCES
     for _ in range(SOURCES):
@@ -76,7 +77,7 @@ def make_bundle(workspace: Workspace, keys: Path, name: str, items: int, files: 
             writer.write(os.urandom(MIB))
             pending.append(writer.finish())
         store.commit(secrets.token_hex(32), str(store.recipients[0]), pending)
-    entries, _ = Inbox(store).bundle_sources([s.id for s in store.list_sources()])
+    entries, _ = Inbox(store.database).bundle_sources([s.id for s in store.list_sources()])
     path = workspace.path(f"{name}.tar")
     with path.open("wb") as out:
         open_item = lambda i: (store.items / i.id).open("rb")  # noqa: E731

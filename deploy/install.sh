@@ -12,7 +12,8 @@
 # Steps: Debian packages; the tipbox user; folders; the code and its venv (PyPI, or WHEELS);
 # the newsroom keys (public only, checked); tor's configuration (include dir, AppArmor rule for
 # the app sockets); the systemd units; a first load of both apps as tipbox (creates the
-# database); both onion services published; sockets started. Rehearsed on a real Debian 12 by
+# database); both onion services published; sockets started; the daily digest's timer, if a
+# relay is set in tipbox.env. Rehearsed on a real Debian 12 by
 # `make rehearse` (deploy/rehearse.sh).
 source "$(dirname "$0")/lib.sh"
 need_root deploy
@@ -22,14 +23,14 @@ if [[ -r /etc/os-release ]] && ! grep -qx 'VERSION_ID="12"' /etc/os-release; the
     warn "this script is written for Debian 12; check every step on this system"
 fi
 
-DEBIAN_PACKAGES=(tor python3 python3-venv ca-certificates)
+DEBIAN_PACKAGES=(tor python3 python3-venv ca-certificates gpg)
 WHEELS="${WHEELS:-}"
 if [[ -n $WHEELS ]]; then
     [[ -d $WHEELS ]] || die "WHEELS=$WHEELS is not a folder of wheels"
     WHEELS="$(cd "$WHEELS" && pwd)"
 fi
 
-step "Debian packages: tor, python3, python3-venv"
+step "Debian packages: tor, python3, python3-venv, gpg"
 missing=()
 if [[ -n $WHEELS ]]; then
     for package in "${DEBIAN_PACKAGES[@]}"; do
@@ -65,6 +66,7 @@ step "folders"
 install -d -m 0755 "$APP_DIR" "$TORRC_DIR" "$UNIT_DIR" "$(dirname "$BIN_LINK")"
 install -d -m 0750 -o 0 -g "$(gid_of "$APP_USER")" "$ETC"
 install -d -m 0755 "$KEYS_DIR"
+install -d -m 0750 -o 0 -g "$(gid_of "$APP_USER")" "$ETC/digest-keys"
 install -d -m 0700 -o "$(uid_of "$APP_USER")" -g "$(gid_of "$APP_USER")" "$DATA"
 
 step "code in $SRC, Python packages in $VENV"
@@ -139,6 +141,15 @@ TIPBOX_ENV=production
 TIPBOX_DATA_DIR=/var/lib/tipbox
 TIPBOX_KEYS_DIR=/etc/tipbox/keys
 #TIPBOX_NEWSROOM_NAME=Our Newsroom
+# The daily digest (README: "The daily digest"): one encrypted email a day per key in
+# /etc/tipbox/digest-keys (ADDRESS.asc); off while TIPBOX_DIGEST_RELAY is empty.
+#TIPBOX_DIGEST_RELAY=smtp.example.org
+#TIPBOX_DIGEST_PORT=587
+#TIPBOX_DIGEST_TLS=starttls
+#TIPBOX_DIGEST_USER=tipbox@example.org
+#TIPBOX_DIGEST_PASSWORD_FILE=/etc/tipbox/digest-password
+#TIPBOX_DIGEST_FROM=tipbox@example.org
+#TIPBOX_DIGEST_TIME=00:15
 EOF
 fi
 
@@ -152,7 +163,7 @@ if set_block "$APPARMOR_LOCAL" <"$REPO/deploy/apparmor-system_tor" && apparmor_a
 fi
 
 step "systemd units"
-for unit in "${UNITS[@]}"; do
+for unit in "${UNITS[@]}" "${DIGEST_UNITS[@]}"; do
     install -m 0644 "$REPO/deploy/$unit" "$UNIT_DIR/$unit"
 done
 systemctl daemon-reload
@@ -200,6 +211,18 @@ else
     warn "this version has no journalist app yet: its onion service is published, nothing answers"
 fi
 systemctl try-restart tipbox-source.service tipbox-journalist.service
+
+step "daily digest"
+# Drop-ins from tipbox.env: the relay's addresses (the digest may reach nothing else), the time.
+tipbox digest units --out "$UNIT_DIR" | sed 's/^/    /'
+systemctl daemon-reload
+if [[ -f $UNIT_DIR/tipbox-digest.timer.d/time.conf ]]; then
+    systemctl enable --now tipbox-digest.timer
+    systemctl restart tipbox-digest.timer
+    printf '    timer on; send a test now: sudo tipbox digest send --test\n'
+else
+    systemctl disable --now tipbox-digest.timer
+fi
 
 printf '\nTipbox is installed.\n\n'
 tipbox onion addresses | sed 's/^/    /'

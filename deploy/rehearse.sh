@@ -38,10 +38,10 @@ REBUILD="${REBUILD:-}"
 PYTHON="${PYTHON:-python3}"
 SUITE=bookworm
 # What `make deploy` needs from Debian (deploy/install.sh: tor python3 python3-venv
-# ca-certificates), what the admin needs to run it (make), what the rehearsal itself uses (curl,
+# ca-certificates gpg), what the admin needs to run it (make), what the rehearsal itself uses (curl,
 # apparmor's aa-exec), and a bootable system (kernel, initramfs, systemd as PID 1, udev, dbus).
 # Debian installs AppArmor by default since Debian 10, so it is here and enforcing.
-PACKAGES=(tor python3 python3-venv ca-certificates make curl apparmor
+PACKAGES=(tor python3 python3-venv ca-certificates gpg make curl apparmor
     linux-image-amd64 initramfs-tools systemd systemd-sysv udev dbus kmod procps iproute2 less)
 ROOT_STAMP="$SUITE ${PACKAGES[*]} v1"
 

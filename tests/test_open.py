@@ -13,6 +13,7 @@ import pytest
 
 from app import words
 from app.crypto import X25519Identity
+from app.db import migrated
 from app.server.store import Store
 from tests.helpers import tipbox
 from tests.test_airgap import files_under, folder, open_bundle
@@ -136,7 +137,7 @@ def _rotated(tmp_path: Path, newsroom: Newsroom) -> tuple[X25519Identity, str]:
     """Items to the old key, then the newsroom rotates and new items go to the new key."""
     source = newsroom.submit("to the old key")
     new = X25519Identity.generate()
-    newsroom.store = Store(newsroom.root / "server", [new.recipient])
+    newsroom.store = Store(migrated(newsroom.root / "server"), [new.recipient])
     newsroom.submit("to the new key", source_id=source)
     (tmp_path / "new-identity.txt").write_text(f"{new}\n")
     newsroom.bundle(tmp_path / "b.tar")

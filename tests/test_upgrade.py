@@ -23,6 +23,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from app.config import load_config
+from app.db import DATABASE, LATEST, Database
 from app.journalist import create_app as create_journalist_app
 from app.journalist.config import load as load_journalist_config
 from app.source import create_app
@@ -174,3 +175,31 @@ def test_a_logout_on_the_previous_release_database_ends_the_session(
     thief = app.test_client()
     thief.set_cookie("tipbox", cookie.value)
     assert release.fixture["sources"][0]["reply"] not in thief.get("/en/lookup").text
+
+
+def _start_both_apps(release: Release, translations_dir: Path) -> None:
+    create_app(replace(load_config(release.env), translations_dir=translations_dir))
+    _journalist_client(release)
+
+
+def _dump(database: Database) -> list[str]:
+    with database.connect() as db:
+        return list(db.iterdump())
+
+
+def test_starting_brings_the_database_to_the_latest_schema_version(
+    release: Release, translations_dir: Path
+) -> None:
+    database = Database(release.data / DATABASE)
+    assert database.version() == 0  # made before versions existed
+    _start_both_apps(release, translations_dir)
+    assert database.version() == LATEST
+
+
+def test_a_second_start_changes_nothing(release: Release, translations_dir: Path) -> None:
+    database = Database(release.data / DATABASE)
+    _start_both_apps(release, translations_dir)
+    before = _dump(database)
+    _start_both_apps(release, translations_dir)
+    assert database.migrate() == 0
+    assert (database.version(), _dump(database)) == (LATEST, before)

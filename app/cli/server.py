@@ -31,6 +31,7 @@ from app.onion import (
     remove_client,
     unpublish,
 )
+from app.server.digest import status as digest_status
 from app.server.unixhttp import UnixHTTPConnection
 
 APP_TIMEOUT = 20.0  # a socket-activated app imports itself on the first connection
@@ -262,11 +263,17 @@ def _gib(size: int) -> str:
     return f"{size / 1024**3:.2f} GiB"
 
 
-def _disk(layout: Layout) -> Check:
-    """The free space check, with the apps' settings file (as systemd passes it to them)."""
+def _settings() -> tuple[Path, dict[str, str]]:
+    """The apps' settings file, and the settings as systemd passes them to the apps."""
     env_file = Path(os.environ.get("TIPBOX_ROOT", "").strip() or "/") / ENV_FILE
+    return env_file, {**read_env_file(env_file), **os.environ}
+
+
+def _disk(layout: Layout) -> Check:
+    """The free space check, with the apps' settings."""
+    env_file, settings = _settings()
     try:
-        config = load_config({**read_env_file(env_file), **os.environ})
+        config = load_config(settings)
     except TipboxError as exc:
         return Check(False, f"{env_file}: {exc.message}")
     return disk_check(layout.data_dir, config.reserve_bytes)
@@ -287,6 +294,7 @@ def cmd_status(args: argparse.Namespace) -> None:
     for name in SERVICES:
         checks.append(app_check(name, layout.socket(name), addresses.get(name)))
     checks.append(_disk(layout))
+    checks.extend(Check(ok, text) for ok, text in digest_status(_settings()[1]))
     for check in checks:
         print(check)
     failed = sum(not check.ok for check in checks)

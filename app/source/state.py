@@ -14,6 +14,7 @@ from pathlib import Path
 from flask import Flask, current_app
 
 from app.config import Config
+from app.db import Database
 from app.errors import ConfigError
 from app.server import startup
 from app.server.newsroom import load_recipients
@@ -50,17 +51,17 @@ def _check_logo(path: Path) -> Path:
     return path.resolve()
 
 
-def init_app(app: Flask, config: Config) -> State:
-    """Load keys, secrets and the store, and keep them on ``app``.
+def init_app(app: Flask, config: Config, database: Database) -> State:
+    """Load keys, secrets and the store (migrating its ``database``), and keep them on ``app``.
 
     :raises ConfigError: if anything the app needs is missing or unsafe.
     """
     recipients = load_recipients(config.keys_dir)
     logo = _check_logo(config.logo or DEFAULT_LOGO)
     pepper = load_secret(config.secrets_dir / PEPPER_FILE)
-    startup.check_data(config.data_dir)
+    startup.open_database(database)
     with startup.opening(config.data_dir):
-        store = Store(config.data_dir, recipients, config.bucket_min, config.bucket_steps)
+        store = Store(database, recipients, config.bucket_min, config.bucket_steps)
     upload.init_app(app, store, config.max_submission_bytes, config.reserve_bytes)
     state = State(config, store, pepper, fingerprint(str(recipients[0]).encode()), logo)
     app.extensions[_EXTENSION] = state
