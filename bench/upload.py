@@ -779,7 +779,7 @@ def count_items(server: Server) -> tuple[int, int]:
     """Committed file items, and temporary files left behind (after the server stopped)."""
     import sqlite3
 
-    from app.server.store import TEMP_PREFIX
+    from app.server.incoming import TEMP_PREFIX
 
     if server.app == live.DRAIN_APP:
         return 0, 0

@@ -1,9 +1,10 @@
 """What the journalist app holds while it runs: config, store, accounts, sessions, tokens, inbox.
 
 Built once by :func:`init_app` and kept on the app; it fails closed like the source app (no
-valid newsroom recipient, an unsafe secret, a data folder or database that cannot be written:
-no service, see :mod:`app.server.startup`). The cookie is the source app's
-encrypted session (:class:`~.session.EncryptedSessionInterface`) under its own name and with
+valid newsroom recipient, an unsafe secret, a data folder or database that cannot be written,
+a database newer than the code: no service, see :mod:`app.server.startup`). Every part is given
+the one :class:`~app.db.Database`, migrated here first. The cookie is the source app's encrypted
+session (:class:`~.session.EncryptedSessionInterface`) under its own name and with
 its own instance secret; it carries the CSRF token, flashed messages and the random session
 token whose hash :class:`~app.journalist.credentials.Sessions` keeps.
 """

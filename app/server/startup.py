@@ -87,11 +87,12 @@ def opening(data_dir: Path) -> Iterator[None]:
         raise ConfigError(f"cannot open the database in {data_dir}: {exc}", hint=_HINT) from None
 
 
-def open_database(database: Database) -> None:
-    """Check the data folder and migrate the database, or say in one sentence why not."""
+def open_database(database: Database) -> int:
+    """Check the data folder and migrate the database, or say in one sentence why not; how
+    many migrations were applied."""
     check_data(database.folder)
     with opening(database.folder):
-        database.migrate()
+        return database.migrate()
 
 
 def _build(load: Callable[[], object]) -> str | None:

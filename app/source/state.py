@@ -2,8 +2,9 @@
 
 Built once by :func:`init_app` and kept on the app (no module-level singleton). It fails closed:
 no valid newsroom recipient in the keys folder, an unreadable secret, a logo that is not a PNG
-file or a data folder or database that cannot be written (:mod:`app.server.startup`), and the app
-refuses to start with :class:`ConfigError`.
+file, a data folder or database that cannot be written or a database newer than the code
+(:mod:`app.server.startup`), and the app refuses to start with :class:`ConfigError`. The database
+is migrated here (:mod:`app.db`), before the store is opened.
 """
 
 from __future__ import annotations
