@@ -16,7 +16,7 @@ import os
 import re
 import tarfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
@@ -30,7 +30,8 @@ if TYPE_CHECKING:  # types only: the air-gapped side must not import sqlite3
     from _typeshed import WriteableBuffer
 
 
-FORMAT = "tipbox-bundle/1"
+FORMAT = "tipbox-bundle/2"
+FORMATS = ("tipbox-bundle/1", FORMAT)  # version 1 lacks seq and submission: still read
 MANIFEST_NAME = "manifest.json"
 KINDS = ("message", "file", "reply")
 BLOCK = 512
@@ -51,6 +52,8 @@ class BundleItem:
     day: str
     size: int
     recipients: tuple[str, ...]
+    seq: int = 0  # the server's per-source number; 0 until numbered (see :func:`in_order`)
+    submission: int = 0  # the seq of the first item sent with it
 
     @property
     def path(self) -> str:
@@ -100,6 +103,29 @@ class Manifest:
         ]
         document = {"format": FORMAT, "day": self.day, "recipients": list(self.recipients)}
         return json.dumps({**document, "sources": sources}, indent=1).encode("ascii") + b"\n"
+
+
+def in_order(items: Sequence[BundleItem]) -> tuple[BundleItem, ...]:
+    """Number unnumbered items by position and group each file with the submission before it.
+
+    The store records a number per item but not which items came in one submission; items of
+    one submission are committed together, message first. So a file joins the item just before
+    it when that one is a message or a file of the same day with the number just below; two
+    file-only submissions of one day in a row read as one (docs/bundle.md says so).
+    """
+    done: list[BundleItem] = []
+    for position, item in enumerate(items, start=1):
+        seq = item.seq or (done[-1].seq + 1 if done else position)
+        submission = item.submission or _submission(done[-1] if done else None, item, seq)
+        done.append(replace(item, seq=seq, submission=submission))
+    return tuple(done)
+
+
+def _submission(before: BundleItem | None, item: BundleItem, seq: int) -> int:
+    joins = before is not None and before.kind != "reply" and before.seq == seq - 1
+    if joins and before is not None and item.kind == "file" and before.day == item.day:
+        return before.submission
+    return seq
 
 
 OpenItem = Callable[[BundleItem], BinaryIO]  # the writer's source of each item's ciphertext
@@ -163,9 +189,15 @@ def _designation(value: object, where: str) -> str:
     return value
 
 
-def _item(value: object, where: str) -> BundleItem:
+def _whole(value: object, where: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 < value < 1 << 50:
+        raise _invalid(where, "must be a positive whole number")
+    return value
+
+
+def _item(value: object, where: str, numbered: bool) -> BundleItem:
     keys = ("id", "kind", "day", "size", "recipients", "path")
-    fields = _object(value, keys, where)
+    fields = _object(value, (*keys, "seq", "submission") if numbered else keys, where)
     item_id, kind, size, path = fields["id"], fields["kind"], fields["size"], fields["path"]
     if not isinstance(item_id, str) or not _ID.fullmatch(item_id):
         raise _invalid(f"{where}.id", "must be 32 lowercase hexadecimal digits")
@@ -178,18 +210,36 @@ def _item(value: object, where: str) -> BundleItem:
         outside = " (it points outside the bundle)" if escapes(str(path)) else ""
         raise _invalid(f"{where}.path", f"must be {expected!r}, not {path!r}{outside}")
     recipients = _recipients(fields["recipients"], f"{where}.recipients")
-    return BundleItem(item_id, str(kind), _day(fields["day"], f"{where}.day"), size, recipients)
+    item = BundleItem(item_id, str(kind), _day(fields["day"], f"{where}.day"), size, recipients)
+    if not numbered:
+        return item
+    seq = _whole(fields["seq"], f"{where}.seq")
+    return replace(item, seq=seq, submission=_whole(fields["submission"], f"{where}.submission"))
 
 
-def _source(value: object, where: str) -> BundleSource:
+def _numbers(items: Sequence[BundleItem], where: str) -> None:
+    """Numbers increase through a source; a submission starts at an item before (or at) it."""
+    seen: set[int] = set()
+    for n, item in enumerate(items):
+        if seen and item.seq <= max(seen):
+            raise _invalid(f"{where}.items[{n}].seq", "must increase through the source")
+        seen.add(item.seq)
+        if item.submission not in seen:
+            raise _invalid(f"{where}.items[{n}].submission", "must be the seq of an earlier item")
+
+
+def _source(value: object, where: str, numbered: bool) -> BundleSource:
     keys = ("designation", "reply_recipient", "last_active_day", "items")
     fields = _object(value, keys, where)
-    items = _list(fields["items"], f"{where}.items")
+    listed = _list(fields["items"], f"{where}.items")
+    items = [_item(item, f"{where}.items[{n}]", numbered) for n, item in enumerate(listed)]
+    if numbered:
+        _numbers(items, where)
     return BundleSource(
         _designation(fields["designation"], f"{where}.designation"),
         _recipient(fields["reply_recipient"], f"{where}.reply_recipient"),
         _day(fields["last_active_day"], f"{where}.last_active_day"),
-        tuple(_item(item, f"{where}.items[{n}]") for n, item in enumerate(items)),
+        tuple(items) if numbered else in_order(items),
     )
 
 
@@ -219,16 +269,16 @@ def parse_manifest(data: bytes) -> Manifest:
     :raises BundleError: naming the first field that breaks a rule.
     """
     document = _load(data)
-    if isinstance(document, dict) and document.get("format") != FORMAT:
+    if isinstance(document, dict) and document.get("format") not in FORMATS:
         found = document.get("format")
         raise BundleError(
             f"unsupported bundle format {found!r} (this tipbox reads {FORMAT!r})",
             hint="use the same Tipbox version on the server and on this machine",
         )
     fields = _object(document, ("format", "day", "recipients", "sources"), "the manifest")
-    sources = tuple(
-        _source(s, f"sources[{n}]") for n, s in enumerate(_list(fields["sources"], "sources"))
-    )
+    numbered = fields["format"] == FORMAT
+    listed = _list(fields["sources"], "sources")
+    sources = tuple(_source(s, f"sources[{n}]", numbered) for n, s in enumerate(listed))
     manifest = Manifest(
         _day(fields["day"], "day"), _recipients(fields["recipients"], "recipients"), sources
     )
@@ -279,7 +329,8 @@ def iter_bundle(
     item whose length differs from its recorded size raises :class:`BundleError` mid-stream:
     the bundle is then cut short, and the reader refuses it as truncated.
     """
-    draft = Manifest(day or today(), tuple(recipients), tuple(sources))
+    numbered = (replace(s, items=in_order(s.items)) for s in sources)
+    draft = Manifest(day or today(), tuple(recipients), tuple(numbered))
     manifest = parse_manifest(draft.to_json())
     data = manifest.to_json()
     yield _member_header(MANIFEST_NAME, len(data)) + data + _padding(len(data))

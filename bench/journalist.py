@@ -1,4 +1,5 @@
-"""Section "journalist": the sources list at 10,000 sources, a login, and ``tipbox open``.
+"""Section "journalist": the sources list at 10,000 sources and a login (``tipbox open``, once
+part 3 here, has its own section: bench/opening.py).
 
 Method (each figure next to the baseline it is compared with, measured in the same run):
 
@@ -12,15 +13,10 @@ Method (each figure next to the baseline it is compared with, measured in the sa
 2. Login: ``Accounts.login`` (throttle bookkeeping, one Argon2id verification at the default
    cost, TOTP check and the step claim) against argon2-cffi's bare ``PasswordHasher.verify``
    with the same parameters, and the TOTP check alone.
-3. ``tipbox open`` of a bundle of 1,000 items, 500 messages of 1 KiB and 500 files of 1 MiB,
-   against decrypting the same items with the ``age`` tool in a shell loop
-   (``age -d -i id item | tar -x``, one folder per item), from the items the bundle holds
-   (extracted first with ``tar -xf``, untimed). Both are checked to restore the same files.
 """
 
 from __future__ import annotations
 
-import os
 import secrets
 import shutil
 import time
@@ -29,8 +25,8 @@ from pathlib import Path
 
 import pyotp
 
-from bench.core import MIB, Context, Section, Workspace, median, mib, ratio, say, seconds, table
-from bench.procs import CommandError, Measurement, run_checked, run_measured
+from bench.core import MIB, Context, Section, Workspace, median, ratio, say, table
+from bench.procs import CommandError
 
 SOURCES = 10_000
 ITEMS = 1_000
@@ -173,110 +169,17 @@ def login_timings(context: Context) -> list[list[str]]:
     ]
 
 
-# --- 3. tipbox open against age ------------------------------------------------------------------
-
-
-def make_bundle(workspace: Workspace, keys: Path) -> Path:
-    from app.bundle import write_bundle
-    from app.db import migrated
-    from app.journalist.inbox import Inbox
-    from app.server.newsroom import load_recipients
-    from app.server.store import Store
-
-    store = Store(migrated(workspace.path("open-data")), load_recipients(keys))
-    say(f"  encrypting {ITEMS} items (half 1 KiB messages, half 1 MiB files)")
-    for n in range(ITEMS // 10):
-        pending = [store.add_message("m" * MESSAGE_SIZE) for _ in range(5)]
-        for k in range(5):
-            writer = store.writer("file", f"file-{n}-{k}.bin", "application/octet-stream")
-            writer.write(os.urandom(FILE_SIZE))
-            pending.append(writer.finish())
-        store.commit(secrets.token_hex(32), str(store.recipients[0]), pending)
-    entries, _ = Inbox(store.database).bundle_sources([s.id for s in store.list_sources()])
-    path = workspace.path("bundle.tar")
-    with path.open("wb") as out:
-        write_bundle(
-            out,
-            entries,
-            lambda i: (store.items / i.id).open("rb"),
-            recipients=[str(store.recipients[0])],
-        )
-    shutil.rmtree(store.root)
-    return path
-
-
-AGE_LOOP = (
-    'n=0; for f in items/*.age; do n=$((n+1)); mkdir -p "out/$n"; '
-    'age -d -i "$1" "$f" | tar -x -C "out/$n"; done'
-)
-
-
-Runs = dict[str, list[Measurement]]
-TIPBOX_MAT2 = "`tipbox open BUNDLE` (mat2 checks each file)"
-TIPBOX_PLAIN = "`tipbox open BUNDLE` (mat2 not on PATH: decryption only)"
-AGE_RUN = "`age -d` into `tar -x`, item by item (baseline)"
-
-
-def open_timings(context: Context, keys: Path, identity: Path) -> tuple[Runs, int]:
-    import sys
-
-    workspace = context.workspace
-    bundle = make_bundle(workspace, keys)
-    items_dir = workspace.path("age-run")
-    items_dir.mkdir()
-    run_checked(["tar", "-xf", bundle, "-C", items_dir])
-    out = workspace.path("opened")
-    tipbox = [sys.executable, "-m", "app.cli", "open", bundle, "-i", identity, "--out", out]
-    commands = {
-        TIPBOX_PLAIN: ["/usr/bin/env", "PATH=/nonexistent", *tipbox],
-        AGE_RUN: ["bash", "-c", f'cd "{items_dir}" && {AGE_LOOP}', "bash", identity],
-    }
-    if shutil.which("mat2"):
-        commands[TIPBOX_MAT2] = tipbox
-    runs: Runs = {name: [] for name in commands}
-    for rep in range(context.options.repetitions):
-        for name, argv in commands.items():
-            shutil.rmtree(out, ignore_errors=True)
-            shutil.rmtree(items_dir / "out", ignore_errors=True)
-            os.sync()
-            runs[name].append(run_measured(argv))
-            say(f"  rep {rep + 1}: {name} {runs[name][-1].wall:.2f} s")
-            written = [f for d in (out, items_dir / "out") for f in d.rglob("*") if f.is_file()]
-            if len(written) != ITEMS + (name != AGE_RUN):  # tipbox also keeps manifest.json
-                raise CommandError(f"{name} wrote {len(written)} files, not {ITEMS}")
-    return runs, bundle.stat().st_size
-
-
-def open_table(runs: Runs) -> str:
-    rows = []
-    base = median([r.wall for r in runs[AGE_RUN]])
-    for name, done in runs.items():
-        peak = max(r.max_rss_kib or 0 for r in done) or None
-        wall = median([r.wall for r in done])
-        rows.append([
-            name, seconds(wall), seconds(median([r.user for r in done])),
-            seconds(median([r.system for r in done])), mib(peak), ratio(base / wall),
-        ])  # fmt: skip
-    headers = [
-        "1,000 items (500 × 1 KiB, 500 × 1 MiB)", "wall s", "user s", "sys s", "peak RSS MiB",
-        "age loop / this (wall)",
-    ]  # fmt: skip
-    return table(headers, rows, "lrrrrr")
-
-
 def run(context: Context) -> str:
     if not AGE.exists():
         raise CommandError(f"the age tool is needed as the baseline and is not at {AGE}")
-    keys, identity = newsroom(context.workspace)
+    keys, _ = newsroom(context.workspace)
     listing = list_timings(context, keys)
     login = login_timings(context)
-    runs, size = open_timings(context, keys, identity)
     list_headers = [
         f"{SOURCES:,} sources, 50 a page", "query median ms", "query max ms", "request median ms",
         "request max ms", "request / query", f"max < {TARGET_MS:.0f} ms",
     ]  # fmt: skip
-    return f"""The journalist app: the sources list, a login, and opening a bundle on the air-gapped
-machine; method in `bench/journalist.py`.
+    return f"""The journalist app: the sources list and a login; method in `bench/journalist.py`.
 
 ### Sources list ({SOURCES:,} sources, server time per page, in process)
 
@@ -288,16 +191,7 @@ test client, logged in (session lookup, query, template).
 
 ### Login (default Argon2id cost)
 
-{table(["", "median ms", "min ms", "× Argon2id verify"], login, "lrrr")}
-
-### `tipbox open` against `age` (bundle of {size / MIB:.0f} MiB)
-
-{open_table(runs)}
-
-`tipbox open` checks the whole bundle, writes every file atomically after its whole item
-(padding included: a 1 MiB file is stored in a 2 MiB bucket) has authenticated, and, when mat2
-is installed, asks `mat2 --show` about every file (a process per file): the row without mat2
-is the decryption alone. The age loop trusts tar and writes as it decrypts."""
+{table(["", "median ms", "min ms", "× Argon2id verify"], login, "lrrr")}"""
 
 
-SECTION = Section("journalist", "sources list, login, tipbox open", run)
+SECTION = Section("journalist", "sources list, login", run)

@@ -123,10 +123,11 @@ def _use(venv: Path, newsroom: Newsroom, work: Path) -> None:
     assert read_member((work / "item.tar").read_bytes())[1] == b"tip from the kit test"
     opened = _run([tipbox, "open", bundle, "-i", identity, "--out", work / "out"], work)
     assert opened.returncode == 0, opened.stderr
-    assert "1 source, 1 message, 1 file, 0 replies" in opened.stdout
+    assert "opened 2 new items (1 message, 1 file" in opened.stdout
     folder = work / "out" / newsroom.designation(source).replace(" ", "-")
-    assert (folder / "message-1.txt").read_bytes() == b"tip from the kit test"
-    assert (folder / "files" / "memo.pdf").stat().st_size == 5000
+    assert (folder / "0001 message.txt").read_bytes() == b"tip from the kit test"
+    assert (folder / "0002 file with 0001 memo.pdf").stat().st_size == 5000
+    assert (work / "out" / "index.html").is_file()
 
 
 def _server_commands_say_so(venv: Path, work: Path) -> None:

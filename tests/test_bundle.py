@@ -12,7 +12,7 @@ import subprocess
 import tarfile
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -28,6 +28,7 @@ from app.bundle import (
     BundleItem,
     BundleSource,
     Manifest,
+    in_order,
     iter_bundle,
     parse_manifest,
     read_bundle,
@@ -125,7 +126,9 @@ def test_round_trip_from_a_store(tmp_path: Path, newsroom: Newsroom) -> None:
     manifest, read_item = read_bundle(newsroom.bundle(tmp_path / "b.tar"))
     assert manifest.day == DAY
     assert manifest.recipients == (str(newsroom.identity.recipient),)
-    assert manifest.sources == tuple(newsroom.sources())
+    assert manifest.sources == tuple(
+        replace(s, items=in_order(s.items)) for s in newsroom.sources()
+    )
     by_id = {s.id: s for s in newsroom.store.list_sources()}
     for source in manifest.sources:
         stored = next(s for s in by_id.values() if s.designation == source.designation)
@@ -154,11 +157,12 @@ def test_manifest_holds_nothing_the_server_could_not_read(
         assert secret not in raw
     manifest = json.loads(raw[512 : raw.index(b"\n}\n") + 3])
     assert set(manifest) == {"format", "day", "recipients", "sources"}
-    assert manifest["format"] == FORMAT == "tipbox-bundle/1"
+    assert manifest["format"] == FORMAT
     for source in manifest["sources"]:
         assert set(source) == {"designation", "reply_recipient", "last_active_day", "items"}
         for item in source["items"]:
-            assert set(item) == {"id", "kind", "day", "size", "recipients", "path"}
+            keys = {"id", "kind", "day", "size", "seq", "submission", "recipients", "path"}
+            assert set(item) == keys
             assert item["day"] == today()
             assert item["path"] == f"items/{item['id']}.age"
 
@@ -254,8 +258,8 @@ def _table(cases: Sequence[tuple[Any, ...]]) -> list[Any]:
 
 def _valid() -> dict[str, Any]:
     newsroom, reply = (str(X25519Identity.generate().recipient) for _ in range(2))
-    item = {"id": "ab" * 16, "kind": "message", "day": DAY, "size": 1024}
-    item |= {"recipients": [newsroom], "path": f"items/{'ab' * 16}.age"}
+    item = {"id": "ab" * 16, "kind": "message", "day": DAY, "size": 1024, "seq": 1}
+    item |= {"submission": 1, "recipients": [newsroom], "path": f"items/{'ab' * 16}.age"}
     source = {"designation": "amber falcon", "reply_recipient": reply, "last_active_day": DAY}
     return {
         "format": FORMAT,
@@ -280,7 +284,7 @@ def _source(key: str, value: Any) -> Callable[[dict[str, Any]], None]:
 def _twice(part: str) -> Callable[[dict[str, Any]], None]:
     def change(m: dict[str, Any]) -> None:
         if part == "item":
-            m["sources"][0]["items"].append(copy.deepcopy(m["sources"][0]["items"][0]))
+            m["sources"][0]["items"].append(copy.deepcopy(m["sources"][0]["items"][0]) | {"seq": 2})
         else:
             m["sources"].append(copy.deepcopy(m["sources"][0]) | {"items": []})
 
@@ -288,7 +292,7 @@ def _twice(part: str) -> Callable[[dict[str, Any]], None]:
 
 
 MANIFEST_CASES = [
-    ("newer_format", _set("format", "tipbox-bundle/2"), "unsupported bundle format"),
+    ("newer_format", _set("format", "tipbox-bundle/3"), "unsupported bundle format"),
     ("no_format", lambda m: m.pop("format"), "unsupported bundle format"),
     ("extra_field", _set("codename", "x"), "exactly"),
     ("missing_field", lambda m: m.pop("day"), "exactly"),
@@ -547,9 +551,8 @@ def manifests(draw: st.DrawFn) -> Manifest:
             )
             for _ in range(draw(st.integers(0, 4)))
         ]
-        sources.append(
-            BundleSource(designation, draw(st.sampled_from(KEYS)), draw(days), tuple(items))
-        )
+        key, day = draw(st.sampled_from(KEYS)), draw(days)
+        sources.append(BundleSource(designation, key, day, in_order(items)))
     return Manifest(draw(days), draw(recipients), tuple(sources))
 
 
@@ -609,3 +612,87 @@ def test_a_damaged_bundle_is_refused_or_read_whole(data: st.DataObject) -> None:
         for _, item in manifest.items():
             with read_item(item) as handle:
                 assert len(handle.read()) == item.size
+
+
+# --- conversation order (issue 13) -----------------------------------------------------------
+
+
+def _manifest_bytes(bundle: Path) -> bytes:
+    raw = bundle.read_bytes()
+    return raw[512 : raw.index(b"\n}\n") + 3]
+
+
+def _conversation(newsroom: Newsroom) -> str:
+    """A message with two files, a reply, two files alone, then a message: seven items."""
+    source = newsroom.submit("hello", [("a.pdf", b"a"), ("b.pdf", b"b")])
+    newsroom.store.add_reply_text(source, "thanks")
+    newsroom.submit(None, [("c.pdf", b"c"), ("d.pdf", b"d")], source)
+    newsroom.submit("more", source_id=source)
+    return source
+
+
+def test_items_carry_their_number_and_submission(tmp_path: Path, newsroom: Newsroom) -> None:
+    _conversation(newsroom)
+    raw = json.loads(_manifest_bytes(newsroom.bundle(tmp_path / "b.tar")))
+    assert raw["format"] == FORMAT == "tipbox-bundle/2"
+    items = raw["sources"][0]["items"]
+    assert [(i["kind"], i["seq"], i["submission"]) for i in items] == [
+        ("message", 1, 1),
+        ("file", 2, 1),
+        ("file", 3, 1),
+        ("reply", 4, 4),
+        ("file", 5, 5),
+        ("file", 6, 5),
+        ("message", 7, 7),
+    ]
+    manifest = read_bundle(tmp_path / "b.tar")[0]
+    assert [i.seq for i in manifest.sources[0].items] == list(range(1, 8))
+
+
+def test_the_server_gives_its_own_numbers() -> None:
+    """The journalist app passes the store's seq; the writer keeps it (gaps and all)."""
+    reply = str(X25519Identity.generate().recipient)
+    items = [
+        BundleItem("ab" * 16, "message", DAY, 512, (reply,), seq=4),
+        BundleItem("cd" * 16, "file", DAY, 512, (reply,), seq=5),
+        BundleItem("ef" * 16, "file", DAY, 512, (reply,), seq=9),
+    ]
+    source = BundleSource("amber falcon", reply, DAY, tuple(items))
+    data = b"".join(iter_bundle([source], lambda i: io.BytesIO(bytes(512)), recipients=[reply]))
+    manifest = parse_manifest(data[512 : data.index(b"\n}\n") + 3])
+    assert [(i.seq, i.submission) for i in manifest.sources[0].items] == [(4, 4), (5, 4), (9, 9)]
+
+
+def test_version_1_bundles_are_still_read() -> None:
+    document = _valid()
+    document["format"] = "tipbox-bundle/1"
+    first = document["sources"][0]["items"][0]
+    del first["seq"], first["submission"]
+    second = {**first, "id": "cd" * 16, "kind": "file", "path": f"items/{'cd' * 16}.age"}
+    document["sources"][0]["items"].append(second)
+    manifest = parse_manifest(json.dumps(document).encode())
+    assert [(i.seq, i.submission) for i in manifest.sources[0].items] == [(1, 1), (2, 1)]
+
+
+@pytest.mark.parametrize(
+    ("changes", "needle"),
+    [
+        ({"seq": 0}, "positive whole number"),
+        ({"seq": "1"}, "positive whole number"),
+        ({"submission": 2}, "an earlier item"),
+        ({"submission": 0}, "positive whole number"),
+    ],
+)
+def test_sequence_rules(changes: dict[str, Any], needle: str) -> None:
+    document = _valid()
+    document["sources"][0]["items"][0].update(changes)
+    with pytest.raises(BundleError, match=needle):
+        parse_manifest(json.dumps(document).encode())
+
+
+def test_numbers_must_increase() -> None:
+    document = _valid()
+    items = document["sources"][0]["items"]
+    items.append({**items[0], "id": "cd" * 16, "path": f"items/{'cd' * 16}.age"})
+    with pytest.raises(BundleError, match="increase"):
+        parse_manifest(json.dumps(document).encode())

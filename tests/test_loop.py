@@ -131,8 +131,8 @@ def test_the_whole_loop(
     airgap = tmp_path / "airgap"
     _tipbox("open", tmp_path / "bundle.tar", "-i", source.identity_path, "--out", airgap)
     folder = airgap / "-".join(designation.split())
-    assert (folder / "message-1.txt").read_text("utf-8") == MESSAGE
-    restored = {p.name: p.read_bytes() for p in (folder / "files").iterdir()}
+    assert (folder / "0001 message.txt").read_text("utf-8") == MESSAGE
+    restored = {p.name.split(" ", 4)[-1]: p.read_bytes() for p in folder.glob("* file with 0001 *")}
     assert restored == FILES
     reply = tmp_path / "reply.age"
     _tipbox("reply", airgap, "--source", designation, "--message", REPLY, "-o", reply)

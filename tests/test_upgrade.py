@@ -129,9 +129,13 @@ def test_a_bundle_opens_byte_for_byte(release: Release) -> None:
     assert result.returncode == 0, result.stderr
     for source in release.fixture["sources"]:
         folder = out / "-".join(source["designation"].split())
-        assert (folder / "message-1.txt").read_text("utf-8") == source["message"]
-        assert (folder / "replies" / "reply-1.txt").read_text("utf-8") == source["reply"]
-        files = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.glob("files/*")}
+        assert (folder / "0001 message.txt").read_text("utf-8") == source["message"]
+        (reply,) = folder.glob("* reply.txt")  # numbered after the source's files
+        assert reply.read_text("utf-8") == source["reply"]
+        files = {
+            p.name.split(" ", 4)[-1]: hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in folder.glob("* file with 0001 *")
+        }
         assert files == source["files"]
 
 

@@ -1,16 +1,20 @@
-"""``tipbox open``: a bundle decrypted on the air-gapped machine, into a folder per source.
+"""``tipbox open``: a bundle decrypted on the air-gapped machine, a conversation per source.
 
-Every item of the bundle goes into its source's folder::
+Every item goes into its source's folder under its number, so names sort as it happened::
 
-    OUT/manifest.json                       the bundle's manifest, for 'tipbox reply OUT'
-    OUT/<designation-words>/message-1.txt   messages, in the order the source sent them
-    OUT/<designation-words>/files/<name>    files, under their (made safe) original names
-    OUT/<designation-words>/replies/reply-1.txt
+    OUT/index.html, OUT/<designation-words>/conversation.html   the reading view (reading.py)
+    OUT/tipbox-index.jsonl                  the items the folder holds (index.py)
+    OUT/<designation-words>/0001 message.txt
+    OUT/<designation-words>/0002 file with 0001 invoice.pdf      sent with message 0001
+    OUT/<designation-words>/0003 reply.txt
+    OUT/<designation-words>/0004 file scan.jpg                   a submission of files alone
+    OUT/<designation-words>/metadata/<name>.txt                  mat2's whole report
 
-Nothing is ever overwritten (a taken name gets `` (2)``, `` (3)``…), and a file appears only once
-its whole item has authenticated (``app.files.atomic_write``). Files live apart from messages so
-that a file named ``message-1.txt`` cannot pass for a message. A damaged item is reported and
-skipped; the others are still written. Air-gapped: it loads the core only.
+A file's name always says ``file``, so a file called ``message.txt`` cannot pass for a message.
+An item the folder already holds is skipped, so opening a bundle again writes nothing and a
+later bundle adds only what is new. A file appears only once its whole item has authenticated
+(``app.files.atomic_write``); nothing is overwritten. A damaged item, or one no identity given
+opens, is reported and skipped; the others are still written. Air-gapped: core only.
 """
 
 from __future__ import annotations
@@ -21,35 +25,28 @@ import fcntl
 import io
 import os
 import tarfile
-from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, BinaryIO
 
 from app import crypto
-from app.bundle import (
-    KINDS,
-    MANIFEST_NAME,
-    BundleSource,
-    Manifest,
-    ReadItem,
-    read_bundle,
-)
+from app.bundle import BundleItem, BundleSource, Manifest, ReadItem, read_bundle
+from app.cli import reading
 from app.cli.age import load_identity_files, sniff
-from app.cli.metadata import check_metadata
-from app.cli.terminal import Bar, Progress, printable, say
+from app.cli.index import Entry, FolderIndex, item_name
+from app.cli.metadata import check_files
+from app.cli.summary import Summary, check_identities, plural, reason
+from app.cli.terminal import Bar, Progress, say
 from app.container import DAMAGED_TAR, is_plain_file, safe_name
-from app.crypto import X25519Identity
+from app.crypto import Identity
 from app.crypto.stream import CHUNK_SIZE, Readable
-from app.errors import BundleError, NoIdentityMatchError, TipboxError, UsageError
+from app.errors import BundleError, TipboxError, UsageError
 from app.files import atomic_write, contained, free_path, remove_leftovers
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
 
-FILES, REPLIES = "files", "replies"
-_PLURALS = {"reply": "replies"}
 _OTHER_OUT = "choose another --out folder"
 
 
@@ -104,7 +101,7 @@ class Plaintext(io.RawIOBase):
 
 def extract(
     src: Readable,
-    identities: Sequence[X25519Identity],
+    identities: Sequence[Identity],
     place: Callable[[str], Path],
     tick: Callable[[int], None],
     pool: ThreadPoolExecutor | None = None,
@@ -150,89 +147,49 @@ def copy_member(data: IO[bytes], out: BinaryIO, plain: Plaintext) -> None:
 # --- a whole bundle --------------------------------------------------------------------------
 
 
-def _placer(folder: Path, kind: str, number: int) -> Callable[[str], Path]:
-    """Where an item's member goes: by kind and number, or by its own name for a file."""
-
-    def place(member_name: str) -> Path:
-        if kind == "message":
-            return free_path(folder, f"message-{number}.txt")
-        if kind == "reply":
-            return free_path(_folder(folder, REPLIES), f"reply-{number}.txt")
-        return free_path(_folder(folder, FILES), safe_name(member_name))
-
-    return place
+def _placer(folder: Path, item: BundleItem) -> Callable[[str], Path]:
+    # The name is new unless a killed run wrote the file but not its index line: then the
+    # journalist's folder keeps that copy and this one gets the next free name.
+    return lambda member_name: free_path(folder, item_name(item, member_name))
 
 
 class _Run:
-    """One ``tipbox open``: what was written, what failed, and the progress bar."""
+    """One ``tipbox open``: the items it writes, what failed, and the progress bar."""
 
-    def __init__(self, read_item: ReadItem, identities: Sequence[X25519Identity], bar: Bar) -> None:
-        self.read_item, self.identities, self.bar = read_item, identities, bar
-        self.done = self.plain_bytes = 0
-        self.counts: Counter[str] = Counter()
-        self.files: list[Path] = []
+    def __init__(
+        self,
+        read_item: ReadItem,
+        identities: Sequence[Identity],
+        bar: Bar,
+        pool: ThreadPoolExecutor,
+    ) -> None:
+        self.read_item, self.identities, self.bar, self.pool = read_item, identities, bar, pool
+        self.done = 0
+        self.entries: list[Entry] = []
         self.failures: list[str] = []
 
     def tick(self, plain: int) -> None:
         self.bar(self.done + plain)
 
-    def source(self, source: BundleSource, out: Path, pool: ThreadPoolExecutor) -> None:
+    def source(
+        self, index: FolderIndex, source: BundleSource, items: Sequence[BundleItem], out: Path
+    ) -> None:
         folder = _folder(out, source.folder)
-        numbers: Counter[str] = Counter()
-        for item in source.items:
-            numbers[item.kind] += 1
+        index.source(source)
+        for item in items:
             try:
                 with self.read_item(item) as src:
-                    place = _placer(folder, item.kind, numbers[item.kind])
-                    path, size = extract(src, self.identities, place, self.tick, pool)
+                    place = _placer(folder, item)
+                    path, size = extract(src, self.identities, place, self.tick, self.pool)
             except (TipboxError, tarfile.TarError, OSError) as exc:
-                # One item's failure (a damaged item, a full disk…) is reported at the end; it
-                # never stops the others from being written.
-                self.failures.append(
-                    f"item {item.id} ({item.kind} of {source.designation!r}): {_reason(exc)}"
-                )
+                # One item's failure (a damaged item, a missing key, a full disk…) is reported
+                # at the end; it never stops the others from being written.
+                what = f"item {item.id} ({item.kind} {item.seq} of {source.designation!r})"
+                self.failures.append(f"{what}: {reason(exc, item)}")
             else:
-                self.counts[item.kind] += 1
-                self.plain_bytes += size
-                if item.kind == "file":
-                    self.files.append(path)
+                self.entries.append(index.add(source, item, path.name, size))
             self.done += item.size
             self.bar(self.done)
-
-    def summary(self, manifest: Manifest, out: Path) -> str:
-        parts = [_plural(len(manifest.sources), "source")]
-        parts += [_plural(self.counts[kind], kind) for kind in KINDS]
-        text = f"opened {', '.join(parts)}, {_size(self.plain_bytes)}, into {out}"
-        return text + (f"; {_plural(len(self.failures), 'failure')}" if self.failures else "")
-
-
-def _reason(exc: Exception) -> str:
-    """What went wrong, in the CLI's words (lowercase; an OSError names its file)."""
-    if isinstance(exc, TipboxError):
-        return exc.message
-    if isinstance(exc, OSError) and exc.strerror:
-        text = exc.strerror.lower()
-        return f"{printable(str(exc.filename))}: {text}" if exc.filename else text
-    return str(exc).lower()
-
-
-def _plural(count: int, word: str) -> str:
-    return f"{count} {word if count == 1 else _PLURALS.get(word, word + 's')}"
-
-
-def _size(count: int) -> str:
-    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
-        if count >= 1 << shift:
-            return f"{count / (1 << shift):.1f} {unit}"
-    return _plural(count, "byte")
-
-
-def _check_identities(manifest: Manifest, identities: Sequence[X25519Identity]) -> None:
-    if not {str(i.recipient) for i in identities} & set(manifest.recipients):
-        raise NoIdentityMatchError(
-            "the identity is not one of this bundle's newsroom recipients",
-            hint=f"use the newsroom identity of {', '.join(manifest.recipients)}",
-        )
 
 
 @contextlib.contextmanager
@@ -253,52 +210,74 @@ def _holding(out: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def _folder_here(path: Path) -> bool:
-    return path.is_dir() and not path.is_symlink()
-
-
 def _remove_leftovers(out: Path) -> None:
     """Remove the half-written (plaintext) files of a run that was killed, and say so."""
-    sources = [path for path in out.iterdir() if _folder_here(path)]
-    subfolders = [path / sub for path in sources for sub in (FILES, REPLIES)]
-    folders = [out, *sources, *filter(_folder_here, subfolders)]
+    folders = [out, *(p for p in out.iterdir() if p.is_dir() and not p.is_symlink())]
     removed = sum(remove_leftovers(folder) for folder in folders)
     if removed:
-        text = f"removed {_plural(removed, 'unfinished file')} left in {out} by an interrupted run"
+        text = f"removed {plural(removed, 'unfinished file')} left in {out} by an interrupted run"
         say("warning", text)
 
 
 def open_bundle(
     bundle: Path,
-    identities: Sequence[X25519Identity],
+    identities: Sequence[Identity],
     out: Path,
     progress: Callable[[str, int], Bar],
     clean: bool = False,
 ) -> None:
-    """Decrypt every item of ``bundle`` into ``out``; print a summary, then metadata warnings.
+    """Decrypt the items of ``bundle`` that ``out`` does not hold yet; write the reading view.
 
     :raises BundleError: after writing everything it could, if any item failed.
     """
     manifest, read_item = read_bundle(bundle)
-    _check_identities(manifest, identities)
+    check_identities(manifest, identities)
     out.mkdir(mode=0o700, parents=True, exist_ok=True)
-    run = _Run(read_item, identities, progress("opening", sum(i.size for _, i in manifest.items())))
-    with _holding(out), ThreadPoolExecutor(2) as pool:
+    with _holding(out):
         _remove_leftovers(out)
-        with atomic_write(out / MANIFEST_NAME, 0o600, overwrite=True, durable=False) as handle:
-            handle.write(manifest.to_json())
-        for source in manifest.sources:
-            run.source(source, out, pool)
-    run.bar.finish()
-    for failure in run.failures:
-        say("error", failure)
-    print(run.summary(manifest, out))
-    check_metadata(run.files, clean)
+        index = FolderIndex(out)
+        try:
+            run = _write_new(index, manifest, read_item, identities, out, progress, clean)
+        finally:
+            index.close()
     if run.failures:
         raise BundleError(
-            f"{_plural(len(run.failures), 'item')} could not be opened (see above); "
+            f"{plural(len(run.failures), 'item')} could not be opened (see above); "
             "everything else was written"
         )
+
+
+def _write_new(
+    index: FolderIndex,
+    manifest: Manifest,
+    read_item: ReadItem,
+    identities: Sequence[Identity],
+    out: Path,
+    progress: Callable[[str, int], Bar],
+    clean: bool,
+) -> _Run:
+    new = index.new_items(manifest)
+    summary = Summary(index, out)
+    bar = progress("opening", sum(i.size for _, items in new for i in items))
+    with ThreadPoolExecutor(2) as pool:
+        run = _Run(read_item, identities, bar, pool)
+        if new:
+            index.begin(manifest)
+            for source, items in new:
+                run.source(index, source, items, out)
+            run.bar.finish()
+    for failure in run.failures:
+        say("error", failure)
+    if run.entries:
+        check_files(index, [e for e in run.entries if e.kind == "file"], out, clean)
+    touched = {e.source for e in run.entries}
+    if not (out / "index.html").exists():  # a first run, or pages a failed run never wrote
+        touched = set(index.sources)
+    if touched:
+        reading.write_pages(index, out, touched)
+    tried = sum(len(items) for _, items in new)
+    summary.show(run.entries, manifest, tried, len(run.failures))
+    return run
 
 
 def arguments(command: str, p: argparse.ArgumentParser) -> None:
@@ -306,7 +285,7 @@ def arguments(command: str, p: argparse.ArgumentParser) -> None:
     p.add_argument("bundle", metavar="BUNDLE", help="bundle file from the journalist app")
     p.add_argument(
         "-i", "--identity", action="append", required=True, metavar="IDENTITY",
-        help="the secret identity file (newsroom-identity.age); may be given again",
+        help="identity file; repeat it for every key the newsroom has used",
     )  # fmt: skip
     p.add_argument("--out", required=True, metavar="DIR", help="folder to write into")
     p.add_argument("--clean", action="store_true", help="also write mat2-cleaned copies")
@@ -314,11 +293,11 @@ def arguments(command: str, p: argparse.ArgumentParser) -> None:
 
 
 def cmd_open(args: argparse.Namespace) -> None:
-    """Decrypt a bundle from the journalist app into a folder per source."""
+    """Decrypt a bundle from the journalist app into a conversation per source."""
     if sniff(args.bundle) == "age":
         raise UsageError(
             f"{args.bundle} is a single age file, not a bundle",
             hint=f"use 'tipbox decrypt -i IDENTITY -o OUT {args.bundle}'",
         )
-    identities = load_identity_files(args.identity)
+    identities: list[Identity] = list(load_identity_files(args.identity))
     open_bundle(Path(args.bundle), identities, Path(args.out), Progress, clean=args.clean)

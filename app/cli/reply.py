@@ -1,8 +1,9 @@
 """``tipbox reply``: a reply to a source, written on the air-gapped machine.
 
-The source and its reply key come from a bundle's manifest, or from the ``manifest.json`` that
-``tipbox open`` left in its folder; the file itself is made by :func:`app.reply.make_reply` and
-is uploaded through the journalist app, which checks it (:func:`app.reply.check_reply`).
+The source and its reply key come from a bundle's manifest, or from the index ``tipbox open``
+keeps in its folder (every source it ever opened there; ``manifest.json`` in older folders);
+the file itself is made by :func:`app.reply.make_reply` and is uploaded through the journalist
+app, which checks it (:func:`app.reply.check_reply`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from app.bundle import (
     parse_manifest,
     read_bundle,
 )
+from app.cli.index import INDEX_NAME, FolderIndex
 from app.container import safe_name
 from app.errors import BundleError, ReplyError
 from app.files import atomic_write, free_path
@@ -48,7 +50,9 @@ def load_manifest(target: Path) -> Manifest:
     """The manifest of a bundle, or of a folder written by ``tipbox open``."""
     if not target.is_dir():
         return read_bundle(target)[0]
-    path = target / MANIFEST_NAME
+    if (target / INDEX_NAME).is_file():
+        return FolderIndex(target).manifest()
+    path = target / MANIFEST_NAME  # a folder an older tipbox open wrote
     if not path.is_file():
         raise BundleError(
             f"{path} does not exist", hint="give the bundle, or the folder 'tipbox open' wrote"

@@ -246,7 +246,7 @@ class Inbox:
                 found = {r[0]: r[1:] for r in db.execute(_SOURCES_IN.format(marks), part)}
                 items: dict[str, list[BundleItem]] = {sid: [] for sid in found}
                 for sid, seq, *fields in db.execute(_ITEMS_IN.format(marks), part):
-                    items[sid].append(_bundle_item(fields))
+                    items[sid].append(_bundle_item(seq, fields))
                     seqs[sid] = seq
                 if unread_for is not None:  # the last seq stays: new items are the tail
                     new = {r[0] for r in db.execute(_NEW_IDS_IN.format(marks), (unread_for, *part))}
@@ -257,11 +257,10 @@ class Inbox:
         return entries, seqs
 
 
-def _bundle_item(fields: Sequence[object]) -> BundleItem:
+def _bundle_item(seq: int, fields: Sequence[object]) -> BundleItem:
     item_id, kind, day, size, recipients = fields
-    return BundleItem(
-        str(item_id), str(kind), str(day), int(str(size)), tuple(json.loads(str(recipients)))
-    )
+    keys = tuple(json.loads(str(recipients)))
+    return BundleItem(str(item_id), str(kind), str(day), int(str(size)), keys, seq=seq)
 
 
 def _entry(r: Sequence[Any], seen: int) -> Entry:
