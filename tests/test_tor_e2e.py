@@ -232,7 +232,7 @@ def test_status_is_all_green(
     assert f"ok    journalist onion service is published: http://{journalist}/" in out
     assert "ok    tor is connected to the Tor network" in out
     assert re.search(r"ok    source app on \S+ answers \(HTTP 200\)", out)
-    assert out.rstrip().endswith("all 7 checks passed")
+    assert out.rstrip().endswith("all 8 checks passed")
 
 
 def test_source_journey_in_chromium_through_tor(site: Site, tmp_path: Path) -> None:
