@@ -768,7 +768,7 @@ PROBE = (
 )
 FORBIDDEN = AIR_GAPPED_FORBIDDEN
 ALLOWED = {"app", "app.cli", "app.errors", "app.files", "app.words", "app.container"}
-ALLOWED |= {"app.bundle", "app.reply", "app.padding", "app.server", "app.server.pools"}
+ALLOWED |= {"app.bundle", "app.reply", "app.padding"}
 ALLOWED |= {f"app.cli.{name}" for name in ("terminal", "keys", "age", "open", "metadata", "reply")}
 
 

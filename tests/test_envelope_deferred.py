@@ -1,4 +1,5 @@
-"""DeferredHeadWriter (head sealed last, into chunk 0) and the size arithmetic of age files."""
+"""DeferredHeadWriter (the Writer with its head sealed last, into chunk 0) and the size
+arithmetic of age files."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from app.crypto.envelope import (
     largest_plain_size,
 )
 from app.crypto.stream import CHUNK_SIZE, ENC_CHUNK_SIZE, TAG_SIZE
+from app.server.pools import seal_pool
 from tests.helpers import in_forked_child
 from tests.store_helpers import age_decrypt, decrypt_path, identity_file
 
@@ -137,11 +139,11 @@ def test_largest_plain_size_is_the_largest(header: int, past_full_chunks: int) -
 def test_big_pieces_go_through_the_pipeline(
     tmp_path: Path, keypair: X25519Identity, piece: int
 ) -> None:
-    """Pieces of PIPELINE_CHUNKS chunks or more are sealed and written on the shared pool."""
+    """Pieces of PIPELINE_CHUNKS chunks or more are sealed and written on the caller's pool."""
     body = os.urandom(4 * piece + 12345)
     path = tmp_path / "item.age"
     with path.open("w+b") as handle:
-        writer = DeferredHeadWriter(handle, [keypair.recipient], 512)
+        writer = DeferredHeadWriter(handle, [keypair.recipient], 512, pool=seal_pool())
         for start in range(0, len(body), piece):
             writer.write(body[start : start + piece])
         writer.finish(bytes(512), [bytes(1000)])
@@ -162,7 +164,7 @@ class _FailingFile(io.BytesIO):
 
 
 def test_a_failed_write_on_the_pool_is_raised(keypair: X25519Identity) -> None:
-    writer = DeferredHeadWriter(_FailingFile(5 << 20), [keypair.recipient], 512)
+    writer = DeferredHeadWriter(_FailingFile(5 << 20), [keypair.recipient], 512, pool=seal_pool())
 
     def fill() -> None:
         for _ in range(8):
@@ -179,7 +181,7 @@ def test_a_forked_child_gets_a_pool_of_its_own(keypair: X25519Identity) -> None:
     exist in the child, would never be sealed."""
 
     def big_item() -> None:
-        writer = DeferredHeadWriter(io.BytesIO(), [keypair.recipient], 512)
+        writer = DeferredHeadWriter(io.BytesIO(), [keypair.recipient], 512, pool=seal_pool())
         for _ in range(4):
             writer.write(bytes(PIPELINE_CHUNKS * C))
         writer.finish(bytes(512))

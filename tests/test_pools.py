@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parent.parent
 # that is stopping) uses the pool while the interpreter exits.
 LATE_WORK = """
 import threading, time
-from app.crypto.envelope import shared_pool
+from app.server.pools import seal_pool as shared_pool
 from app.crypto.stream import Sealer, CHUNK_SIZE
 shared_pool().submit(int).result()
 

@@ -33,6 +33,7 @@ from app.crypto.envelope import DeferredHeadWriter, ciphertext_size, largest_pla
 from app.errors import StoreError
 from app.padding import bucket
 from app.server.incoming import LOG, Claim, create_temp, remove_unclaimed
+from app.server.pools import seal_pool
 from app.server.writeback import EarlyWriteback
 
 DATABASE = "store.sqlite3"  # in the data folder; both apps and `tipbox user` open it
@@ -137,7 +138,9 @@ class ItemWriter:
         self.recipients = tuple(str(r) for r in recipients)
         try:
             self._sink = EarlyWriteback(self._file)
-            self._writer = DeferredHeadWriter(self._sink, recipients, self._head_size)
+            self._writer = DeferredHeadWriter(
+                self._sink, recipients, self._head_size, pool=seal_pool()
+            )
         except BaseException:
             self.abort()
             raise
