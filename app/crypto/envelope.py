@@ -34,6 +34,7 @@ from app.crypto.stream import (
 from app.errors import CryptoError, HeaderError, NoIdentityMatchError
 
 PAYLOAD_LABEL = b"payload"
+PIPELINE_CHUNKS = 8  # a Writer seals and writes a write of at least 512 KiB with its pool
 Progress = Callable[[int], None]
 
 
@@ -188,9 +189,6 @@ def encrypt(
             n = ahead.result()
         writer.close()
     return writer.size
-
-
-PIPELINE_CHUNKS = 8  # a write of at least 512 KiB is sealed and written with the pool
 
 
 class _Source:
