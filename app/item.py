@@ -60,6 +60,11 @@ class Padding:
     steps: int = 4
 
 
+def is_padded(size: int, padding: Padding) -> bool:
+    """Whether an age file of ``size`` bytes fills a bucket exactly, as :class:`Writer` pads."""
+    return size == bucket(size, padding.minimum, padding.steps)
+
+
 def padded_tail(header_size: int, head_size: int, size: int, padding: Padding) -> int:
     """The trailer length that pads an item of ``size`` data bytes to its bucket.
 

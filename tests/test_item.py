@@ -19,7 +19,7 @@ from app.crypto import X25519Identity
 from app.crypto.stream import CHUNK_SIZE
 from app.errors import ItemError, TipboxError
 from app.files import atomic_write
-from app.item import Member, Padding, Plaintext, Writer, padded_tail, reading
+from app.item import Member, Padding, Plaintext, Writer, is_padded, padded_tail, reading
 from app.padding import bucket
 from app.reply import make_reply
 from tests.helpers import decrypt_bytes
@@ -75,6 +75,8 @@ def test_the_writer_writes_what_the_previous_release_wrote(
     plain = decrypt_bytes(out.getvalue(), [keypair])
     assert (total, _digest(plain)) == PREVIOUS[minimum, steps, size]
     assert len(out.getvalue()) == total == bucket(total, minimum, steps)
+    assert is_padded(total, Padding(minimum, steps))
+    assert not is_padded(total + 1, Padding(minimum, steps))
     assert read_member(plain) == (container.safe_name(NAME), data, "application/pdf")
 
 

@@ -14,8 +14,8 @@ import os
 from typing import IO
 
 from app.errors import ReplyError
-from app.padding import bucket
-from app.reply import BUCKET_MIN, MAX_FILE_BYTES, check_reply
+from app.item import is_padded
+from app.reply import MAX_FILE_BYTES, PADDING, check_reply
 from app.server.incoming import TempFile
 from app.server.store import Item, PendingItem, Source, Store
 
@@ -63,7 +63,7 @@ def store_reply(store: Store, source: Source, sink: ReplySink) -> Item:
         sink.file.seek(0)
         keys = expected_recipients(store, source)
         check_reply(sink.file, keys)
-        if size != bucket(size, BUCKET_MIN):
+        if not is_padded(size, PADDING):
             raise ReplyError("the reply is not padded as 'tipbox reply' pads it")
         os.fsync(sink.file.fileno())
         sink.close()
