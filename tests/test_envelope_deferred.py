@@ -6,7 +6,10 @@ from __future__ import annotations
 import io
 import os
 import random
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import ParamSpec, TypeVar
 
 import pytest
 
@@ -19,10 +22,12 @@ from app.crypto.envelope import (
 )
 from app.crypto.stream import CHUNK_SIZE, ENC_CHUNK_SIZE, TAG_SIZE
 from app.server.pools import seal_pool
-from tests.helpers import in_forked_child
+from tests.helpers import decrypt_bytes, in_forked_child
 from tests.store_helpers import age_decrypt, decrypt_path, identity_file
 
 C = CHUNK_SIZE
+P = ParamSpec("P")
+T = TypeVar("T")
 HEADS = [1, 1536, C]
 # Body sizes relative to where chunk 0 (head + first body bytes) ends.
 BODIES = {
@@ -174,6 +179,34 @@ def test_a_failed_write_on_the_pool_is_raised(keypair: X25519Identity) -> None:
     with pytest.raises(OSError, match="No space left"):
         fill()
     writer.wait()  # raised once, then nothing is pending
+
+
+class _Retaining(ThreadPoolExecutor):
+    """A pool that keeps every task it was given, as a ThreadPoolExecutor thread may for a
+    moment: it drops a task only after setting its result, so the caller may already be on."""
+
+    def __init__(self) -> None:
+        super().__init__(2)
+        self.kept: list[object] = []
+
+    def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
+        self.kept.append(fn)
+        return super().submit(fn, *args, **kwargs)
+
+
+def test_no_buffer_a_pool_task_may_still_hold_is_resized(keypair: X25519Identity) -> None:
+    """Seen under load (load average 20) with the writer before the one Writer: a pool thread
+    still held its finished sealing task, and so a view of the writer's pending bytes, when the
+    writer resized them: BufferError, and the upload failed."""
+    body = os.urandom(4 * (PIPELINE_CHUNKS * C + 100))
+    out = io.BytesIO()
+    with _Retaining() as pool:
+        writer = DeferredHeadWriter(out, [keypair.recipient], 512, pool=pool)
+        for start in range(0, len(body), PIPELINE_CHUNKS * C + 100):
+            writer.write(body[start : start + PIPELINE_CHUNKS * C + 100])
+        writer.finish(bytes(512))
+    assert pool.kept  # the pool did seal and write
+    assert decrypt_bytes(out.getvalue(), [keypair]) == bytes(512) + body
 
 
 def test_a_forked_child_gets_a_pool_of_its_own(keypair: X25519Identity) -> None:
