@@ -92,6 +92,10 @@ class BundleError(TipboxError):
     hint = "copy the bundle again from the journalist app"
 
 
+class ItemError(TipboxError):
+    """the item is damaged: it does not hold one regular file"""
+
+
 class ReplyError(TipboxError):
     """the file is not a valid reply for this source"""
 

@@ -1,8 +1,8 @@
 """Replies written on the air-gapped machine, and the server's check of them before storing one.
 
 A reply is an age v1 file encrypted to the source's reply key and to every newsroom key; its
-plaintext is the item container (:mod:`app.container`) with one member, ``reply.txt``, padded
-like stored items so its size tells only a size bucket. age hides whom a file is encrypted to,
+plaintext is the item format (:mod:`app.item`) with one member, ``reply.txt``, padded like
+stored items so its size tells only a size bucket. age hides whom a file is encrypted to,
 so the header also carries one stanza that age ignores (as it ignores the spec's "grease")::
 
     -> tipbox-recipients <base64 SHA-256 of the sorted, distinct recipients joined by "\\n">
@@ -24,12 +24,10 @@ import io
 from collections.abc import Iterable, Sequence
 from typing import BinaryIO
 
-from app import container, crypto
-from app.crypto.envelope import ciphertext_size, largest_plain_size
-from app.crypto.header import Header, Stanza, b64decode, encode_header, parse_header
+from app import crypto, item
+from app.crypto.header import Header, Stanza, b64decode, parse_header
 from app.crypto.stream import ENC_CHUNK_SIZE, NONCE_SIZE, TAG_SIZE
 from app.errors import HeaderError, ReplyError
-from app.padding import bucket
 
 TAG = "tipbox-recipients"
 NAME = "reply.txt"
@@ -37,6 +35,7 @@ CONTENT_TYPE = "text/plain"
 MAX_TEXT_BYTES = 1 << 20
 MAX_FILE_BYTES = 2 << 20  # the largest reply (1 MiB of text) pads up to this bucket
 BUCKET_MIN = 1024  # replies pad to powers of two (at most 2 MiB: cheap)
+PADDING = item.Padding(BUCKET_MIN, steps=1)
 _MAC_LINE = len(b" ") + 43 + len(b"\n")  # what follows "---" in a header
 
 
@@ -52,25 +51,22 @@ def declaration(recipients: Iterable[str | crypto.X25519Recipient]) -> Stanza:
     return Stanza(TAG, (recipients_digest(recipients),), b"")
 
 
-def _header_size(recipients: Sequence[crypto.X25519Recipient], extra: Stanza) -> int:
-    key = bytes(16)  # stanza sizes do not depend on the key: a dummy one measures them
-    return len(encode_header(key, [*(r.wrap(key) for r in recipients), extra])) + NONCE_SIZE
-
-
 def make_reply(text: str, recipients: Sequence[crypto.X25519Recipient]) -> bytes:
     """The reply file for ``text``, encrypted to ``recipients`` and declaring them."""
     data = text.encode("utf-8")
     if len(data) > MAX_TEXT_BYTES:
         raise ReplyError(f"the reply is too long (at most {MAX_TEXT_BYTES >> 20} MiB of text)")
-    extra = declaration(recipients)
-    head = container.head(NAME, CONTENT_TYPE, len(data), 0)
-    shortest = len(head) + len(data) + container.tail_size(len(data))
-    header = _header_size(recipients, extra)
-    room = largest_plain_size(header, bucket(ciphertext_size(header, shortest), BUCKET_MIN))
-    tail = b"".join(container.trailer(len(data), room - len(head) - len(data)))
-    src = io.BytesIO(head + data + tail)
     out = io.BytesIO()
-    crypto.encrypt(src, out, recipients, extra_stanzas=[extra])
+    reply = item.Writer(
+        out,
+        recipients,
+        NAME,
+        CONTENT_TYPE,
+        padding=PADDING,
+        extra_stanzas=[declaration(recipients)],
+    )
+    reply.write(data)
+    reply.finish()
     return out.getvalue()
 
 

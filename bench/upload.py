@@ -499,11 +499,13 @@ class SlowUpload:
     status: int = 0
     error: str = ""
     cut: bool = False
-    expect: bytes = rb"<li>1 file \("  # in the answer to a successful upload
+    # A successful upload is answered "303 See Other" to the page that lists what was received.
+    expect: bytes = rb"\r\nLocation: [^\r]*/en/received\r\n"
+    expect_status: int = 303
 
     @property
     def ok(self) -> bool:
-        return self.status == 200 and not self.error
+        return self.status == self.expect_status and not self.error
 
 
 def request_head(port: int, body: Multipart, cookies: dict[str, str]) -> bytes:
@@ -542,7 +544,7 @@ async def slow_upload(port: int, job: SlowUpload, delay: float) -> None:
         answer = await reader.read()  # "Connection: close": the server closes after it
         status = answer.split(b" ", 2)[1] if answer.startswith(b"HTTP/1.1 ") else b"0"
         job.status = int(status) if status.isdigit() else 0
-        if job.status == 200 and not re.search(job.expect, answer):
+        if job.status == job.expect_status and not re.search(job.expect, answer):
             job.error = "no confirmation"
         elif job.status == 0:
             job.error = "no answer"
@@ -676,7 +678,13 @@ def sessions(server: Server, sizes: Sizes) -> list[SlowUpload]:
     """A session and CSRF token per upload (a drain server gets placeholders)."""
     if server.app == live.DRAIN_APP:
         return [
-            SlowUpload(sizes.slow_sizes[n % len(sizes.slow_sizes)], {}, "bench", expect=rb"\d\n$")
+            SlowUpload(
+                sizes.slow_sizes[n % len(sizes.slow_sizes)],
+                {},
+                "bench",
+                expect=rb"\d\n$",
+                expect_status=200,
+            )
             for n in range(sizes.slow_count)
         ]
 

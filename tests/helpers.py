@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pexpect
 
-from app.crypto import EncryptingWriter, X25519Identity, decrypt, encrypt
+from app.crypto import Writer, X25519Identity, decrypt, encrypt
 from app.crypto.recipients import Identity, Recipient
 
 TIPBOX = [sys.executable, "-m", "app.cli"]
@@ -184,7 +184,7 @@ def _peak(operation: Callable[[], object]) -> int:
 
 def _through_writer(src: PatternReader, identity: X25519Identity) -> None:
     piece = bytearray((1 << 20) + 3)
-    with EncryptingWriter(HashSink(), [identity.recipient]) as writer:
+    with Writer(HashSink(), [identity.recipient]) as writer:
         while n := src.readinto(piece):
             writer.write(memoryview(piece)[:n])
 
@@ -212,8 +212,7 @@ AIR_GAPPED_FORBIDDEN = (
     "gunicorn",
     "sqlite3",
     "app.db",
-    "app.server.store",
-    "app.server.session",
+    "app.server",
     "app.cli.server",
     "app.cli.users",
     "app.source",

@@ -1,14 +1,14 @@
-"""The inner tar container: fixed head sizes, safe names, and what tarfile and GNU tar read."""
+"""The inner tar container's bytes: fixed head sizes, safe names, what tarfile and GNU tar read.
+
+The one reader of items, and the property tests that read containers back, are in test_item.py.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
 import tarfile
-import tempfile
 import unicodedata
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,9 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from app import container
-from app.cli.open import Plaintext, write_member
-from app.errors import TipboxError
-from tests.store_helpers import read_member, sparse_container, tar_stdin, tree
+from tests.store_helpers import read_member, tar_stdin, tree
 
 # (id, name as sent by a browser, what safe_name must make of it)
 NAMES = [
@@ -199,71 +197,3 @@ def test_any_name_is_made_safe(name: str) -> None:
     assert all(unicodedata.category(c)[0] != "C" for c in safe)
     assert len(safe.encode("utf-8", "surrogatepass")) <= container.MAX_NAME_BYTES
     assert container.safe_name(safe) == safe
-
-
-def _cuts(data: bytes, cuts: list[int]) -> Iterator[memoryview]:
-    """``data`` in chunks, as decryption hands them out."""
-    view, start = memoryview(data), 0
-    for end in sorted({min(c, len(data)) for c in cuts} | {len(data)}):
-        if end > start:
-            yield view[start:end]
-            start = end
-
-
-@contextlib.contextmanager
-def _folder() -> Iterator[Path]:
-    with tempfile.TemporaryDirectory() as name:
-        yield Path(name)
-
-
-def _written(payload: bytes, cuts: list[int]) -> tuple[str, bytes] | None:
-    """What ``tipbox open``'s reader writes of a container: (name, bytes), or ``None`` if it
-    refuses it (with one of the errors it reports per item); never a leftover."""
-    plain = Plaintext(_cuts(payload, cuts), lambda _: None)
-    with _folder() as folder:
-        try:
-            path, _ = write_member(plain, lambda name: folder / container.safe_name(name))
-        except (TipboxError, tarfile.TarError):
-            assert list(folder.iterdir()) == []
-            return None
-        assert [p.name for p in folder.iterdir()] == [path.name]
-        return path.name, path.read_bytes()
-
-
-containers = st.tuples(
-    st.text(max_size=300), st.text(max_size=80), st.binary(max_size=3000), st.integers(0, 2000)
-)
-
-
-def _container(name: str, content_type: str, data: bytes, padding: int) -> bytes:
-    head = container.head(name, content_type, len(data), 0)
-    tail = b"".join(container.trailer(len(data), container.tail_size(len(data)) + padding))
-    return head + data + tail
-
-
-@pytest.mark.property
-@given(containers, st.lists(st.integers(0, 6000), max_size=5))
-def test_every_container_reads_back(case: tuple[str, str, bytes, int], cuts: list[int]) -> None:
-    name, content_type, data, padding = case
-    payload = _container(name, content_type, data, padding)
-    assert _written(payload, cuts) == (container.safe_name(name), data)
-
-
-@pytest.mark.property
-@given(containers, st.data())
-def test_a_damaged_container_is_refused_or_read_within_its_payload(
-    case: tuple[str, str, bytes, int], data: st.DataObject
-) -> None:
-    sparse = data.draw(st.booleans())
-    payload = bytearray(sparse_container("x", 5000) if sparse else _container(*case))
-    for _ in range(data.draw(st.integers(1, 6))):
-        at = data.draw(st.integers(0, min(len(payload) - 1, 2048)))  # the headers, mostly
-        how = data.draw(st.sampled_from(["set", "cut", "add"]))
-        if how == "set":
-            payload[at] = data.draw(st.integers(0, 255))
-        elif how == "cut":
-            del payload[at : at + data.draw(st.integers(1, 600))]
-        else:  # what pax records and sparse maps are made of
-            payload[at:at] = data.draw(st.text("0123456789\n =x", min_size=1)).encode()
-    written = _written(bytes(payload), data.draw(st.lists(st.integers(0, 6000), max_size=3)))
-    assert written is None or len(written[1]) <= len(payload)

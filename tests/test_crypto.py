@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import io
+import json
 import os
+import subprocess
+import sys
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from app.crypto import EncryptingWriter, ScryptRecipient, X25519Identity, decrypt, encrypt
-from app.crypto.envelope import PAYLOAD_LABEL
+from app.crypto import ScryptRecipient, Writer, X25519Identity, decrypt, encrypt
+from app.crypto.envelope import PAYLOAD_LABEL, PIPELINE_CHUNKS
 from app.crypto.header import encode_header, hkdf
 from app.crypto.stream import (
     BATCH_CHUNKS,
@@ -41,11 +45,13 @@ from tests.helpers import (
     payload_offset,
     peaks,
 )
+from tests.store_helpers import age_decrypt, identity_file
 
 C, E = CHUNK_SIZE, ENC_CHUNK_SIZE
 BATCH = BATCH_CHUNKS * CHUNK_SIZE  # 2 MiB: encrypt() and decrypt() work a batch at a time
 SIZES = [0, 1, C - 1, C, C + 1, 3 * C, BATCH, BATCH + 1]
 MiB = 1 << 20
+REPO = Path(__file__).resolve().parent.parent
 
 
 def _expected_payload_len(size: int) -> int:
@@ -137,7 +143,7 @@ def test_refused_recipient_sets(scrypt: int, x25519: int, message: str) -> None:
         encrypt_bytes(b"tip", recipients)
 
 
-# --- EncryptingWriter: the server's upload sink ------------------------------------------------
+# --- Writer: age's streaming encryptor, the one way to encrypt ------------------------------
 
 WRITES = [1, 7, 4093, C + 1, 31, C, 2]
 
@@ -146,7 +152,7 @@ WRITES = [1, 7, 4093, C + 1, 31, C, 2]
 def test_writer_with_odd_writes_matches_encrypt(keypair: X25519Identity, size: int) -> None:
     data = os.urandom(size)
     out = io.BytesIO()
-    with EncryptingWriter(out, [keypair.recipient]) as writer:
+    with Writer(out, [keypair.recipient]) as writer:
         pos, step = 0, 0
         while pos < size:
             n = WRITES[step % len(WRITES)]
@@ -159,7 +165,7 @@ def test_writer_with_odd_writes_matches_encrypt(keypair: X25519Identity, size: i
     assert decrypt_bytes(out.getvalue(), [keypair]) == data
 
 
-def _interrupted_upload(writer: EncryptingWriter, size: int) -> None:
+def _interrupted_upload(writer: Writer, size: int) -> None:
     with writer:
         writer.write(os.urandom(size))
         raise ConnectionResetError("the upload was interrupted")
@@ -169,13 +175,44 @@ def _interrupted_upload(writer: EncryptingWriter, size: int) -> None:
 def test_writer_not_closed_is_truncated(keypair: X25519Identity, size: int) -> None:
     out = io.BytesIO()
     with pytest.raises(ConnectionResetError):
-        _interrupted_upload(EncryptingWriter(out, [keypair.recipient]), size)
+        _interrupted_upload(Writer(out, [keypair.recipient]), size)
     with pytest.raises(TruncatedError):
         decrypt_bytes(out.getvalue(), [keypair])
 
 
+@pytest.mark.parametrize(
+    "piece", [PIPELINE_CHUNKS * C - 1, PIPELINE_CHUNKS * C, 3 * BATCH_CHUNKS * C]
+)
+def test_writer_with_a_pool(tmp_path: Path, keypair: X25519Identity, piece: int) -> None:
+    """Big writes are sealed on the caller's pool and written on it; age reads the result."""
+    data = os.urandom(3 * piece + 777)
+    path = tmp_path / "pooled.age"
+    with ThreadPoolExecutor(3) as pool, path.open("wb") as handle:
+        writer = Writer(handle, [keypair.recipient], pool=pool)
+        for start in range(0, len(data), piece):
+            writer.write(memoryview(data)[start : start + piece])
+        writer.write(b"")  # an empty write changes nothing
+        writer.close()
+        writer.close()  # idempotent
+    assert path.stat().st_size == len(encrypt_bytes(data, [keypair.recipient]))
+    assert age_decrypt(path, identity_file(tmp_path, keypair)) == data
+
+
+def test_the_crypto_core_loads_no_server_module() -> None:
+    """The caller passes the pool in: encrypting loads nothing of app.server."""
+    probe = (
+        "import io, json, sys; from app.crypto import X25519Identity, encrypt; "
+        "encrypt(io.BytesIO(bytes(5 << 20)), io.BytesIO(), [X25519Identity.generate().recipient]); "
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith('app.'))))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", probe], cwd=REPO, capture_output=True, timeout=60, check=True
+    )
+    assert [m for m in json.loads(proc.stdout) if m.startswith("app.server")] == []
+
+
 def test_writer_refuses_writes_after_close(keypair: X25519Identity) -> None:
-    writer = EncryptingWriter(io.BytesIO(), [keypair.recipient])
+    writer = Writer(io.BytesIO(), [keypair.recipient])
     writer.close()
     with pytest.raises(ValueError, match="closed"):
         writer.write(b"late")

@@ -1,11 +1,15 @@
-"""DeferredHeadWriter (head sealed last, into chunk 0) and the size arithmetic of age files."""
+"""DeferredHeadWriter (the Writer with its head sealed last, into chunk 0) and the size
+arithmetic of age files."""
 
 from __future__ import annotations
 
 import io
 import os
 import random
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import ParamSpec, TypeVar
 
 import pytest
 
@@ -17,10 +21,13 @@ from app.crypto.envelope import (
     largest_plain_size,
 )
 from app.crypto.stream import CHUNK_SIZE, ENC_CHUNK_SIZE, TAG_SIZE
-from tests.helpers import in_forked_child
+from app.server.pools import seal_pool
+from tests.helpers import decrypt_bytes, in_forked_child
 from tests.store_helpers import age_decrypt, decrypt_path, identity_file
 
 C = CHUNK_SIZE
+P = ParamSpec("P")
+T = TypeVar("T")
 HEADS = [1, 1536, C]
 # Body sizes relative to where chunk 0 (head + first body bytes) ends.
 BODIES = {
@@ -137,11 +144,11 @@ def test_largest_plain_size_is_the_largest(header: int, past_full_chunks: int) -
 def test_big_pieces_go_through_the_pipeline(
     tmp_path: Path, keypair: X25519Identity, piece: int
 ) -> None:
-    """Pieces of PIPELINE_CHUNKS chunks or more are sealed and written on the shared pool."""
+    """Pieces of PIPELINE_CHUNKS chunks or more are sealed and written on the caller's pool."""
     body = os.urandom(4 * piece + 12345)
     path = tmp_path / "item.age"
     with path.open("w+b") as handle:
-        writer = DeferredHeadWriter(handle, [keypair.recipient], 512)
+        writer = DeferredHeadWriter(handle, [keypair.recipient], 512, pool=seal_pool())
         for start in range(0, len(body), piece):
             writer.write(body[start : start + piece])
         writer.finish(bytes(512), [bytes(1000)])
@@ -162,7 +169,7 @@ class _FailingFile(io.BytesIO):
 
 
 def test_a_failed_write_on_the_pool_is_raised(keypair: X25519Identity) -> None:
-    writer = DeferredHeadWriter(_FailingFile(5 << 20), [keypair.recipient], 512)
+    writer = DeferredHeadWriter(_FailingFile(5 << 20), [keypair.recipient], 512, pool=seal_pool())
 
     def fill() -> None:
         for _ in range(8):
@@ -174,12 +181,40 @@ def test_a_failed_write_on_the_pool_is_raised(keypair: X25519Identity) -> None:
     writer.wait()  # raised once, then nothing is pending
 
 
+class _Retaining(ThreadPoolExecutor):
+    """A pool that keeps every task it was given, as a ThreadPoolExecutor thread may for a
+    moment: it drops a task only after setting its result, so the caller may already be on."""
+
+    def __init__(self) -> None:
+        super().__init__(2)
+        self.kept: list[object] = []
+
+    def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
+        self.kept.append(fn)
+        return super().submit(fn, *args, **kwargs)
+
+
+def test_no_buffer_a_pool_task_may_still_hold_is_resized(keypair: X25519Identity) -> None:
+    """Seen under load (load average 20) with the writer before the one Writer: a pool thread
+    still held its finished sealing task, and so a view of the writer's pending bytes, when the
+    writer resized them: BufferError, and the upload failed."""
+    body = os.urandom(4 * (PIPELINE_CHUNKS * C + 100))
+    out = io.BytesIO()
+    with _Retaining() as pool:
+        writer = DeferredHeadWriter(out, [keypair.recipient], 512, pool=pool)
+        for start in range(0, len(body), PIPELINE_CHUNKS * C + 100):
+            writer.write(body[start : start + PIPELINE_CHUNKS * C + 100])
+        writer.finish(bytes(512))
+    assert pool.kept  # the pool did seal and write
+    assert decrypt_bytes(out.getvalue(), [keypair]) == bytes(512) + body
+
+
 def test_a_forked_child_gets_a_pool_of_its_own(keypair: X25519Identity) -> None:
     """Gunicorn forks its workers: a batch queued for the parent's pool threads, which do not
     exist in the child, would never be sealed."""
 
     def big_item() -> None:
-        writer = DeferredHeadWriter(io.BytesIO(), [keypair.recipient], 512)
+        writer = DeferredHeadWriter(io.BytesIO(), [keypair.recipient], 512, pool=seal_pool())
         for _ in range(4):
             writer.write(bytes(PIPELINE_CHUNKS * C))
         writer.finish(bytes(512))

@@ -12,13 +12,13 @@ REPO = Path(__file__).resolve().parent.parent
 # that is stopping) uses the pool while the interpreter exits.
 LATE_WORK = """
 import threading, time
-from app.crypto.envelope import shared_pool
+from app.server.pools import seal_pool
 from app.crypto.stream import Sealer, CHUNK_SIZE
-shared_pool().submit(int).result()
+seal_pool().submit(int).result()
 
 def late():
     time.sleep(0.5)
-    sealer = Sealer(bytes(32), shared_pool())
+    sealer = Sealer(bytes(32), seal_pool())
     data = memoryview(bytes(16 * CHUNK_SIZE))
     out = memoryview(bytearray(16 * (CHUNK_SIZE + 16)))
     print(len(sealer.seal_batch(data, out, last=True)))

@@ -153,7 +153,7 @@ def test_start_up_spares_live_temporary_files(tmp_path: Path, keypair: X25519Ide
         os.waitpid(pid, 0)
     assert len(temp_files(store)) == 3
     Store(migrated(store.root), [keypair.recipient])
-    assert sorted(temp_files(store)) == sorted([writing._path.name, finished.path.name])
+    assert sorted(temp_files(store)) == sorted([writing.path.name, finished.path.name])
     (item,) = store.commit(secrets.token_hex(32), "age1unused", [finished])
     assert store.reply_text(item, keypair) == "finished, not committed"
     writing.abort()

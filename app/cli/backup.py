@@ -89,7 +89,7 @@ def cmd_reencrypt(args: argparse.Namespace) -> None:
     def write(dst: BinaryIO) -> None:
         # A damaged backup raises before the writer is closed: write_output then discards the
         # truncated output rather than leave a file that looks whole.
-        with crypto.EncryptingWriter(dst, recipients) as sealed:
+        with crypto.Writer(dst, recipients) as sealed:
             crypto.decrypt(src, sealed, identities, bar)
 
     with opened_input(args.input) as (src, size):

@@ -22,13 +22,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
-import io
 import os
 import tarfile
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, BinaryIO
 
 from app import crypto
 from app.bundle import BundleItem, BundleSource, Manifest, ReadItem, read_bundle
@@ -38,14 +36,12 @@ from app.cli.index import Entry, FolderIndex, item_name
 from app.cli.metadata import check_files
 from app.cli.summary import Summary, check_identities, plural, reason
 from app.cli.terminal import Bar, Progress, say
-from app.container import DAMAGED_TAR, is_plain_file, safe_name
+from app.container import safe_name
 from app.crypto import Identity
-from app.crypto.stream import CHUNK_SIZE, Readable
+from app.crypto.stream import Readable
 from app.errors import BundleError, TipboxError, UsageError
 from app.files import atomic_write, contained, free_path, remove_leftovers
-
-if TYPE_CHECKING:
-    from _typeshed import WriteableBuffer
+from app.item import reading as read_member
 
 _OTHER_OUT = "choose another --out folder"
 
@@ -64,41 +60,6 @@ def _folder(parent: Path, name: str) -> Path:
 # --- one item --------------------------------------------------------------------------------
 
 
-class Plaintext(io.RawIOBase):
-    """An age file's authenticated plaintext as a readable, for tarfile's stream mode."""
-
-    def __init__(self, chunks: Iterator[memoryview], tick: Callable[[int], None]) -> None:
-        self._chunks, self._tick = chunks, tick
-        self._pending = memoryview(b"")
-        self.size = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def _next(self) -> bool:
-        chunk = next(self._chunks, None)
-        if chunk is None:
-            return False
-        self._pending = chunk  # valid until the next chunk is asked for
-        self.size += len(chunk)
-        self._tick(self.size)
-        return True
-
-    def readinto(self, buffer: WriteableBuffer, /) -> int:
-        if not self._pending and not self._next():
-            return 0
-        with memoryview(buffer) as view:
-            n = min(len(view), len(self._pending))
-            view[:n] = self._pending[:n]
-        self._pending = self._pending[n:]
-        return n
-
-    def drain(self) -> None:
-        """Authenticate the rest of the payload (the container's padding)."""
-        while self._next():
-            pass
-
-
 def extract(
     src: Readable,
     identities: Sequence[Identity],
@@ -110,38 +71,12 @@ def extract(
 
     The file is committed only after the whole payload, padding included, has authenticated.
     """
-    return write_member(Plaintext(crypto.open_payload(src, identities, pool), tick), place)
-
-
-def write_member(plain: Plaintext, place: Callable[[str], Path]) -> tuple[Path, int]:
-    """Write the one member of a container to ``place(member name)``; return (path, size)."""
-    try:
-        with tarfile.open(fileobj=io.BufferedReader(plain, CHUNK_SIZE), mode="r|") as archive:
-            member = archive.next()
-            data = archive.extractfile(member) if member and is_plain_file(member) else None
-            if member is None or data is None:
-                raise BundleError("the item does not hold a regular file")
-            path = place(member.name)
-            with atomic_write(path, 0o600, durable=False) as out:
-                copy_member(data, out, plain)
-                plain.drain()
-    except DAMAGED_TAR:
-        raise BundleError("the item's container is damaged") from None
+    with read_member(crypto.open_payload(src, identities, pool), tick) as member:
+        path = place(member.name)
+        with atomic_write(path, 0o600, durable=False) as out:
+            member.copy(out)
+            member.authenticate()
     return path, member.size
-
-
-def copy_member(data: IO[bytes], out: BinaryIO, plain: Plaintext) -> None:
-    """Copy a member's bytes, never more than the payload has given so far.
-
-    Sparse members are refused before this; the bound holds whatever else a tar reader might
-    expand, so an item of a few kilobytes can never fill the disk.
-    """
-    written = 0
-    while block := data.read(CHUNK_SIZE):
-        written += len(block)
-        if written > plain.size:
-            raise BundleError("the item's file holds more than its payload: refused")
-        out.write(block)
 
 
 # --- a whole bundle --------------------------------------------------------------------------

@@ -34,7 +34,7 @@ ASCII armor and the post-quantum hybrid recipient are not implemented; Tipbox ne
 """
 
 from app.crypto.derive import KdfCost, SourceKeys, derive_source_keys
-from app.crypto.envelope import EncryptingWriter, decrypt, encrypt, open_payload
+from app.crypto.envelope import Writer, decrypt, encrypt, open_payload
 from app.crypto.keyfile import (
     encrypt_identity,
     is_age_file,
@@ -51,13 +51,13 @@ from app.crypto.recipients import (
 )
 
 __all__ = [
-    "EncryptingWriter",
     "Identity",
     "KdfCost",
     "Recipient",
     "ScryptIdentity",
     "ScryptRecipient",
     "SourceKeys",
+    "Writer",
     "X25519Identity",
     "X25519Recipient",
     "decrypt",

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import Protocol
 
 from app.crypto.header import Stanza, encode_header, hkdf, parse_header
@@ -21,6 +22,7 @@ from app.crypto.stream import (
     CHUNK_SIZE,
     ENC_CHUNK_SIZE,
     NONCE_SIZE,
+    Buffer,
     Opener,
     Readable,
     Sealer,
@@ -30,9 +32,9 @@ from app.crypto.stream import (
     write_all,
 )
 from app.errors import CryptoError, HeaderError, NoIdentityMatchError
-from app.server.pools import ProcessPool
 
 PAYLOAD_LABEL = b"payload"
+PIPELINE_CHUNKS = 8  # a Writer seals and writes a write of at least 512 KiB with its pool
 Progress = Callable[[int], None]
 
 
@@ -44,45 +46,112 @@ def _stanzas(file_key: bytes, recipients: Sequence[Recipient]) -> list[Stanza]:
     return [r.wrap(file_key) for r in recipients]
 
 
-class EncryptingWriter:
-    """A writable that encrypts everything written to it into ``dst`` as one age file.
+class Writer:
+    """age's streaming encryptor: a writable that encrypts what it is given into ``dst``.
 
-    Plaintext is held in memory one chunk at a time (64 KiB) and never reaches ``dst`` in the
-    clear; :meth:`close` seals the last chunk. Closing is required: a file that was not closed
-    is truncated and will fail to decrypt, which is the safe failure.
+    The one way Tipbox encrypts (:func:`encrypt` loops over it, :class:`DeferredHeadWriter`
+    builds on it). It writes the header (the prologue: header and payload nonce) at once, then
+    seals every chunk known not to be the last; :meth:`close` seals the last one. Plaintext is
+    held in memory one chunk at most and never reaches ``dst`` in the clear. A writer that is
+    not closed leaves a truncated file, which fails to decrypt: the safe failure.
+
+    With a ``pool`` (the caller's: the crypto core owns no threads), a write of at least
+    :data:`PIPELINE_CHUNKS` chunks is sealed on two threads (this one and the pool's) and
+    written on a pool thread while the caller prepares the next: on a two-core machine one
+    thread was the bottleneck. Smaller writes (a slow upload over Tor) stay on the caller's
+    thread. Chunks are sealed straight from the caller's buffer; only a partial chunk is copied.
     """
 
-    def __init__(self, dst: Writable, recipients: Sequence[Recipient]) -> None:
+    def __init__(
+        self,
+        dst: Writable,
+        recipients: Sequence[Recipient],
+        *,
+        extra_stanzas: Sequence[Stanza] = (),
+        pool: Executor | None = None,
+        first_chunk: int = 0,
+    ) -> None:
         file_key = os.urandom(FILE_KEY_SIZE)
         nonce = os.urandom(NONCE_SIZE)
-        dst.write(encode_header(file_key, _stanzas(file_key, recipients)) + nonce)
-        self._dst = dst
-        self._sealer = Sealer(hkdf(file_key, nonce, PAYLOAD_LABEL))
-        self._buf = bytearray()
+        stanzas = [*_stanzas(file_key, recipients), *extra_stanzas]
+        header = encode_header(file_key, stanzas) + nonce
+        dst.write(header)
+        self.header_size = len(header)
+        self._dst, self._pool = dst, pool
+        self._key = hkdf(file_key, nonce, PAYLOAD_LABEL)
+        self._sealer = Sealer(self._key, first_counter=first_chunk)
+        self._rest = bytearray()  # the newest chunk, full or not, held back: it may be the last
+        # Sealed batches on their way to dst, two buffers taking turns: one may be written (on
+        # the pool) while the next batch is sealed into the other.
+        self._outs = [memoryview(b""), memoryview(b"")]
+        self._turn = 0
+        self._writing: Future[None] | None = None
         self.closed = False
-        self.size = 0
+        self.size = 0  # plaintext bytes written
 
-    def write(self, data: bytes | bytearray | memoryview) -> int:
-        """Take ``data``; emit every chunk that is known not to be the last."""
+    def write(self, data: Buffer) -> int:
+        """Take ``data``; seal and write every chunk that is known not to be the last."""
         if self.closed:
-            raise ValueError("write to a closed EncryptingWriter")
-        self._buf += data
-        self.size += len(data)
-        # Keep at least one byte back: only close() knows which chunk is last.
-        while len(self._buf) > CHUNK_SIZE:
-            with memoryview(self._buf) as view:
-                self._dst.write(self._sealer.seal(view[:CHUNK_SIZE], last=False))
-            del self._buf[:CHUNK_SIZE]
-        return len(data)
+            raise ValueError("write to a closed writer")
+        with memoryview(data) as view:
+            self.size += len(view)
+            self._push(view)
+            return len(view)
+
+    def _push(self, data: memoryview) -> None:
+        if self._rest:  # top up the held-back chunk first
+            take = CHUNK_SIZE - len(self._rest)
+            self._rest += data[:take]
+            data = data[take:]
+        if not data:
+            return
+        held = len(self._rest) // CHUNK_SIZE  # a full chunk that more data now follows, or none
+        full = (len(data) - 1) // CHUNK_SIZE  # keep at least one byte back: it may be the last
+        if not held + full:
+            self._rest = bytearray(data)
+            return
+        pool = self._pool if held + full >= PIPELINE_CHUNKS else None
+        self._sealer.pool = pool
+        out, n = self._out(held + full), 0
+        if held:
+            with memoryview(self._rest) as chunk:
+                n = len(self._sealer.seal_batch(chunk, out, False))
+        if full:
+            n += len(self._sealer.seal_batch(data[: full * CHUNK_SIZE], out[n:], False))
+        self._rest = bytearray(data[full * CHUNK_SIZE :])
+        self._send(out[:n], pool)
+
+    def _out(self, chunks: int) -> memoryview:
+        if len(self._outs[self._turn]) < chunks * ENC_CHUNK_SIZE:
+            self._outs[self._turn] = aligned(chunks * ENC_CHUNK_SIZE)
+        return self._outs[self._turn]
+
+    def _send(self, sealed: memoryview, pool: Executor | None) -> None:
+        self.wait()  # the previous batch is written before this one (and its buffer is free)
+        if pool is None:
+            write_all(self._dst, sealed)
+        elif sealed:
+            self._writing = pool.submit(write_all, self._dst, sealed)
+            self._turn ^= 1
+
+    def wait(self) -> None:
+        """Wait until every sealed byte was handed to ``dst`` (raising what a write raised).
+
+        Call it before touching ``dst`` in any other way, closing it included.
+        """
+        if self._writing is not None:
+            writing, self._writing = self._writing, None
+            writing.result()
 
     def close(self) -> None:
-        """Seal the last chunk (which may be empty only if nothing was written)."""
+        """Seal the last chunk (which may be empty only if nothing was written); idempotent."""
         if not self.closed:
-            self._dst.write(self._sealer.seal(bytes(self._buf), last=True))
-            self._buf = bytearray()
+            self.wait()
             self.closed = True
+            self._dst.write(self._sealer.seal(self._rest, last=True))
+            self._rest = bytearray()
 
-    def __enter__(self) -> EncryptingWriter:
+    def __enter__(self) -> Writer:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -97,73 +166,29 @@ def encrypt(
     progress: Progress | None = None,
     extra_stanzas: Sequence[Stanza] = (),
 ) -> int:
-    """Encrypt all of ``src`` into ``dst``; return the plaintext size.
+    """Encrypt all of ``src`` into ``dst`` with a :class:`Writer`; return the plaintext size.
 
     ``extra_stanzas`` are added to the header after the recipients' (covered by the header MAC;
     age ignores stanza types it does not know, as with the spec's "grease" stanzas).
-    Large inputs go through a pipeline: while one batch is written, the next is read and sealed
-    on two threads (reads, writes and the AEAD all release the GIL).
+    Large inputs go through a pipeline: while one batch is sealed (on two threads), the next is
+    read and the previous one written (reads, writes and the AEAD all release the GIL).
     """
-    file_key = os.urandom(FILE_KEY_SIZE)
-    nonce = os.urandom(NONCE_SIZE)
-    stanzas = [*_stanzas(file_key, recipients), *extra_stanzas]
-    dst.write(encode_header(file_key, stanzas) + nonce)
-    key = hkdf(file_key, nonce, PAYLOAD_LABEL)
     size = BATCH_CHUNKS * CHUNK_SIZE
-    ins = [aligned(size) for _ in range(3)]
-    outs = [aligned(BATCH_CHUNKS * ENC_CHUNK_SIZE) for _ in range(2)]
-    n = total = read_full(src, ins[0])
-    if n < size:  # small input: no threads
-        write_all(dst, Sealer(key).seal_batch(ins[0][:n], outs[0], last=True))
-        if progress:
-            progress(total)
-        return total
-    with (
-        ThreadPoolExecutor(2) as pool,
-        ThreadPoolExecutor(1) as reader,
-        ThreadPoolExecutor(1) as writer,
-    ):
-        # Batch k is sealed while k+1 is known, k+2 is being read and k-1 is being written.
-        sealer = Sealer(key, pool)
-        ahead: Future[int] = reader.submit(read_full, src, ins[1])
-        pending: Future[object] | None = None
-        for batch in itertools.count():
-            m = ahead.result()
-            ahead = reader.submit(read_full, src, ins[(batch + 2) % 3]) if m == size else _done(0)
-            sealed = sealer.seal_batch(ins[batch % 3][:n], outs[batch % 2], last=m == 0)
-            if pending:
-                pending.result()
-            pending = writer.submit(write_all, dst, sealed)
+    ins = [aligned(size), aligned(size)]
+    n = read_full(src, ins[0])
+    with contextlib.ExitStack() as stack:
+        pool = stack.enter_context(ThreadPoolExecutor(3)) if n == size else None  # small: none
+        writer = Writer(dst, recipients, extra_stanzas=extra_stanzas, pool=pool)
+        for batch in itertools.count(1):
+            ahead = pool.submit(read_full, src, ins[batch % 2]) if pool and n == size else None
+            writer.write(ins[(batch - 1) % 2][:n])
             if progress:
-                progress(total)
-            if m == 0:
+                progress(writer.size)
+            if ahead is None:
                 break
-            total, n = total + m, m
-        if pending:
-            pending.result()
-    return total
-
-
-PIPELINE_CHUNKS = 8  # DeferredHeadWriter seals pieces of at least 512 KiB on the shared pool
-_POOL = ProcessPool(3, "tipbox-seal")
-
-
-def shared_pool() -> ThreadPoolExecutor:
-    """The process's pool for long-lived writers: three threads, for the half of a batch that
-    the request thread does not seal itself, the write of the previous batch, and a spare.
-
-    Created on first use, and anew in a forked child (:mod:`app.server.pools`), so a forking server
-    makes it in each worker. Shared by every item written at once: under load they take turns,
-    and no request ever waits on a task that waits on another task, so the pool cannot
-    deadlock.
-    """
-    return _POOL.get()
-
-
-def _done(value: int) -> Future[int]:
-    future: Future[int] = Future()
-    future.set_result(value)
-    return future
+            n = ahead.result()
+        writer.close()
+    return writer.size
 
 
 class _Source:
@@ -265,87 +290,52 @@ def largest_plain_size(header_size: int, ciphertext_limit: int) -> int:
     return full * CHUNK_SIZE + max(rest - (ENC_CHUNK_SIZE - CHUNK_SIZE), 0)
 
 
-class DeferredHeadWriter:
-    """Encrypts ``head + body + tail`` into a seekable file, where ``head`` comes last.
+class DeferredHeadWriter(Writer):
+    """A :class:`Writer` of ``head + body + tail`` into a seekable file, where ``head`` comes last.
 
     The head has a length fixed up front but content known only at the end (a tar header
     needs the size of what follows). The head and the first body bytes that share chunk 0
-    with it stay in memory (at most 64 KiB) until :meth:`finish`; every later chunk is sealed
-    and written as the body streams in; then chunk 0 is sealed and written into the hole left
-    for it. Nothing but ciphertext ever reaches ``dst``.
+    with it stay in memory (at most 64 KiB) until :meth:`finish`; the writer seals chunks 1
+    onwards as the body streams in, after a hole left for chunk 0; :meth:`finish` seals
+    chunk 0 into that hole. Nothing but ciphertext ever reaches ``dst``.
     """
 
-    def __init__(self, dst: Seekable, recipients: Sequence[Recipient], head_size: int) -> None:
+    def __init__(
+        self,
+        dst: Seekable,
+        recipients: Sequence[Recipient],
+        head_size: int,
+        *,
+        extra_stanzas: Sequence[Stanza] = (),
+        pool: Executor | None = None,
+    ) -> None:
         if not 0 < head_size <= CHUNK_SIZE:
             raise ValueError("the head must fit in the first chunk")
-        file_key = os.urandom(FILE_KEY_SIZE)
-        nonce = os.urandom(NONCE_SIZE)
-        header = encode_header(file_key, _stanzas(file_key, recipients)) + nonce
-        dst.write(header)
-        self.header_size = len(header)
-        self._dst = dst
-        self._key = hkdf(file_key, nonce, PAYLOAD_LABEL)
+        super().__init__(dst, recipients, extra_stanzas=extra_stanzas, pool=pool, first_chunk=1)
+        self._seekable = dst
         self._head_size = head_size
         self._first = bytearray()  # body bytes that belong to chunk 0, held until finish()
-        self._rest = bytearray()  # pending bytes of later chunks
-        # Sealed chunks on their way to dst, two buffers taking turns: one may be written (on
-        # the shared pool) while the next batch is sealed into the other.
-        self._outs = [bytearray(), bytearray()]
-        self._turn = 0
-        self._writing: Future[None] | None = None
-        self._sealer: Sealer | None = None
+        self._hole = False  # whether chunk 0 is full, and later chunks go after a hole for it
         self.body_size = 0
 
-    def write(self, data: bytes | bytearray | memoryview) -> int:
+    def write(self, data: Buffer) -> int:
         """Take body bytes."""
-        self.body_size += len(data)
-        self._feed(memoryview(data))
-        return len(data)
+        with memoryview(data) as view:
+            self._feed(view)
+            self.body_size += len(view)
+            return len(view)
 
     def _feed(self, data: memoryview) -> None:
-        room = CHUNK_SIZE - self._head_size - len(self._first)
-        if room > 0:
-            self._first += data[:room]
-            data = data[room:]
-        if not data:
+        room = max(CHUNK_SIZE - self._head_size - len(self._first), 0)
+        self._first += data[:room]
+        if len(data) <= room:
             return
-        if self._sealer is None:  # chunk 0 is full: leave a hole for it and go on from chunk 1
-            self._sealer = Sealer(self._key, first_counter=1)
-            self._dst.seek(self.header_size + ENC_CHUNK_SIZE)
-        self._rest += data
-        # Seal every full chunk at once, but keep the last one back until finish(): only then
-        # is it known to be the last.
-        full = (len(self._rest) - 1) // CHUNK_SIZE
-        if not full:
-            return
-        # Big pieces (a fast upload) are sealed on two threads and written on a third while the
-        # next piece is received and parsed: the request thread alone was the bottleneck.
-        # Small ones (a slow upload over Tor) stay on the request thread.
-        pool = shared_pool() if full >= PIPELINE_CHUNKS else None
-        self._sealer.pool = pool
-        if len(self._outs[self._turn]) < full * ENC_CHUNK_SIZE:
-            self._outs[self._turn] = bytearray(full * ENC_CHUNK_SIZE)
-        with memoryview(self._rest) as view:
-            out = memoryview(self._outs[self._turn])
-            sealed = self._sealer.seal_batch(view[: full * CHUNK_SIZE], out, False)
-        del self._rest[: full * CHUNK_SIZE]
-        self.wait()  # the previous batch is written before this one (and its buffer is free)
-        if pool is None:
-            write_all(self._dst, sealed)
-        else:
-            self._writing = pool.submit(write_all, self._dst, sealed)
-            self._turn ^= 1
+        if not self._hole:  # chunk 0 is full: leave a hole for it
+            self._hole = True
+            self._seekable.seek(self.header_size + ENC_CHUNK_SIZE)
+        super().write(data[room:])
 
-    def wait(self) -> None:
-        """Wait until every sealed byte was handed to ``dst`` (raising what a write raised).
-
-        Call it before touching ``dst`` in any other way, closing it included.
-        """
-        if self._writing is not None:
-            writing, self._writing = self._writing, None
-            writing.result()
-
-    def finish(self, head: bytes, tail: Iterable[bytes | memoryview] = ()) -> int:
+    def finish(self, head: bytes, tail: Iterable[Buffer] = ()) -> int:
         """Append ``tail``, seal everything with ``head`` in front; return the file's size."""
         if len(head) != self._head_size:
             raise ValueError("the head does not have the announced length")
@@ -353,12 +343,12 @@ class DeferredHeadWriter:
             self._feed(memoryview(piece))
         self.wait()
         first = Sealer(self._key)
-        if self._sealer is None:
-            self._dst.write(first.seal(head + self._first, last=True))
-            return self._dst.tell()
-        self._dst.write(self._sealer.seal(self._rest, last=True))
-        end = self._dst.tell()
-        self._dst.seek(self.header_size)
-        self._dst.write(first.seal(head + self._first, last=False))
-        self._dst.seek(end)
+        if not self._hole:
+            self._seekable.write(first.seal(head + self._first, last=True))
+            return self._seekable.tell()
+        self.close()
+        end = self._seekable.tell()
+        self._seekable.seek(self.header_size)
+        self._seekable.write(first.seal(head + self._first, last=False))
+        self._seekable.seek(end)
         return end

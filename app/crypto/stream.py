@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import mmap
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import Protocol
 
 from cryptography.exceptions import InvalidTag
@@ -98,7 +98,7 @@ def aligned(size: int) -> memoryview:
     return memoryview(mmap.mmap(-1, size))
 
 
-def _split(pool: ThreadPoolExecutor | None, work: Callable[[range], None], count: int) -> None:
+def _split(pool: Executor | None, work: Callable[[range], None], count: int) -> None:
     """Run ``work`` over ``range(count)``: the second half on ``pool``, the first half here.
 
     The calling thread does its share instead of waiting for two pool threads: one hand-off
@@ -122,9 +122,7 @@ class Sealer:
     so on this two-core class of machine sealing runs at twice the speed of one core.
     """
 
-    def __init__(
-        self, key: bytes, pool: ThreadPoolExecutor | None = None, first_counter: int = 0
-    ) -> None:
+    def __init__(self, key: bytes, pool: Executor | None = None, first_counter: int = 0) -> None:
         self._aead = ChaCha20Poly1305(key)
         self.pool = pool  # may change between batches
         self._counter = first_counter

@@ -2,7 +2,7 @@
 
 An uploaded reply is already encrypted (on the air-gapped machine), so it is not encrypted
 again: its bytes stream straight into a temporary file among the store's items
-(:class:`ReplySink`, made by :func:`~.incoming.create_temp` as the store's own), are checked
+(:class:`ReplySink`, a :class:`~app.server.incoming.TempFile` as the store's own items), are checked
 with :func:`app.reply.check_reply` against the source's reply key and every newsroom key, must
 be padded to a power-of-two size as ``tipbox reply`` pads them, and only then become an item
 (:meth:`app.server.store.Store.commit`). Anything refused is deleted at once. No Flask here.
@@ -11,12 +11,12 @@ be padded to a power-of-two size as ``tipbox reply`` pads them, and only then be
 from __future__ import annotations
 
 import os
-from typing import IO, BinaryIO
+from typing import IO
 
 from app.errors import ReplyError
-from app.padding import bucket
-from app.reply import BUCKET_MIN, MAX_FILE_BYTES, check_reply
-from app.server.incoming import create_temp
+from app.item import is_padded
+from app.reply import MAX_FILE_BYTES, PADDING, check_reply
+from app.server.incoming import TempFile
 from app.server.store import Item, PendingItem, Source, Store
 
 READ_SIZE = 64 * 1024
@@ -26,9 +26,8 @@ class ReplySink:
     """A temporary file in the store's items folder that an uploaded reply streams into."""
 
     def __init__(self, store: Store) -> None:
-        self.path, fd, self._claim = create_temp(store.items)
-        self.file: BinaryIO = os.fdopen(fd, "w+b")
-        self.committed = False
+        self._temp = TempFile(store.items)
+        self.path, self.file = self._temp.path, self._temp.file
 
     def fill(self, src: IO[bytes], limit: int = MAX_FILE_BYTES) -> None:
         """Copy a request body in; refuse it past ``limit`` bytes."""
@@ -39,12 +38,13 @@ class ReplySink:
                 raise ReplyError(f"the reply is larger than {limit} bytes")
             self.file.write(block)
 
+    def close(self) -> None:
+        """Close the file, written, for :meth:`Store.commit` to make it an item."""
+        self._temp.close()
+
     def abort(self) -> None:
         """Delete the file unless it became an item; safe to call twice."""
-        if not self.committed:
-            self.path.unlink(missing_ok=True)
-        self._claim.release()
-        self.file.close()
+        self._temp.discard()
 
 
 def expected_recipients(store: Store, source: Source) -> list[str]:
@@ -63,14 +63,11 @@ def store_reply(store: Store, source: Source, sink: ReplySink) -> Item:
         sink.file.seek(0)
         keys = expected_recipients(store, source)
         check_reply(sink.file, keys)
-        if size != bucket(size, BUCKET_MIN):
+        if not is_padded(size, PADDING):
             raise ReplyError("the reply is not padded as 'tipbox reply' pads it")
         os.fsync(sink.file.fileno())
-        sink.file.close()
-        os.utime(sink.path, (0, 0))
+        sink.close()
         pending = PendingItem(sink.path, "reply", 0, size, tuple(keys))
-        item = store.commit(source.id, source.reply_recipient, [pending])[0]
-        sink.committed = True
-        return item
+        return store.commit(source.id, source.reply_recipient, [pending])[0]
     finally:
         sink.abort()

@@ -5,13 +5,15 @@ only by :meth:`app.server.store.Store.commit`. Whoever writes one holds a :class
 ``flock`` the kernel drops when the process dies, however it dies: so a worker that starts can
 tell a crash's leftover (unclaimed: deleted) from a live upload in another worker (claimed:
 kept), whatever their ages, and a worker that is about to be killed at the end of its grace
-period deletes its own (:func:`abandon_after`). No Flask and no SQLite here.
+period deletes its own (:func:`abandon_after`). Every such file is a :class:`TempFile`. No Flask
+and no SQLite here.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import io
 import logging
 import os
 import secrets
@@ -77,7 +79,7 @@ def abandon_after(seconds: float) -> None:
         timer.start()
 
 
-def create_temp(items: Path) -> tuple[Path, int, Claim]:
+def _create(items: Path) -> tuple[Path, int, Claim]:
     """A new temporary file in ``items``: its path, a read-write descriptor, and its claim.
 
     A starting worker may find the file between ``open`` and ``flock`` and take it for a
@@ -99,6 +101,29 @@ def create_temp(items: Path) -> tuple[Path, int, Claim]:
     raise StoreError("could not create a temporary file")
 
 
+class TempFile:
+    """A new temporary file in ``items``, open read-write and claimed: the one way an item's
+    file is made, whether the server encrypts it (a store item) or receives it encrypted (a
+    journalist's reply)."""
+
+    def __init__(self, items: Path) -> None:
+        self.path, fd, self.claim = _create(items)
+        self.file: io.BufferedRandom = os.fdopen(fd, "w+b")
+
+    def close(self) -> None:
+        """Close the file, its data written, with its mtime at the epoch (no time on disk)."""
+        self.file.close()
+        os.utime(self.path, (0, 0))
+
+    def discard(self) -> None:
+        """Delete the file (unless it became an item) and drop the claim; safe to call twice."""
+        # The name goes first: closing flushes Python's buffer, which fails on a full disk.
+        self.path.unlink(missing_ok=True)  # after a commit the file has moved: nothing to do
+        self.claim.release()
+        with contextlib.suppress(OSError):  # the data is discarded anyway
+            self.file.close()
+
+
 def remove_unclaimed(items: Path) -> int:
     """Delete the temporary files in ``items`` that no live process holds a claim on (left by
     a worker that died, however it died); how many."""
@@ -110,7 +135,7 @@ def remove_unclaimed(items: Path) -> int:
             continue
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            path.unlink()  # while locked: see create_temp()
+            path.unlink()  # while locked: see _create()
             count += 1
         except (BlockingIOError, FileNotFoundError):  # a live upload, or just finished
             pass

@@ -4,7 +4,7 @@ Gunicorn forks its workers from a master that may have imported (and, in tests, 
 code that owns a pool. A forked child has none of its parent's threads, and an inherited
 ``ThreadPoolExecutor`` believes it still has them: work queued on it would wait for ever. So a
 :class:`ProcessPool` forgets its executor in the child, which then makes its own when it first
-needs one. Standard library only: the crypto core and the air-gapped command import this.
+needs one. Standard library only. The crypto core owns no pool: its callers here pass one in.
 
 A pool never refuses work: once it no longer takes any (the interpreter is exiting, as a
 Gunicorn worker does while its last uploads finish), the caller's thread does the work itself.
@@ -61,3 +61,17 @@ class ProcessPool:
     def _forget(self) -> None:
         # The parent's lock may have been held by one of its threads at the fork: a new one.
         self._executor, self._lock = None, threading.Lock()
+
+
+_SEAL = ProcessPool(3, "tipbox-seal")
+
+
+def seal_pool() -> ThreadPoolExecutor:
+    """The process's pool for item writers (:class:`app.crypto.envelope.Writer` takes it from
+    its caller): three threads, for the half of a batch that the request thread does not seal
+    itself, the write of the previous batch, and a spare.
+
+    Shared by every item written at once: under load they take turns, and no request ever
+    waits on a task that waits on another task, so the pool cannot deadlock.
+    """
+    return _SEAL.get()
