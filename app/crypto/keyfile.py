@@ -1,9 +1,10 @@
 """Key files as age writes them: identity files, recipient files, passphrase-protected identities.
 
-An identity file holds ``AGE-SECRET-KEY-1…`` lines; a recipient file holds ``age1…`` lines; both
-allow ``#`` comments and blank lines. A passphrase-protected identity is the identity file's text
-encrypted to a single scrypt stanza (``age -p``), which ``age -d -i`` opens after asking for the
-passphrase. Everything here works on bytes and strings; reading files is the caller's job.
+An identity file holds ``AGE-SECRET-KEY-1…`` (X25519) or ``AGE-SECRET-KEY-PQ-1…`` (hybrid) lines;
+a recipient file holds ``age1…`` or ``age1pq1…`` lines; both allow ``#`` comments and blank
+lines. A passphrase-protected identity is the identity file's text encrypted to a single scrypt
+stanza (``age -p``), which ``age -d -i`` opens after asking for the passphrase. Everything here
+works on bytes and strings; reading files is the caller's job.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Callable
 from app.crypto import bech32
 from app.crypto.envelope import decrypt, encrypt
 from app.crypto.header import VERSION_LINE
+from app.crypto.hybrid import HybridIdentity, HybridRecipient
 from app.crypto.recipients import (
     DEFAULT_WORK_FACTOR,
     IDENTITY_HRP,
@@ -25,6 +27,9 @@ from app.crypto.recipients import (
 )
 from app.errors import KeyFormatError, NoIdentityMatchError, PassphraseError
 
+KeyRecipient = X25519Recipient | HybridRecipient
+KeyIdentity = X25519Identity | HybridIdentity
+
 
 def _lines(text: str) -> list[tuple[int, str]]:
     return [
@@ -32,6 +37,25 @@ def _lines(text: str) -> list[tuple[int, str]]:
         for number, line in enumerate(text.splitlines(), start=1)
         if line.strip() and not line.lstrip().startswith("#")
     ]
+
+
+def parse_recipient(text: str) -> KeyRecipient:
+    """One ``age1pq1…`` (hybrid) or ``age1…`` (X25519) recipient."""
+    if text.strip().startswith("age1pq1"):
+        return HybridRecipient.parse(text)
+    return X25519Recipient.parse(text)
+
+
+def parse_identity(text: str) -> KeyIdentity:
+    """One ``AGE-SECRET-KEY-PQ-1…`` (hybrid) or ``AGE-SECRET-KEY-1…`` (X25519) identity."""
+    if text.strip().startswith("AGE-SECRET-KEY-PQ-1"):
+        return HybridIdentity.parse(text)
+    return X25519Identity.parse(text)
+
+
+def is_post_quantum(recipient: KeyRecipient) -> bool:
+    """Whether a file encrypted to ``recipient`` stays sealed against a quantum computer."""
+    return isinstance(recipient, HybridRecipient)
 
 
 def parse_recipients(text: str) -> list[X25519Recipient]:
@@ -60,7 +84,7 @@ def parse_identities(text: str) -> list[X25519Identity]:
     return out
 
 
-_SECRET_KEY = re.compile(IDENTITY_HRP + "1[" + bech32.CHARSET + "]{58}", re.IGNORECASE)
+_SECRET_KEY = re.compile(IDENTITY_HRP + "(?:pq-)?1[" + bech32.CHARSET + "]{58}", re.IGNORECASE)
 
 
 def contains_secret_key(data: bytes) -> bool:
@@ -69,7 +93,7 @@ def contains_secret_key(data: bytes) -> bool:
     text = data.decode("utf-8", errors="replace")
     for match in _SECRET_KEY.finditer(text):
         try:
-            X25519Identity.parse(match.group().upper())
+            parse_identity(match.group().upper())
         except KeyFormatError:
             continue
         return True
@@ -81,7 +105,7 @@ def is_age_file(data: bytes) -> bool:
     return data.startswith(VERSION_LINE + b"\n")
 
 
-def identity_file_text(identity: X25519Identity, created: str) -> str:
+def identity_file_text(identity: KeyIdentity, created: str) -> str:
     """The text of an identity file, in age-keygen's layout."""
     return f"# created: {created}\n# public key: {identity.recipient}\n{identity}\n"
 
