@@ -82,6 +82,20 @@ def _combine(ss_pq: bytes, ss_t: bytes, ct_t: bytes, ek_t: bytes) -> bytes:
     return hashlib.sha3_256(ss_pq + ss_t + ct_t + ek_t + XWING_LABEL).digest()
 
 
+_PROBE = X25519PrivateKey.from_private_bytes(bytes(range(1, 33)))
+
+
+def is_valid_public(public: bytes) -> bool:
+    """Whether ``public`` can be encrypted to: a well-formed ML-KEM encapsulation key (FIPS 203's
+    modulus check) and an X25519 point that is not of low order (it gives all zeros)."""
+    try:
+        MLKEM768PublicKey.from_public_bytes(public[:MLKEM_PUBLIC_SIZE])
+        _x25519(_PROBE, public[MLKEM_PUBLIC_SIZE:])
+    except (ValueError, LowOrderError):
+        return False
+    return len(public) == PUBLIC_SIZE
+
+
 def encapsulate(public: bytes) -> tuple[bytes, bytes]:
     """Return ``(shared secret, enc)`` for the 1216-byte hybrid public key ``public``."""
     ek_pq = MLKEM768PublicKey.from_public_bytes(public[:MLKEM_PUBLIC_SIZE])

@@ -56,12 +56,10 @@ class HybridRecipient:
     def __init__(self, public: bytes) -> None:
         if len(public) != hpke.PUBLIC_SIZE:
             raise KeyFormatError("a hybrid recipient is 1216 bytes")
-        try:
+        if not hpke.is_valid_public(public):
             # Fail at parse time, not on the first tip: a malformed ML-KEM key or a low-order
             # X25519 point can never be encrypted to.
-            hpke.encapsulate(public)
-        except (ValueError, hpke.LowOrderError):
-            raise KeyFormatError("not a valid age hybrid recipient: bad public key") from None
+            raise KeyFormatError("not a valid age hybrid recipient: bad public key")
         self.public = public
 
     @classmethod
