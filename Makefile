@@ -35,7 +35,7 @@ $(NODE_STAMP): tests/node/package.json tests/node/package-lock.json
 	@touch $@
 
 run: $(STAMP) catalogues ## Start the source portal (:8080) and the journalist app (:8081) locally (PORT=…; dev key, data/)
-	$(BIN)/python -m app.dev
+	$(BIN)/python -m app.server.dev
 
 lint: $(STAMP) ## ruff (lint and format check) and mypy --strict on app/
 	$(BIN)/ruff check app tests bench deploy

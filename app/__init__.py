@@ -1,60 +1,15 @@
 """Tipbox: an anonymous tip-submission portal for newsrooms.
 
-``create_app()`` builds the source portal (gunicorn runs ``app:create_app()``); it refuses to
-start, raising :class:`app.errors.ConfigError`, when anything it needs is missing or unsafe.
+Three programs live in three rooms over one shared core:
 
-The web stack is imported inside :func:`create_app`, never at package import: the air-gapped
-command (``app.cli``) lives in this package and must not load Flask, SQLite or the store.
+- :mod:`app.source`: the source portal (gunicorn runs ``app.source:create_app()``);
+- :mod:`app.journalist`: the journalist app (``app.journalist:create_app()``);
+- :mod:`app.cli`: the ``tipbox`` command, one module per command family.
+
+The shared core is what the air-gapped machine may load: :mod:`app.crypto` (the age format),
+:mod:`app.words`, and this package's own modules other than :mod:`app.db`. They import the
+standard library and ``cryptography`` only: no Flask, no SQLite, no stem. Everything that runs only
+on the server and is shared by both apps (the store, sessions, headers, the gunicorn worker,
+start-up checks) lives in :mod:`app.server`; the database is :mod:`app.db`; tor is
+:mod:`app.onion`. This package imports nothing, so ``import app`` loads no web stack.
 """
-
-from __future__ import annotations
-
-import os
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from flask import Flask
-
-    from app.config import Config
-
-# Room for the message field and the multipart framing on top of the files' own limit.
-FORM_ALLOWANCE = 2 * 1024 * 1024
-# All text fields of a request together (app/upload.py): the message, 100,000 characters of
-# UTF-8, takes at most 400,000 bytes; the token and the honeypot a few more.
-FORM_MEMORY = 1024 * 1024
-STATIC_MAX_AGE = 24 * 3600
-
-
-def create_app(config: Config | None = None) -> Flask:
-    """The source portal, configured from ``config`` or else from the environment."""
-    from flask import Flask
-    from flask_wtf.csrf import CSRFProtect
-    from werkzeug.exceptions import HTTPException
-
-    from app import headers, limits, session, source
-    from app.config import load_config
-    from app.source.pages import error_page
-
-    config = load_config(os.environ) if config is None else config
-    app = Flask(__name__)
-    app.config.update(
-        MAX_CONTENT_LENGTH=config.max_submission_bytes + FORM_ALLOWANCE,
-        MAX_FORM_MEMORY_SIZE=FORM_MEMORY,
-        SEND_FILE_MAX_AGE_DEFAULT=STATIC_MAX_AGE,
-        # A slow upload over Tor may take as long as the whole session.
-        WTF_CSRF_TIME_LIMIT=config.session_seconds,
-        # Referrer-Policy: no-referrer means no Referer to check, even over https.
-        WTF_CSRF_SSL_STRICT=False,
-    )
-    app.url_map.redirect_defaults = False  # serve /en/ as it is, do not redirect it to /
-    app.jinja_env.trim_blocks = app.jinja_env.lstrip_blocks = True
-    # Order matters: the host guard runs first, then the expired-session check, then CSRF
-    # (which reads, and so streams, the body). The rate limits count work, not requests: the
-    # views and the upload parser charge them just before a derivation or a write (app.limits).
-    headers.init_app(app, config)
-    session.init_app(app, config)
-    source.init_app(app, config)
-    limits.init_app(app, config)
-    CSRFProtect(app)
-    app.register_error_handler(HTTPException, error_page)
-    return app

@@ -28,7 +28,7 @@ from app.errors import BundleError, KeyFormatError
 if TYPE_CHECKING:  # types only: the air-gapped side must not import sqlite3
     from _typeshed import WriteableBuffer
 
-    from app.store import Item, Source
+    from app.server.store import Item, Source
 
 
 FORMAT = "tipbox-bundle/1"

@@ -48,7 +48,7 @@ ENVIRONMENTS = ("production", "development")
 # the default 2 GiB submission.
 DATABASE_ROOM = 64 * MIB
 # Per browser session (behind Tor an address means nothing) and for the whole instance; only
-# work done counts: a codename derivation, a file written, a submission stored (app.limits).
+# work done counts: a codename derivation, a file written, a submission stored (app.source.limits).
 DEFAULT_RATE_LIMIT_SESSION = "20 per minute;200 per hour"
 DEFAULT_RATE_LIMIT_GLOBAL = "300 per minute"
 MAX_SESSION_MINUTES = 24 * 60

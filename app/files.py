@@ -13,15 +13,14 @@ import os
 import re
 import secrets
 from collections.abc import Iterator
-from concurrent.futures import Future
 from pathlib import Path
 from typing import BinaryIO
-
-from app.pools import ProcessPool
 
 NAME_MAX = 255  # bytes in one file name, on every Linux file system
 _TEMP_EXTRA = len("..") + 16 + len(".part")  # what a temporary name adds to its file's
 _TEMPORARY = re.compile(r"\..*\.[0-9a-f]{16}\.part", re.DOTALL)
+
+MAX_NAME_BYTES = 255  # most file systems' limit on one name
 
 
 def temporary_name(name: str) -> str:
@@ -103,95 +102,21 @@ def contained(root: Path, *parts: str) -> Path:
     return target
 
 
-WRITEBACK_WINDOW = 8 << 20
-FLUSH_WINDOW = 32 << 20
-# One thread for every item written at once: the flushes queue for the one disk anyway, and an
-# early flush that waits changes no answer (the writer's own final ``fsync`` decides).
-_FLUSHER = ProcessPool(1, "tipbox-flush")
+def numbered(name: str, number: int) -> str:
+    """``name`` with `` (number)`` before its extension, within 255 bytes."""
+    stem, dot, ext = name.rpartition(".")
+    if not (dot and stem and len(ext) <= 16):
+        stem, ext = name, ""
+    suffix, ext = f" ({number})", f".{ext}" if ext else ""
+    while len(f"{stem}{suffix}{ext}".encode()) > MAX_NAME_BYTES:
+        stem = stem[:-1]
+    return f"{stem}{suffix}{ext}"
 
 
-def _datasync(fd: int) -> None:
-    try:
-        os.fdatasync(fd)
-    finally:
-        os.close(fd)
-
-
-class EarlyWriteback:
-    """A seekable binary file that sends what it was given to the disk as it goes.
-
-    Two cadences, both measured on the benchmark machine (a virtual disk that keeps writes in
-    the host's cache until told to flush):
-
-    - Every ``window`` bytes written, the kernel is asked (``POSIX_FADV_DONTNEED``) to start
-      writing the newest window back and to drop the previous one, written back by then, from
-      the page cache. The server stops filling its page cache with ciphertext nobody reads soon.
-    - Every ``flush_window`` bytes, if the previous one is over, a background thread
-      ``fdatasync``s what is written so far. Without it the writeback only reached the host's
-      cache, and the final ``fsync`` of a 1280 MiB item still waited 1.2–1.6 s for the host's
-      disk; with it, writing 1280 MiB at upload speed and then the final ``fsync`` took
-      1.9–2.0 s in all, against 2.2–3.3 s (``dd conv=fsync`` takes 2.0–2.7 s).
-
-    The flush works on a duplicate of the file's descriptor, so closing the file never races
-    it. Its error is not lost: :meth:`fsync` (and the next flush) raise it, since the kernel
-    reports a writeback error once per open file and the early flush may be the one to see it.
-    """
-
-    def __init__(
-        self, file: BinaryIO, window: int = WRITEBACK_WINDOW, flush_window: int = FLUSH_WINDOW
-    ) -> None:
-        self._file = file
-        self._window = window
-        self._flush_window = flush_window
-        self._since = 0  # bytes written since the last request
-        self._unflushed = 0  # bytes written since the last early flush began
-        self._previous = 0  # where the previous window started
-        self._current = 0  # where the newest window started
-        self._flushing: Future[None] | None = None
-
-    def write(self, data: bytes | bytearray | memoryview) -> int:
-        """Write ``data``; every ``window`` bytes, ask for the writeback."""
-        n = self._file.write(data)
-        self._since += n
-        self._unflushed += n
-        if self._since >= self._window:
-            self._since = 0
-            self._file.flush()
-            end = self._file.tell()
-            if end > self._previous:  # (a length of 0 would mean "to the end of the file")
-                fd = self._file.fileno()
-                os.posix_fadvise(fd, self._previous, end - self._previous, os.POSIX_FADV_DONTNEED)
-            self._previous, self._current = min(self._current, end), end
-            if self._unflushed >= self._flush_window and self._flush_over():
-                self._unflushed = 0
-                fd = os.dup(self._file.fileno())
-                try:
-                    self._flushing = _FLUSHER.get().submit(_datasync, fd)
-                except BaseException:  # (the interpreter is shutting down)
-                    os.close(fd)
-                    raise
-        return n
-
-    def _flush_over(self) -> bool:
-        """Whether no early flush is running; raises the error of one that failed."""
-        if self._flushing is None:
-            return True
-        if not self._flushing.done():
-            return False
-        self._flushing.result()
-        return True
-
-    def fsync(self) -> None:
-        """Flush Python's buffer and make everything durable; raises an early flush's error."""
-        self._file.flush()
-        if self._flushing is not None:
-            self._flushing.result()
-        os.fsync(self._file.fileno())
-
-    def seek(self, offset: int, whence: int = os.SEEK_SET, /) -> int:
-        """Move, as the file does."""
-        return self._file.seek(offset, whence)
-
-    def tell(self) -> int:
-        """The position, as the file says."""
-        return self._file.tell()
+def free_path(directory: Path, name: str) -> Path:
+    """The first of ``name``, ``name (2)``… that does not exist in ``directory``."""
+    candidate, number = name, 1
+    while os.path.lexists(directory / candidate):
+        number += 1
+        candidate = numbered(name, number)
+    return directory / candidate

@@ -13,7 +13,7 @@ wrap the file key to others; the header MAC only shows that the declaration was 
 file was made. It lets the server catch honest mistakes (a reply made for the wrong source, or
 without the newsroom key, so the newsroom could not read its own reply) before storing them; it
 cannot stop a malicious writer, who can always encrypt something else to the source's key.
-Making and checking are pure; the last part is ``tipbox reply``'s handling of files.
+Making and checking are pure; ``tipbox reply`` (:mod:`app.cli.reply`) handles the files.
 """
 
 from __future__ import annotations
@@ -22,25 +22,13 @@ import base64
 import hashlib
 import io
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 from typing import BinaryIO
 
 from app import container, crypto
-from app.airgap import free_path
-from app.bundle import (
-    MANIFEST_NAME,
-    MAX_MANIFEST_BYTES,
-    BundleSource,
-    Manifest,
-    parse_manifest,
-    read_bundle,
-)
-from app.container import safe_name
 from app.crypto.envelope import ciphertext_size, largest_plain_size
 from app.crypto.header import Header, Stanza, b64decode, encode_header, parse_header
 from app.crypto.stream import ENC_CHUNK_SIZE, NONCE_SIZE, TAG_SIZE
-from app.errors import BundleError, HeaderError, ReplyError
-from app.files import atomic_write
+from app.errors import HeaderError, ReplyError
 from app.padding import bucket
 
 TAG = "tipbox-recipients"
@@ -160,58 +148,3 @@ def check_reply(
     if header_size + rest > limit:
         raise ReplyError(f"the reply is larger than {limit} bytes")
     _check_payload(rest)
-
-
-# --- on the air-gapped machine: tipbox reply ------------------------------------------------
-
-
-def load_manifest(target: Path) -> Manifest:
-    """The manifest of a bundle, or of a folder written by ``tipbox open``."""
-    if not target.is_dir():
-        return read_bundle(target)[0]
-    path = target / MANIFEST_NAME
-    if not path.is_file():
-        raise BundleError(
-            f"{path} does not exist", hint="give the bundle, or the folder 'tipbox open' wrote"
-        )
-    if path.stat().st_size > MAX_MANIFEST_BYTES:
-        raise BundleError(f"{path} is too large")
-    return parse_manifest(path.read_bytes())
-
-
-def find_source(manifest: Manifest, designation: str) -> BundleSource:
-    """The source called ``designation`` (its words, or its folder name)."""
-    wanted = "-".join(designation.lower().split())
-    for source in manifest.sources:
-        if source.folder == wanted:
-            return source
-    names = ", ".join(repr(s.designation) for s in manifest.sources[:10]) or "none"
-    raise ReplyError(f"no source {designation!r} in this bundle", hint=f"its sources: {names}")
-
-
-def reply_text(message: str | None, file: Path | None) -> str:
-    """The reply's text, from ``--message`` or from a UTF-8 text file."""
-    if file is not None:
-        if file.stat().st_size > MAX_TEXT_BYTES:
-            raise ReplyError(f"{file} is too long (at most {MAX_TEXT_BYTES >> 20} MiB of text)")
-        try:
-            message = file.read_bytes().decode("utf-8")
-        except UnicodeDecodeError:
-            raise ReplyError(f"{file} is not UTF-8 text") from None
-    if not message or not message.strip():
-        raise ReplyError("the reply is empty")
-    return message
-
-
-def write_reply(
-    target: Path, designation: str, text: str, output: Path | None
-) -> tuple[BundleSource, Path]:
-    """Encrypt a reply for a source of ``target``'s manifest; return the source and the file."""
-    manifest = load_manifest(target)
-    source = find_source(manifest, designation)
-    keys = [crypto.X25519Recipient.parse(r) for r in (source.reply_recipient, *manifest.recipients)]
-    data = make_reply(text, keys)
-    path = output or free_path(Path.cwd(), f"reply-{safe_name(source.folder)}.age")
-    with atomic_write(path, 0o644, overwrite=output is not None, durable=False) as handle:
-        handle.write(data)
-    return source, path

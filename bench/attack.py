@@ -9,7 +9,7 @@ the deploy config, on loopback):
    every 100 ms (new connection each, :data:`PROBES` times, timeout :data:`GET_TIMEOUT` s), and
    a new source gets a codename and uploads :data:`UPLOAD` bytes, which must be stored (within
    :data:`UPLOAD_TIMEOUT` s). The baseline is the same server with no attack. Run twice: on
-   Gunicorn's plain ``gthread`` worker (``-k gthread``: before) and on Tipbox's (app/worker.py,
+   Gunicorn's plain ``gthread`` worker (``-k gthread``: before) and on Tipbox's (app.server.worker,
    ``TIPBOX_HEAD_SECONDS`` 10: after). Also counted: of the first :data:`HALF_OPEN`
    connections, how many the server has closed after :data:`HELD_FOR` s.
 2. Cheap requests. First, how many ``POST /en/login`` with no cookie and no token (a 400 each)
@@ -266,7 +266,7 @@ METHOD = "\n".join(
         f"{GET_TIMEOUT:.0f} s timeout), and a new source gets a codename and uploads "
         f"{UPLOAD // MIB} MiB, which must be stored within {UPLOAD_TIMEOUT:.0f} s. Baseline: the "
         "same server, no attack. Before: Gunicorn's plain worker (`-k gthread`); after: "
-        "Tipbox's (`app/worker.py`, heads due within 10 s).",
+        "Tipbox's (`app/server/worker.py`, heads due within 10 s).",
         f"2. Cheap requests: `POST /en/login` with no cookie and no token (each a 400) from "
         f"{FLOOD_THREADS} threads, as fast as they are answered for 5 s; then at most "
         f"{FLOOD_RATE:,} a minute for {FLOOD_SECONDS:.0f} s, at the default limits, while a new "

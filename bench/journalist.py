@@ -139,7 +139,7 @@ def list_timings(context: Context, keys: Path) -> list[list[str]]:
 
 
 def login_timings(context: Context) -> list[list[str]]:
-    from app.accounts import Accounts, PasswordCost, matching_step
+    from app.journalist.accounts import Accounts, PasswordCost, matching_step
 
     cost = PasswordCost()
     accounts = Accounts(context.workspace.path("login.sqlite3"), cost)
@@ -178,8 +178,8 @@ def login_timings(context: Context) -> list[list[str]]:
 def make_bundle(workspace: Workspace, keys: Path) -> Path:
     from app.bundle import write_bundle
     from app.journalist.inbox import Inbox
-    from app.keys import load_recipients
-    from app.store import Store
+    from app.server.newsroom import load_recipients
+    from app.server.store import Store
 
     store = Store(workspace.path("open-data"), load_recipients(keys))
     say(f"  encrypting {ITEMS} items (half 1 KiB messages, half 1 MiB files)")

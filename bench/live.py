@@ -26,7 +26,7 @@ from bench.core import MIB
 from tests import gunicorn_launch
 from tests.gunicorn_launch import HOST, Gunicorn, ServerError
 
-TIPBOX_APP = "app:create_app()"
+TIPBOX_APP = "app.source:create_app()"
 DRAIN_APP = "bench.drain:app"
 WERKZEUG_APP = "bench.drain:werkzeug_app()"
 _PIECE = 64 * MIB

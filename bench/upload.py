@@ -286,8 +286,8 @@ def post_file(
 
 def check_store(server: Server, size: int, kind: str = "file") -> int:
     """Exactly one source with one ``kind`` item, nothing else; delete it; its stored size."""
-    from app.keys import load_recipients
-    from app.store import Store
+    from app.server.newsroom import load_recipients
+    from app.server.store import Store
 
     store = Store(server.data_dir, load_recipients(server.keys_dir))
     sources = store.list_sources()
@@ -387,7 +387,7 @@ def writer_alone(root: Path, size: int) -> dict[str, float]:
     """Tipbox's item writer alone, in this process: write ``size`` bytes in 64 KiB pieces,
     then finish (padding + fsync), with the fsync timed on its own."""
     from app.crypto import X25519Identity
-    from app.store import Store
+    from app.server.store import Store
 
     store = Store(root, [X25519Identity.generate().recipient])
     fsynced = [0.0]
@@ -432,8 +432,8 @@ DISK_ROUNDS = 3
 def disk_alone(root: Path, size: int, early: bool) -> float:
     """Seconds to write ``size`` bytes (what Tipbox stores) in 256 KiB writes, then fsync, with
     no HTTP, no parsing and no encryption: plainly (as ``dd conv=fsync``), or ``early`` through
-    Tipbox's own :class:`app.files.EarlyWriteback` (writeback and flushes as it goes)."""
-    from app.files import EarlyWriteback
+    Tipbox's own :class:`app.server.writeback.EarlyWriteback` (writeback and flushes as it goes)."""
+    from app.server.writeback import EarlyWriteback
 
     root.mkdir(parents=True, exist_ok=True)
     block = memoryview(live.random_block())[: 256 * KIB]
@@ -777,7 +777,7 @@ def count_items(server: Server) -> tuple[int, int]:
     """Committed file items, and temporary files left behind (after the server stopped)."""
     import sqlite3
 
-    from app.store import TEMP_PREFIX
+    from app.server.store import TEMP_PREFIX
 
     if server.app == live.DRAIN_APP:
         return 0, 0

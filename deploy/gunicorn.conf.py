@@ -11,7 +11,7 @@ Environment:
                     onion service forwards to it). ``make run`` and the tests use 127.0.0.1:PORT.
     TIPBOX_WORKERS  worker processes (default 3), TIPBOX_THREADS threads per worker (default 96).
     TIPBOX_HEAD_SECONDS  how long a request's head (request line and headers) may take to
-                    arrive, in seconds (default 10; app/worker.py).
+                    arrive, in seconds (default 10; app/server/worker.py).
 
 Every module-level name without a leading underscore that matches a Gunicorn setting is read
 as that setting, so helpers here start with ``_``.
@@ -22,7 +22,7 @@ Things Gunicorn does on its own, checked:
   that header, only add a second one, so we leave the bare product name.
 - It never writes request bodies to temporary files: bodies are read from the socket into
   small in-memory buffers as the app asks for them (``tmp_upload_dir`` is a dead setting). What
-  the app (Werkzeug's form parser) does with them is the app's business: see app/upload.py.
+  the app (Werkzeug's form parser) does with them is the app's business: see app/source/upload.py.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ bind = [os.environ.get("TIPBOX_BIND") or "unix:/run/tipbox/source.sock"]
 umask = 0o007
 backlog = 128
 
-wsgi_app = "app:create_app()"
+wsgi_app = "app.source:create_app()"
 # Every worker imports the app itself: no SQLite handle, key material or random state is
 # created before the fork and shared between processes. A worker that cannot load the app
 # (bad keys/, bad configuration) makes the whole server stop with the error.
@@ -71,10 +71,10 @@ def _positive_int(name: str, default: int) -> int:
 # request takes longer than `timeout`, so a 200 MiB upload over Tor at 50 KiB/s (an hour or
 # more) would die halfway. A gthread worker's main loop keeps its heartbeat going whatever its
 # threads do, so `timeout` below never cuts a slow upload.
-# It is extended (app/worker.py): request heads are read in the worker's poller with a deadline
+# It is extended (app.server.worker): request heads are read in the worker's poller with a deadline
 # (TIPBOX_HEAD_SECONDS, default 10), so half-sent requests cannot hold its threads, and
 # Gunicorn's own error answers carry the security headers. `-k gthread` is the plain worker.
-worker_class = "app.worker.HeadDeadlineWorker"
+worker_class = "app.server.worker.HeadDeadlineWorker"
 # Sized for a 2-core server, by bench/upload.py (part 3: 200 uploads at 1 MiB/s each while a
 # fresh visitor loads the landing page every 100 ms):
 # - A slow upload over Tor holds a thread for its whole duration, so the threads of all workers
@@ -137,9 +137,9 @@ if hasattr(_unreader.SocketUnreader, "max_body_chunk"):
 
 def on_starting(server: Any) -> None:
     """In the master, before the first fork: the memory the workers share their rate-limit
-    counters in (app/counters.py), named to them in the environment they inherit. Without it
+    counters in (app.server.counters), named to them in the environment they inherit. Without it
     each worker would count alone, and every limit would be multiplied by ``workers``."""
-    from app import counters, startup  # (the master has the project on sys.path by now: chdir)
+    from app.server import counters, startup  # (on sys.path by now: chdir)
 
     # A broken data, keys or secrets folder: one sentence and exit 1, not a traceback per worker.
     startup.refuse_to_start_on_error(server.app.wsgi)
@@ -166,9 +166,9 @@ _IDLE_SECONDS = 300.0
 def post_worker_init(worker: Any) -> None:
     """An upload still in flight when the grace period ends dies with its worker (the master
     sends SIGKILL): a second before, the worker deletes its temporary files, so that a stop
-    never leaves one behind (app.incoming.abandon_after). The signal handlers are registered
+    never leaves one behind (app.server.incoming.abandon_after). The signal handlers are registered
     again, wrapped: Gunicorn registered its own before this hook runs."""
-    from app.incoming import abandon_after
+    from app.server.incoming import abandon_after
 
     grace = float(worker.cfg.graceful_timeout)
     delay = max(grace - 1.0, grace / 2)
@@ -244,7 +244,7 @@ _REQUEST_MESSAGES = {
     "HTTP/2": "HTTP/2 connection event",
     "Error handling HTTP/2": "Error handling HTTP/2 request",
     "WSGI app sent body bytes": "WSGI app sent body bytes on a no-body response",
-    # Flask's own, for an exception in a view: its logger writes here (app/worker.py).
+    # Flask's own, for an exception in a view: its logger writes here (app/server/worker.py).
     "Exception on ": "Exception in the app",
 }
 

@@ -109,7 +109,7 @@ check_keys() {
 import sys
 from pathlib import Path
 from app.errors import TipboxError
-from app.keys import load_recipients
+from app.server.newsroom import load_recipients
 try:
     found = load_recipients(Path(sys.argv[1]))
 except TipboxError as exc:

@@ -25,7 +25,7 @@ IDENTITY=/root/rehearsal-identity.age
 WHEELS="$PAYLOAD/wheels"
 BACKUP=/root/rehearsal-backup.tar.age
 ADDRESSES="$RESULTS/addresses"
-# The headers app/headers.py puts on every page.
+# The headers app/server/headers.py puts on every page.
 HEADERS=(Content-Security-Policy Referrer-Policy X-Content-Type-Options X-Frame-Options
     Cross-Origin-Opener-Policy Cross-Origin-Embedder-Policy Cross-Origin-Resource-Policy
     Permissions-Policy Cache-Control)
@@ -167,7 +167,7 @@ step_pages() { # both apps through their sockets; the app's sandbox as systemd m
         fail "MemoryDenyWriteExecute is off"
     ok "MemoryDenyWriteExecute=yes in force and the app works under it"
     # A costly page: the codename derivation (Argon2id), counted by the rate limits in the
-    # memory file the master shares with its workers (app/counters.py: memfd_create, lockf).
+    # memory file the master shares with its workers (app/server/counters.py: memfd_create, lockf).
     local host code
     host="$(host_of source)"
     code="$(curl --silent --show-error --max-time 120 --unix-socket /run/tipbox/source.sock \

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyotp
 
-from app.accounts import Accounts
+from app.journalist.accounts import Accounts
 from tests.gunicorn_launch import REPO
 from tests.live import CHROMIUM, CHROMIUM_ARGS, LiveServer
 from tests.live_journalist import CHEAP, PASSWORD

@@ -28,9 +28,9 @@ from flask.testing import FlaskClient
 from werkzeug.datastructures import FileStorage, MultiDict
 from werkzeug.test import TestResponse, encode_multipart
 
-from app import create_app
 from app.config import TRANSLATIONS, Config
 from app.crypto import KdfCost, X25519Identity
+from app.source import create_app
 from app.source.state import State, get_state
 
 TEST_KDF = KdfCost(opslimit=1, memlimit=8 * 1024 * 1024)

@@ -107,7 +107,7 @@ class Gunicorn:
     ) -> http.client.HTTPConnection:
         """A new HTTP connection to the server (TCP from ``source_address``, or its unix socket)."""
         if self.socket_path is not None:
-            from app.unixhttp import UnixHTTPConnection
+            from app.server.unixhttp import UnixHTTPConnection
 
             return UnixHTTPConnection(self.socket_path, timeout=timeout)
         return http.client.HTTPConnection(

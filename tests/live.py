@@ -2,8 +2,8 @@
 
 Fixtures (pull them into a conftest with ``from tests.live import browser, live_server``):
 
-- ``live_server``: a factory. ``live_server()`` starts the real app (``app:create_app()``) in a
-  real Gunicorn process on 127.0.0.1 and a free port, with its own data, keys, secrets, tmp and
+- ``live_server``: a factory. ``live_server()`` starts the real app (``app.source:create_app()``) in
+  a real Gunicorn process on 127.0.0.1 and a free port, with its own data, keys, secrets, tmp and
   home folders under the test's tmp dir and a throwaway newsroom identity *outside* them; it
   waits until the server answers and stops it (and every process it started) at teardown.
   The launching itself is tests/gunicorn_launch.py (shared with the benchmarks).
@@ -28,16 +28,16 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from app.counters import MEMFD_NAME
+from app.server.counters import MEMFD_NAME
 from tests.gunicorn_launch import Gunicorn, start
 
 if TYPE_CHECKING:
     from playwright.sync_api import BrowserContext, Page, Request, Route
 
     from app.crypto import X25519Recipient
-    from app.store import Store
+    from app.server.store import Store
 
-REAL_APP = "app:create_app()"
+REAL_APP = "app.source:create_app()"
 # This checkout (with its .venv): the workers' own code, wherever the clone lives.
 CHECKOUT = f"{Path(__file__).resolve().parent.parent}/"
 STANDIN_APP = "tests.live:standin_app"
@@ -79,13 +79,13 @@ class LiveServer(Gunicorn):
         return self.root / "gunicorn.stderr"
 
     def recipients(self) -> list[X25519Recipient]:
-        from app.keys import load_recipients
+        from app.server.newsroom import load_recipients
 
         return load_recipients(self.keys_dir)
 
     def store(self) -> Store:
         """The server's store, opened from the test (SQLite in WAL mode: safe while it runs)."""
-        from app.store import Store
+        from app.server.store import Store
 
         return Store(self.data_dir, self.recipients())
 
@@ -199,7 +199,7 @@ class OpenFiles(threading.Thread):
     def suspicious(self) -> list[str]:
         """Files that look like spooled request data: anything in the server's TMPDIR or in a
         system tmp folder (but this checkout's own files), and any deleted file but Gunicorn's
-        worker heartbeat and the rate limit counters (a memory file, app/counters.py)."""
+        worker heartbeat and the rate limit counters (a memory file, app/server/counters.py)."""
         root, tmp = f"{self.server.root}/", f"{self.server.tmp_dir}/"
         counters = f"/memfd:{MEMFD_NAME} (deleted)"
         return sorted(

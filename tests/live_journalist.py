@@ -23,13 +23,13 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from app.accounts import PasswordCost
 from app.config import Config
 from app.crypto import X25519Identity
 from app.journalist import create_app
+from app.journalist.accounts import PasswordCost
 from app.journalist.config import JournalistConfig
 from app.journalist.state import State, get_state
-from app.store import Item
+from app.server.store import Item
 from tests.fixtures_app import find
 from tests.gunicorn_launch import (
     HOST,

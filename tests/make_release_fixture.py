@@ -23,10 +23,11 @@ from typing import Any
 
 import pyotp
 
-from app import cli, create_app
+from app import cli
 from app.config import load_config
 from app.journalist import create_app as create_journalist_app
 from app.journalist.config import load as load_journalist_config
+from app.source import create_app
 
 ENV = {
     "TIPBOX_ENV": "development",

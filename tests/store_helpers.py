@@ -13,8 +13,8 @@ import tarfile
 from pathlib import Path
 
 from app.crypto import X25519Identity, decrypt
-from app.incoming import TEMP_PREFIX
-from app.store import Store
+from app.server.incoming import TEMP_PREFIX
+from app.server.store import Store
 
 AGE = "/usr/bin/age"
 TIMEOUT = 60

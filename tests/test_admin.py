@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from app.admin import _disk, disk_check, read_env_file
+from app.cli.server import _disk, disk_check, read_env_file
 from app.onion import Layout
 
 

@@ -22,9 +22,9 @@ from typing import Any
 
 import pytest
 
-from app import airgap, cli
-from app.airgap import numbered
+from app import cli
 from app.bundle import BundleItem, BundleSource, parse_manifest, read_bundle, write_bundle
+from app.cli import open as opening
 from app.crypto import (
     ScryptRecipient,
     X25519Identity,
@@ -35,8 +35,9 @@ from app.crypto import (
 from app.crypto.header import Stanza
 from app.crypto.keyfile import identity_file_text
 from app.errors import BundleError, ReplyError
+from app.files import numbered
 from app.reply import MAX_FILE_BYTES, check_reply, declaration, make_reply
-from app.store import Item, today
+from app.server.store import Item, today
 from tests.helpers import (
     AIR_GAPPED_FORBIDDEN,
     PASSPHRASE,
@@ -202,14 +203,14 @@ def test_a_failed_write_stops_nothing(
     """A write that fails (a full disk, injected) is that item's failure only."""
     source = newsroom.submit("before", [("a.txt", b"a"), ("full.bin", b"f"), ("z.txt", b"z")])
     newsroom.bundle(tmp_path / "b.tar")
-    real = airgap.atomic_write
+    real = opening.atomic_write
 
     def atomic_write(path: Path, *args: Any, **kwargs: Any) -> Any:
         if path.name == "full.bin":
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
         return real(path, *args, **kwargs)
 
-    monkeypatch.setattr(airgap, "atomic_write", atomic_write)
+    monkeypatch.setattr(opening, "atomic_write", atomic_write)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("PATH", "/nonexistent")  # no mat2: not what this test is about
     assert cli.main(["open", "b.tar", "-i", "newsroom-identity.txt", "--out", "out"]) == 1
@@ -317,23 +318,23 @@ DAMAGED = {  # containers whose headers tarfile rejects with ValueError or Overf
 @pytest.mark.parametrize("payload", DAMAGED.values(), ids=list(DAMAGED))
 def test_damaged_container_headers_are_the_items_failure(tmp_path: Path, payload: bytes) -> None:
     """What tarfile raises on them is not a TarError: it must still fail only that item."""
-    plain = airgap.Plaintext(iter([memoryview(payload)]), lambda _: None)
+    plain = opening.Plaintext(iter([memoryview(payload)]), lambda _: None)
     with pytest.raises(BundleError, match="damaged"):
-        airgap.write_member(plain, lambda name: tmp_path / name)
+        opening.write_member(plain, lambda name: tmp_path / name)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_a_member_never_outgrows_its_payload(tmp_path: Path) -> None:
     """However a tar reader expands a member, the copy stops at what the payload held."""
     payload = sparse_container("bomb.bin", 1 << 20)
-    plain = airgap.Plaintext(iter([memoryview(payload)]), lambda _: None)
+    plain = opening.Plaintext(iter([memoryview(payload)]), lambda _: None)
     with tarfile.open(fileobj=io.BufferedReader(plain), mode="r|") as archive:
         member = archive.next()
         assert member is not None
         data = archive.extractfile(member)
         assert data is not None
         with (tmp_path / "out").open("wb") as out, pytest.raises(BundleError, match="more than"):
-            airgap.copy_member(data, out, plain)
+            opening.copy_member(data, out, plain)
     assert (tmp_path / "out").stat().st_size <= len(payload)
 
 
@@ -767,8 +768,8 @@ PROBE = (
 )
 FORBIDDEN = AIR_GAPPED_FORBIDDEN
 ALLOWED = {"app", "app.cli", "app.errors", "app.files", "app.words", "app.container"}
-ALLOWED |= {"app.airgap", "app.bundle", "app.reply", "app.padding", "app.pools"}
-ALLOWED |= {"app.admin", "app.users_cli"}  # register server sub-commands; stdlib only at load
+ALLOWED |= {"app.bundle", "app.reply", "app.padding", "app.server", "app.server.pools"}
+ALLOWED |= {f"app.cli.{name}" for name in ("terminal", "keys", "age", "open", "metadata", "reply")}
 
 
 @pytest.mark.parametrize("command", ["open", "reply"])

@@ -36,7 +36,7 @@ from app.bundle import (
 )
 from app.crypto import X25519Identity
 from app.errors import BundleError
-from app.store import Store, today
+from app.server.store import Store, today
 from tests.store_helpers import UTF8_ENV, decrypt_path, read_member, sparse_member
 
 DAY = "2026-01-02"

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from flask import Flask
 
-from app import create_app
 from app.config import GIB, MIB, REPO, Config, load_config
 from app.crypto import KdfCost, X25519Identity
 from app.errors import ConfigError
+from app.source import create_app
 from tests.fixtures_app import (
     make_app,
 )

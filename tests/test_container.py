@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from app import container
-from app.airgap import Plaintext, write_member
+from app.cli.open import Plaintext, write_member
 from app.errors import TipboxError
 from tests.store_helpers import read_member, sparse_container, tar_stdin, tree
 

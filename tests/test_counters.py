@@ -1,4 +1,4 @@
-"""app.counters: rate-limit counters in one memory file, shared by forked workers."""
+"""app.server.counters: rate-limit counters in one memory file, shared by forked workers."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from app import counters
-from app.counters import PROBE, Counters
+from app.server import counters
+from app.server.counters import PROBE, Counters
 from tests.helpers import fork_child, in_forked_child, wait_for_child
 
 

@@ -27,7 +27,7 @@ import pytest
 
 from app import onion
 from app.onion import Layout
-from app.unixhttp import UnixHTTPConnection
+from app.server.unixhttp import UnixHTTPConnection
 from tests.live import make_newsroom_keys
 from tests.testnet import REPO, TOR, Tor, needs_tor, start_tor
 
@@ -221,7 +221,7 @@ def test_journalist_gunicorn_config_shares_every_setting() -> None:
     assert journalist.pop("bind") == "['unix:/run/tipbox/journalist.sock']"
     assert source.pop("bind") == "['unix:/run/tipbox/source.sock']"
     assert journalist.pop("wsgi_app") == "app.journalist:create_app()"
-    assert source.pop("wsgi_app") == "app:create_app()"
+    assert source.pop("wsgi_app") == "app.source:create_app()"
     assert journalist.pop("config") != source.pop("config")
     sized = ("workers", "threads", "worker_connections")  # a handful of journalists
     assert [journalist.pop(k) for k in sized] == ["1", "16", "16"]

@@ -44,7 +44,7 @@ def _start(tmp_path: Path, port: int) -> subprocess.Popen[bytes]:
     log = (tmp_path / "dev.log").open("wb")
     try:
         return subprocess.Popen(
-            [sys.executable, "-m", "app.dev"], cwd=REPO, env=env, stdout=log, stderr=log
+            [sys.executable, "-m", "app.server.dev"], cwd=REPO, env=env, stdout=log, stderr=log
         )
     finally:
         log.close()
@@ -104,7 +104,7 @@ def test_make_run_publishes_an_onion_that_survives_restarts(tmp_path: Path) -> N
 def test_without_tor_it_says_so(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from app import dev
+    from app.server import dev
 
     monkeypatch.setattr(dev, "find_tor", lambda: None)
     assert dev.publish_onion(tmp_path / "tor", free_port(), offline=True) is None
@@ -114,7 +114,7 @@ def test_without_tor_it_says_so(
 def test_a_failing_tor_is_reported_not_raised(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from app import dev
+    from app.server import dev
 
     monkeypatch.setattr(dev, "find_tor", lambda: "/bin/false")
     monkeypatch.setattr(dev, "TOR_WAIT", 2.0)

@@ -1,4 +1,4 @@
-"""``make run`` (``python -m app.dev``) as a developer runs it: both apps start on the same
+"""``make run`` (``python -m app.server.dev``) as a developer runs it: both apps start on the same
 development key and data folder, ``make user``'s command works against them, and Ctrl-C stops
 every process it started.
 
@@ -93,7 +93,7 @@ def test_make_run_serves_both_apps_and_ctrl_c_stops_everything(tmp_path: Path) -
     log_path = tmp_path / "dev.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "app.dev"],
+            [sys.executable, "-m", "app.server.dev"],
             cwd=REPO,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -139,7 +139,7 @@ def test_make_run_serves_both_apps_and_ctrl_c_stops_everything(tmp_path: Path) -
 
 
 def test_prepare_binds_both_apps_to_loopback(tmp_path: Path) -> None:
-    from app import dev
+    from app.server import dev
 
     env, commands = dev.prepare(_env(tmp_path, 8090, 8091))
     assert env["TIPBOX_JOURNALIST_BIND"] == "127.0.0.1:8091"
@@ -154,7 +154,7 @@ def test_prepare_binds_both_apps_to_loopback(tmp_path: Path) -> None:
 def test_the_journalist_port_defaults_to_the_next_one(
     tmp_path: Path, ports: dict[str, str], expected: str
 ) -> None:
-    from app import dev
+    from app.server import dev
 
     env, _ = dev.prepare({"TIPBOX_DATA_DIR": str(tmp_path / "data"), **ports})
     assert env["TIPBOX_JOURNALIST_BIND"] == expected
@@ -162,14 +162,14 @@ def test_the_journalist_port_defaults_to_the_next_one(
 
 @pytest.mark.parametrize("port", ["0", "65536", "x", "8080"])
 def test_a_bad_journalist_port_is_refused(tmp_path: Path, port: str) -> None:
-    from app import dev
+    from app.server import dev
 
     with pytest.raises(SystemExit, match="JOURNALIST_PORT"):
         dev.prepare({"TIPBOX_DATA_DIR": str(tmp_path / "data"), "JOURNALIST_PORT": port})
 
 
 def test_when_one_program_exits_the_others_are_stopped() -> None:
-    from app.supervisor import supervise
+    from app.server.supervisor import supervise
 
     sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]
     started = time.monotonic()

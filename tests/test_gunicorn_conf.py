@@ -73,12 +73,12 @@ def gunicorn_loggers() -> Iterator[None]:
 
 def test_threaded_workers_sized_for_two_cores(load_conf: Callable[..., Config]) -> None:
     cfg = load_conf()
-    assert cfg.worker_class_str == "app.worker.HeadDeadlineWorker"  # gthread, extended
+    assert cfg.worker_class_str == "app.server.worker.HeadDeadlineWorker"  # gthread, extended
     assert (cfg.workers, cfg.threads) == (3, 96)
     assert cfg.worker_connections == cfg.threads
     assert cfg.preload_app is False
     assert cfg.max_requests == 0
-    assert cfg.wsgi_app == "app:create_app()"
+    assert cfg.wsgi_app == "app.source:create_app()"
 
 
 def test_memory_settings_take_effect() -> None:
@@ -322,13 +322,13 @@ def test_live_server_moves_on_from_a_taken_port(
         assert server.process.returncode == 0
 
 
-# --- `make run` (app/dev.py) ------------------------------------------------------------------
+# --- `make run` (app/server/dev.py) --------------------------------------------------------------
 
 
 @pytest.fixture
 def dev_repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """app.dev pointed at an empty repository copy (its keys/ holds only the README)."""
-    from app import dev
+    """app.server.dev pointed at an empty repository copy (its keys/ holds only the README)."""
+    from app.server import dev
 
     repo = tmp_path / "repo"
     (repo / "keys").mkdir(parents=True)
@@ -338,9 +338,9 @@ def dev_repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_dev_makes_a_loud_throwaway_key(dev_repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from app import dev
     from app.crypto.keyfile import load_identities, parse_recipients
-    from app.keys import load_recipients
+    from app.server import dev
+    from app.server.newsroom import load_recipients
 
     hostile = {"PORT": "8123", "GUNICORN_CMD_ARGS": "-b 0.0.0.0:80", "TIPBOX_ENV": "production"}
     env, commands = dev.prepare(hostile)
@@ -352,7 +352,7 @@ def test_dev_makes_a_loud_throwaway_key(dev_repo: Path, capsys: pytest.CaptureFi
     assert env["TIPBOX_KEYS_DIR"] == str(keys)
     assert "GUNICORN_CMD_ARGS" not in env
     assert commands["source portal"][1:] == [
-        *("-m", "gunicorn", "-c", str(dev.GUNICORN_CONF), "app:create_app()")
+        *("-m", "gunicorn", "-c", str(dev.GUNICORN_CONF), "app.source:create_app()")
     ]
     assert env["TIPBOX_JOURNALIST_BIND"] == "127.0.0.1:8124"
     assert identity.stat().st_mode & 0o777 == 0o600
@@ -375,8 +375,8 @@ def test_dev_makes_a_loud_throwaway_key(dev_repo: Path, capsys: pytest.CaptureFi
 def test_dev_uses_the_repository_keys_when_there_are_some(
     dev_repo: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from app import dev
     from app.crypto import X25519Identity
+    from app.server import dev
 
     (dev_repo / "keys" / "newsroom.pub").write_text(f"{X25519Identity.generate().recipient}\n")
     env, _ = dev.prepare({"PORT": "9000"})
@@ -387,7 +387,7 @@ def test_dev_uses_the_repository_keys_when_there_are_some(
 
 @pytest.mark.parametrize("port", ["0", "65536", "80a", "-1"])
 def test_dev_refuses_a_bad_port(dev_repo: Path, port: str) -> None:
-    from app import dev
+    from app.server import dev
 
     with pytest.raises(SystemExit, match="PORT"):
         dev.prepare({"PORT": port})

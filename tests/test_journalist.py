@@ -11,9 +11,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from app.errors import ConfigError
-from app.headers import HEADERS
 from app.journalist import create_app
 from app.journalist.config import JournalistConfig, load
+from app.server.headers import HEADERS
 from tests import fixtures_app as fx
 from tests import live_journalist as lj
 from tests.fixtures_app import find, one

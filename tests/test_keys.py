@@ -1,4 +1,4 @@
-"""app.keys.load_recipients: the server's keys/ folder holds public recipients and nothing else."""
+"""app.server.newsroom.load_recipients: the server's keys/ folder holds only public recipients."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 from app.crypto import X25519Identity, encrypt_identity
 from app.errors import ConfigError
-from app.keys import load_recipients
+from app.server.newsroom import load_recipients
 from tests.helpers import encrypt_bytes
 
 # Fixed keys (the same in every xdist worker), so each row reads as the file a newsroom copies.

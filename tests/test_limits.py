@@ -1,4 +1,4 @@
-"""Rate limits count only work done: a derivation or a stored submission (app/limits.py)."""
+"""Rate limits count only work done: a derivation or a stored submission (app/source/limits.py)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from app import counters
 from app.config import Config
+from app.server import counters
 from tests import live_journalist as lj
 from tests.fixtures_app import csrf_token, make_app, new_source, one, submit
 from tests.live_journalist import add_user, login

@@ -477,7 +477,7 @@ def _check_with_age_and_tar(identity: Path, item: Path, plain_dir: Path) -> None
 def test_rate_limits_hold_across_workers(live_server: Callable[..., LiveServer]) -> None:
     """Three workers, a global limit of 4 costly requests a minute: 12 fresh visitors asking for
     a codename at once (new connections, which the kernel spreads over the workers) get
-    exactly 4 codenames, not 4 per worker (app/counters.py)."""
+    exactly 4 codenames, not 4 per worker (app/server/counters.py)."""
     server = live_server(env={"TIPBOX_WORKERS": "3", "TIPBOX_RATE_LIMIT_GLOBAL": "4 per minute"})
     deadline = time.monotonic() + 30
     while len(server.worker_pids()) < 3 and time.monotonic() < deadline:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from app.incoming import TEMP_PREFIX
+from app.server.incoming import TEMP_PREFIX
 from tests.live import LiveServer
 from tests.test_live import CLIENT, Client, Multipart
 from tests.test_store_faults import fill, tmpfs

@@ -24,7 +24,7 @@ from playwright.sync_api import expect
 from werkzeug.datastructures import FileStorage, MultiDict
 from werkzeug.test import encode_multipart
 
-from app.accounts import Accounts
+from app.journalist.accounts import Accounts
 from tests import live_journalist as lj
 from tests.fixtures_app import find, one
 from tests.gunicorn_launch import REPO

@@ -1,4 +1,4 @@
-"""app/multipart.py: the streaming parser against Werkzeug's encoder and decoder, byte by byte."""
+"""app/source/multipart.py: the streaming parser against Werkzeug's encoder and decoder."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from werkzeug.datastructures import FileStorage, MultiDict
 from werkzeug.sansio.multipart import Data, Field, File
 from werkzeug.test import encode_multipart
 
-from app.multipart import HEADER_LIMIT, MultipartError, events
+from app.source.multipart import HEADER_LIMIT, MultipartError, events
 
 BOUNDARY = b"----TipboxBoundary7MA4YWxkTrZu0gW"
 
@@ -219,7 +219,7 @@ def forms(draw: st.DrawFn) -> tuple[bytes, bytes, list[tuple[str, str | None, by
     pieces = st.one_of(st.binary(max_size=300), st.sampled_from(near))
     datas = st.lists(pieces, max_size=6).map(b"".join)
     # Not a delimiter inside, nor "--boundary" first: after the blank line that reads as
-    # Werkzeug's encoding of an empty body (see app/multipart.py), which browsers never write.
+    # Werkzeug's encoding of an empty body (see app.source.multipart): browsers never write it.
     datas = datas.filter(lambda d: b"\r\n--" + boundary not in b"\r\n" + d + b"\r\n")
     parts = draw(st.lists(st.tuples(names, st.none() | names, datas), min_size=1, max_size=5))
     body = b""

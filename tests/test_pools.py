@@ -1,4 +1,4 @@
-"""Per-process thread pools (app/pools.py): they never refuse work, even at interpreter exit."""
+"""Per-process thread pools (app.server.pools): they never refuse work, even at exit."""
 
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ from flask.testing import FlaskClient
 
 from app.config import Config
 from app.errors import ConfigError
-from app.session import (
+from app.server.session import (
     COOKIE_NAME,
     SECRET_SIZE,
     EncryptedSessionInterface,

@@ -13,8 +13,8 @@ from werkzeug.test import TestResponse
 from app import words
 from app.config import Config
 from app.crypto import X25519Identity
+from app.server.store import Store
 from app.source import views
-from app.store import Store
 from tests.fixtures_app import (
     csrf_token,
     files_under,

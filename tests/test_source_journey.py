@@ -12,7 +12,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from app.config import Config
-from app.session import EncryptedSessionInterface
+from app.server.session import EncryptedSessionInterface
 from app.source import views
 from tests.fixtures_app import (
     csrf_token,

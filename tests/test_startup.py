@@ -22,15 +22,15 @@ from pathlib import Path
 
 import pytest
 
-from app.keys import load_recipients
-from app.store import Store
+from app.server.newsroom import load_recipients
+from app.server.store import Store
 from tests.gunicorn_launch import REPO, free_port, server_env, stop_process
 from tests.helpers import assert_cli_error
 from tests.live import make_newsroom_keys
 from tests.live_journalist import CHEAP_ENV, JOURNALIST_APP, JOURNALIST_CONF
 
 WITHOUT_DAC = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search", "--"]
-SOURCE_APP, SOURCE_CONF = "app:create_app()", REPO / "deploy" / "gunicorn.conf.py"
+SOURCE_APP, SOURCE_CONF = "app.source:create_app()", REPO / "deploy" / "gunicorn.conf.py"
 APPS = {"source": (SOURCE_APP, SOURCE_CONF), "journalist": (JOURNALIST_APP, JOURNALIST_CONF)}
 WAIT = 60.0
 

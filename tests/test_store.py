@@ -18,7 +18,7 @@ import pytest
 from app.crypto import KdfCost, X25519Identity, X25519Recipient, derive_source_keys
 from app.errors import NoIdentityMatchError, StoreError
 from app.padding import bucket
-from app.store import Item, PendingItem, Store
+from app.server.store import Item, PendingItem, Store
 from tests.helpers import encrypt_bytes
 from tests.store_helpers import (
     ITEM_NAME,

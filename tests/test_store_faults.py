@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from app.crypto import X25519Identity
-from app.store import Store
+from app.server.store import Store
 from tests.helpers import fork_child, wait_for_child
 from tests.store_helpers import all_rows, temp_files, tree
 

@@ -22,10 +22,10 @@ import pyotp
 import pytest
 from flask.testing import FlaskClient
 
-from app import create_app
 from app.config import load_config
 from app.journalist import create_app as create_journalist_app
 from app.journalist.config import load as load_journalist_config
+from app.source import create_app
 from tests.fixtures_app import find, login
 from tests.helpers import tipbox
 

@@ -13,9 +13,9 @@ from flask.testing import FlaskClient
 from flask_wtf.csrf import CSRFProtect, generate_csrf
 from werkzeug.test import TestResponse
 
-from app import upload
 from app.crypto import X25519Identity
-from app.store import Store
+from app.server.store import Store
+from app.source import upload
 from tests.store_helpers import ITEM_NAME, decrypt_path, files_containing, read_member, tree
 
 BOUNDARY = "tipbox-test-boundary"

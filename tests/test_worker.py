@@ -1,4 +1,4 @@
-"""The Gunicorn worker (app/worker.py), against real servers over raw sockets: request heads
+"""The Gunicorn worker (app/server/worker.py), against real servers over raw sockets: request heads
 have a deadline, slow bodies do not; Gunicorn's own answers carry the security headers; a
 malformed chunked body is a 400 that leaves nothing but redacted lines in the log."""
 
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from flask import Flask
 
-from app.headers import HEADERS
+from app.server.headers import HEADERS
 from bench.live import Visitor, submission
 from tests.live import LiveServer, start_server
 from tests.live_journalist import start_journalist

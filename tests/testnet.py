@@ -599,29 +599,14 @@ def _keeper_log(shared: Path) -> str:
     return ""
 
 
-# --- The tipbox command with the admin commands -------------------------------------------
+# --- The tipbox command, in process --------------------------------------------------------
 
 
 def tipbox_main(argv: Sequence[str]) -> int:
-    """``tipbox ARGS`` with the admin commands, whether or not app/cli.py registers them yet."""
-    import argparse
+    """``tipbox ARGS``, in this process."""
+    from app import cli
 
-    from app import admin, cli
-
-    build = cli.build_parser
-
-    def parser() -> argparse.ArgumentParser:
-        built = build()
-        sub = next(a for a in built._actions if isinstance(a, argparse._SubParsersAction))
-        if "status" not in sub.choices:
-            admin.register(sub)
-        return built
-
-    cli.build_parser = parser  # type: ignore[assignment]
-    try:
-        return cli.main(list(argv))
-    finally:
-        cli.build_parser = build  # type: ignore[assignment]
+    return cli.main(list(argv))
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ from app.crypto.stream import (
     write_all,
 )
 from app.errors import CryptoError, HeaderError, NoIdentityMatchError
-from app.pools import ProcessPool
+from app.server.pools import ProcessPool
 
 PAYLOAD_LABEL = b"payload"
 Progress = Callable[[int], None]
@@ -154,7 +154,7 @@ def shared_pool() -> ThreadPoolExecutor:
     """The process's pool for long-lived writers: three threads, for the half of a batch that
     the request thread does not seal itself, the write of the previous batch, and a spare.
 
-    Created on first use, and anew in a forked child (:mod:`app.pools`), so a forking server
+    Created on first use, and anew in a forked child (:mod:`app.server.pools`), so a forking server
     makes it in each worker. Shared by every item written at once: under load they take turns,
     and no request ever waits on a task that waits on another task, so the pool cannot
     deadlock.

@@ -30,10 +30,11 @@ def create_app(config: JournalistConfig | Config | None = None) -> Flask:
     from flask import Flask
     from flask_wtf.csrf import CSRFProtect
 
-    from app import headers, sizes
+    from app import sizes
     from app.config import Config
-    from app.journalist import admin, api, auth, pages, sources, state
+    from app.journalist import api, auth, pages, sources, state, users
     from app.journalist.config import JournalistConfig, load
+    from app.server import headers
 
     if config is None:
         config = load(os.environ)
@@ -54,7 +55,7 @@ def create_app(config: JournalistConfig | Config | None = None) -> Flask:
     state.init_app(app, config)
     pages.init_app(app)
     app.before_request(auth.authenticate)
-    for blueprint in (auth.bp, sources.bp, admin.bp, api.bp):
+    for blueprint in (auth.bp, sources.bp, users.bp, api.bp):
         app.register_blueprint(blueprint)
     CSRFProtect(app).exempt(api.bp)
     return app

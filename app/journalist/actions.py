@@ -8,13 +8,13 @@ from typing import BinaryIO
 
 from flask import Response, abort, send_file, stream_with_context
 
-from app.accounts import Journalist
 from app.bundle import BundleItem, iter_bundle, today
+from app.journalist.accounts import Journalist
 from app.journalist.inbox import SourceRow
 from app.journalist.replies import ReplySink
 from app.journalist.replies import store_reply as _store_reply
 from app.journalist.state import get_state
-from app.store import Item, Source
+from app.server.store import Item, Source
 
 MARKS = ("read", "unread", "star", "unstar")
 MAX_SELECTED = 100_000

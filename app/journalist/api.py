@@ -17,7 +17,7 @@ from app.journalist import actions
 from app.journalist.auth import current
 from app.journalist.inbox import FILTERS, SourceRow, page_number
 from app.journalist.state import get_state, new_sink
-from app.store import Item
+from app.server.store import Item
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 

@@ -25,11 +25,11 @@ from flask import (
 )
 from werkzeug.wrappers import Response
 
-from app.accounts import AccountError, Journalist, check_password, suggest_passphrase
+from app.journalist.accounts import AccountError, Journalist, check_password, suggest_passphrase
 from app.journalist.confirm import ask, confirmed
 from app.journalist.pages import View, gettext
 from app.journalist.state import get_state
-from app.session import EncryptedSessionInterface, SourceSession
+from app.server.session import EncryptedSessionInterface, SourceSession
 
 bp = Blueprint("auth", __name__)
 

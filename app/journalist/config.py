@@ -14,9 +14,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from app.accounts import DEFAULT_TRIES, AccountError, PasswordCost, cost_from_env
 from app.config import Config, load_config
 from app.errors import ConfigError
+from app.journalist.accounts import DEFAULT_TRIES, AccountError, PasswordCost, cost_from_env
 
 MAX_MINUTES = 7 * 24 * 60
 

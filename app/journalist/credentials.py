@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from app.accounts import Accounts, Journalist, today
+from app.journalist.accounts import Accounts, Journalist, today
 
 TOKEN_PREFIX = "tbx_"  # noqa: S105 - not a secret
 MAX_TOKEN_NAME = 60

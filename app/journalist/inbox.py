@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.bundle import BundleItem, BundleSource
-from app.store import Store
+from app.server.store import Store
 
 PER_PAGE = 50
 FILTERS = ("all", "unread", "starred")

@@ -2,10 +2,10 @@
 
 An uploaded reply is already encrypted (on the air-gapped machine), so it is not encrypted
 again: its bytes stream straight into a temporary file among the store's items
-(:class:`ReplySink`, made by :func:`app.incoming.create_temp` as the store's own), are checked
+(:class:`ReplySink`, made by :func:`~.incoming.create_temp` as the store's own), are checked
 with :func:`app.reply.check_reply` against the source's reply key and every newsroom key, must
 be padded to a power-of-two size as ``tipbox reply`` pads them, and only then become an item
-(:meth:`app.store.Store.commit`). Anything refused is deleted at once. No Flask here.
+(:meth:`app.server.store.Store.commit`). Anything refused is deleted at once. No Flask here.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ import os
 from typing import IO, BinaryIO
 
 from app.errors import ReplyError
-from app.incoming import create_temp
 from app.padding import bucket
 from app.reply import BUCKET_MIN, MAX_FILE_BYTES, check_reply
-from app.store import Item, PendingItem, Source, Store
+from app.server.incoming import create_temp
+from app.server.store import Item, PendingItem, Source, Store
 
 READ_SIZE = 64 * 1024
 

@@ -2,8 +2,8 @@
 
 Built once by :func:`init_app` and kept on the app; it fails closed like the source app (no
 valid newsroom recipient, an unsafe secret, a data folder or database that cannot be written:
-no service, see :mod:`app.startup`). The cookie is the source app's
-encrypted session (:class:`app.session.EncryptedSessionInterface`) under its own name and with
+no service, see :mod:`app.server.startup`). The cookie is the source app's
+encrypted session (:class:`~.session.EncryptedSessionInterface`) under its own name and with
 its own instance secret; it carries the CSRF token, flashed messages and the random session
 token whose hash :class:`~app.journalist.credentials.Sessions` keeps.
 """
@@ -15,15 +15,15 @@ from typing import IO, Any, cast
 
 from flask import Flask, Request, current_app, g
 
-from app import session, startup
-from app.accounts import Accounts
+from app.journalist.accounts import Accounts
 from app.journalist.config import JournalistConfig
 from app.journalist.credentials import ApiTokens, Sessions
 from app.journalist.inbox import Inbox
 from app.journalist.replies import ReplySink
-from app.keys import load_recipients
-from app.session import load_secret
-from app.store import Store
+from app.server import session, startup
+from app.server.newsroom import load_recipients
+from app.server.session import load_secret
+from app.server.store import Store
 
 SECRET_FILE = "journalist.key"  # noqa: S105 - a file name
 COOKIE_NAME = "tipbox_journalist"

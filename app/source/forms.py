@@ -1,6 +1,6 @@
 """The source's forms, read from the request's fields.
 
-Files are not a form field: they stream into the store as they arrive (see :mod:`app.upload`)
+Files are not a form field: they stream into the store as they arrive (see :mod:`app.source.upload`)
 and the view collects them with ``request.pending_items()``. The CSRF token is checked by
 Flask-WTF's ``CSRFProtect`` before any view runs; templates render it as the first field, so
 the streaming parser has checked it before it writes a single byte of a file.

@@ -1,7 +1,7 @@
 """A submission that cannot be kept gives the source back what it typed.
 
 The form puts the message before the files, so the streaming parser has read it before the
-first file byte (:mod:`app.upload` keeps the fields it has read on ``g``, even when it refuses
+first file byte (:mod:`.upload` keeps the fields it has read on ``g``, even when it refuses
 the rest). Too large, or a message that is not valid: the form comes back with the message in it
 and a reason, and the session (and so a new codename) stays good for the retry. Session lost or
 expired: the message comes back in a text box to copy, with the two ways forward; a new codename
@@ -22,7 +22,7 @@ from wtforms import ValidationError
 
 from app.source.forms import SubmitForm
 from app.source.language import gettext
-from app.upload import CSRF_FIELD, FIELDS
+from app.source.upload import CSRF_FIELD, FIELDS
 
 # Sec-Fetch-Site values of a post this site's own page sent ("none": typed or bookmarked).
 SAME_SITE = frozenset({"same-origin", "none"})

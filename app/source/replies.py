@@ -9,10 +9,10 @@ from flask import flash, redirect, render_template, request, url_for
 
 from app.crypto import X25519Identity
 from app.errors import TipboxError
+from app.server.store import Item
 from app.source.language import gettext, ngettext
 from app.source.state import get_state
 from app.source.views import View, bp, signed_in_source, to_landing
-from app.store import Item
 
 
 @bp.get("/<lang:lang>/lookup")

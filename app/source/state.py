@@ -2,7 +2,7 @@
 
 Built once by :func:`init_app` and kept on the app (no module-level singleton). It fails closed:
 no valid newsroom recipient in the keys folder, an unreadable secret, a logo that is not a PNG
-file or a data folder or database that cannot be written (:mod:`app.startup`), and the app
+file or a data folder or database that cannot be written (:mod:`app.server.startup`), and the app
 refuses to start with :class:`ConfigError`.
 """
 
@@ -13,12 +13,13 @@ from pathlib import Path
 
 from flask import Flask, current_app
 
-from app import startup, upload
 from app.config import Config
 from app.errors import ConfigError
-from app.keys import load_recipients
-from app.session import load_secret
-from app.store import Store
+from app.server import startup
+from app.server.newsroom import load_recipients
+from app.server.session import load_secret
+from app.server.store import Store
+from app.source import upload
 from app.words import fingerprint
 
 PEPPER_FILE = "pepper.key"

@@ -25,16 +25,16 @@ from flask import (
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.wrappers import Response
 
-from app import limits, words
+from app import words
 from app.crypto import SourceKeys, X25519Identity, derive_source_keys
-from app.limits import SESSION_KEY as LIMIT_KEY
-from app.session import EncryptedSessionInterface, SourceSession
-from app.source import refusals
+from app.server.session import EncryptedSessionInterface, SourceSession
+from app.server.store import PendingItem
+from app.source import limits, refusals
 from app.source.forms import LoginForm, SubmitForm
 from app.source.language import current_language, gettext, human_size
+from app.source.limits import SESSION_KEY as LIMIT_KEY
 from app.source.state import get_state
-from app.store import PendingItem
-from app.upload import UploadRequest
+from app.source.upload import UploadRequest
 
 bp = Blueprint("source", __name__)
 

@@ -18,9 +18,9 @@ the oldest dropped first past either, so neither the limit on open files (deploy
 
 Why not another server: Gunicorn is the product's server. Waitress, which has such deadlines,
 buffers every request body over 512 KiB to a temporary file before the app sees a byte: an
-upload's plaintext on disk, which Tipbox never allows (app/upload.py).
+upload's plaintext on disk, which Tipbox never allows (app/source/upload.py).
 
-Also here, so that every response carries the security headers (app/headers.py), Gunicorn's own
+Also here, so that every response carries the security headers (.headers), Gunicorn's own
 included: its answers to a malformed request (400, 414, 431, 417, ...) are written by
 :func:`write_error`, with the header table and without quoting the request. And a malformed
 request body (a bad chunk size, a missing CRLF, a client gone mid-body) reaches the app as
@@ -47,7 +47,7 @@ from gunicorn.http.errors import NoMoreData, ParseException
 from gunicorn.workers.gthread import TConn, ThreadWorker
 from werkzeug.exceptions import BadRequest
 
-from app.headers import HEADERS
+from app.server.headers import HEADERS
 
 HEAD_SECONDS_ENV = "TIPBOX_HEAD_SECONDS"
 DEFAULT_HEAD_SECONDS = 10.0

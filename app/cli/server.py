@@ -1,9 +1,9 @@
 """The server's admin commands: ``tipbox onion``, ``tipbox access`` and ``tipbox status``.
 
-Wired into the ``tipbox`` command by :func:`register`. Nothing here imports stem (or
-:mod:`app.onion`) until a handler runs, so the air-gapped commands never load it. Paths and
-tor's control port come from the environment (see :func:`app.onion.layout_from_env`); the
-defaults are Debian's, so on a server ``sudo tipbox status`` needs no setting.
+Server commands: the dispatcher (:mod:`app.cli`) imports this module only for them, so the
+air-gapped commands never load stem. Paths and tor's control port come from the environment
+(see :func:`app.onion.layout_from_env`); the defaults are Debian's, so on a server
+``sudo tipbox status`` needs no setting.
 """
 
 from __future__ import annotations
@@ -13,21 +13,41 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
+from app.config import load_config
 from app.errors import TipboxError, UsageError
 from app.files import atomic_write
-
-if TYPE_CHECKING:
-    from app.onion import Layout, TorState
+from app.onion import (
+    SERVICES,
+    Layout,
+    TorState,
+    add_client,
+    check_name,
+    inspect,
+    layout_from_env,
+    list_clients,
+    publish,
+    read_addresses,
+    remove_client,
+    unpublish,
+)
+from app.server.unixhttp import UnixHTTPConnection
 
 APP_TIMEOUT = 20.0  # a socket-activated app imports itself on the first connection
 ENV_FILE = "etc/tipbox/tipbox.env"  # the apps' settings (deploy/install.sh), under TIPBOX_ROOT
 
 
-def register(subparsers: Any) -> None:
-    """Add ``onion``, ``access`` and ``status`` to the ``tipbox`` command's sub-commands."""
-    p = subparsers.add_parser("onion", help="publish or remove the two onion services")
+def arguments(command: str, p: argparse.ArgumentParser) -> None:
+    """The options and sub-commands of ``command`` (``onion``, ``access`` or ``status``)."""
+    if command == "onion":
+        _onion_arguments(p)
+    elif command == "access":
+        _access_arguments(p)
+    else:
+        p.set_defaults(run=cmd_status)
+
+
+def _onion_arguments(p: argparse.ArgumentParser) -> None:
     onion = p.add_subparsers(dest="onion_command", required=True)
     q = onion.add_parser("publish", help="configure both services in tor and print the addresses")
     q.add_argument("--wait", type=float, default=0.0, metavar="SECONDS", help="wait for tor")
@@ -38,7 +58,8 @@ def register(subparsers: Any) -> None:
     q = onion.add_parser("addresses", help="print the stored onion addresses")
     q.set_defaults(run=cmd_addresses)
 
-    p = subparsers.add_parser("access", help="journalists' keys to the journalist service")
+
+def _access_arguments(p: argparse.ArgumentParser) -> None:
     access = p.add_subparsers(dest="access_command", required=True)
     q = access.add_parser("add", help="create a key for a journalist and authorise it")
     q.add_argument("name", metavar="NAME", help="lower-case letters, digits, '-' or '_'")
@@ -51,13 +72,8 @@ def register(subparsers: Any) -> None:
     q.add_argument("name", metavar="NAME")
     q.set_defaults(run=cmd_access_remove)
 
-    p = subparsers.add_parser("status", help="check tor, the onion services, the apps, the disk")
-    p.set_defaults(run=cmd_status)
-
 
 def _layout() -> Layout:
-    from app.onion import layout_from_env
-
     return layout_from_env(os.environ)
 
 
@@ -67,8 +83,6 @@ def _url(address: str) -> str:
 
 def cmd_publish(args: argparse.Namespace) -> None:
     """Configure both services, reload tor, print and store the addresses."""
-    from app.onion import publish
-
     layout = _layout()
     addresses, previous = publish(layout, wait=args.wait)
     for name, address in addresses.items():
@@ -85,8 +99,6 @@ def cmd_publish(args: argparse.Namespace) -> None:
 
 def cmd_remove(args: argparse.Namespace) -> None:
     """Stop publishing both services."""
-    from app.onion import unpublish
-
     unpublish(_layout(), purge=args.purge)
     if args.purge:
         print("both onion services removed and their keys deleted: the addresses are gone")
@@ -96,8 +108,6 @@ def cmd_remove(args: argparse.Namespace) -> None:
 
 def cmd_addresses(args: argparse.Namespace) -> None:
     """Print the addresses stored by the last publish."""
-    from app.onion import read_addresses
-
     layout = _layout()
     addresses = read_addresses(layout)
     if not addresses:
@@ -111,8 +121,6 @@ def cmd_addresses(args: argparse.Namespace) -> None:
 
 def cmd_access_add(args: argparse.Namespace) -> None:
     """Authorise a journalist; print what they put in Tor Browser and write their file."""
-    from app.onion import add_client, check_name
-
     name = check_name(args.name)
     out = Path(args.out) / f"{name}.auth_private"
     if args.public_key is None and not out.parent.is_dir():
@@ -138,8 +146,6 @@ def cmd_access_add(args: argparse.Namespace) -> None:
 
 def cmd_access_list(args: argparse.Namespace) -> None:
     """List the journalists who hold a key."""
-    from app.onion import list_clients
-
     clients = list_clients(_layout())
     if not clients:
         print("nobody has access: the journalist service admits no one ('tipbox access add')")
@@ -149,8 +155,6 @@ def cmd_access_list(args: argparse.Namespace) -> None:
 
 def cmd_access_remove(args: argparse.Namespace) -> None:
     """Take a journalist's key away."""
-    from app.onion import remove_client
-
     remove_client(_layout(), args.name)
     print(f"{args.name} no longer has access; everyone else keeps their key.")
     print("The journalist service was rebuilt: open pages reconnect within a minute.")
@@ -200,8 +204,6 @@ def tor_checks(layout: Layout, state: TorState) -> list[Check]:
 def app_check(name: str, path: Path, host: str | None) -> Check:
     """Whether the app answers HTTP on its unix socket (what tor forwards to)."""
     import http.client  # here: the air-gapped commands load this module too (+25 ms)
-
-    from app.unixhttp import UnixHTTPConnection
 
     what = f"{name} app on {path}"
     conn = UnixHTTPConnection(path, APP_TIMEOUT)
@@ -262,8 +264,6 @@ def _gib(size: int) -> str:
 
 def _disk(layout: Layout) -> Check:
     """The free space check, with the apps' settings file (as systemd passes it to them)."""
-    from app.config import load_config
-
     env_file = Path(os.environ.get("TIPBOX_ROOT", "").strip() or "/") / ENV_FILE
     try:
         config = load_config({**read_env_file(env_file), **os.environ})
@@ -275,8 +275,6 @@ def _disk(layout: Layout) -> Check:
 def cmd_status(args: argparse.Namespace) -> None:
     """Check tor, both onion services, both apps and the free space; exit 1 if anything is
     wrong."""
-    from app.onion import SERVICES, inspect, read_addresses
-
     layout = _layout()
     addresses = read_addresses(layout)
     try:

@@ -1,8 +1,8 @@
 """``tipbox user add|list|remove|reset-password|reset-totp``: journalists' accounts, on the server.
 
-Wired into the ``tipbox`` command by :func:`register`. Nothing here imports SQLite, argon2 or
-the web stack until a handler runs, so the air-gapped commands never load them. The database is
-the store's (``TIPBOX_DATA_DIR``, as for the apps) and passwords are hashed with the apps' cost
+A server command: the dispatcher (:mod:`app.cli`) imports this module only for ``tipbox user``,
+so the air-gapped commands never load SQLite or argon2. The database is the store's
+(``TIPBOX_DATA_DIR``, as for the apps) and passwords are hashed with the apps' cost
 (``TIPBOX_PASSWORD_*``). Run it as the user the apps run as (``sudo -u tipbox …``) so the
 database stays theirs.
 
@@ -16,17 +16,22 @@ import argparse
 import getpass
 import os
 import sys
-from typing import TYPE_CHECKING, Any
 
+from app.config import load_config
 from app.errors import PassphraseError
+from app.journalist.accounts import (
+    Accounts,
+    check_password,
+    cost_from_env,
+    provisioning_uri,
+    suggest_passphrase,
+)
+from app.server import startup
+from app.server.store import DATABASE
 
-if TYPE_CHECKING:
-    from app.accounts import Accounts
 
-
-def register(subparsers: Any) -> None:
-    """Add ``user`` and its sub-commands to the ``tipbox`` command."""
-    p = subparsers.add_parser("user", help="manage journalists' accounts (on the server)")
+def arguments(command: str, p: argparse.ArgumentParser) -> None:
+    """The sub-commands of ``tipbox user``."""
     user = p.add_subparsers(dest="user_command", required=True)
     q = user.add_parser("add", help="create an account; prints its password and TOTP secret")
     q.add_argument("name", metavar="USERNAME")
@@ -56,11 +61,6 @@ def register(subparsers: Any) -> None:
 
 
 def _accounts() -> Accounts:
-    from app import startup
-    from app.accounts import Accounts, cost_from_env
-    from app.config import load_config
-    from app.store import DATABASE
-
     data_dir = load_config(os.environ).data_dir
     startup.check_data(data_dir)  # one sentence for a folder or database it cannot write
     with startup.opening(data_dir):
@@ -69,8 +69,6 @@ def _accounts() -> Accounts:
 
 def _password(ask: bool) -> tuple[str, bool]:
     """The new password, and whether it was generated (and so must be printed)."""
-    from app.accounts import check_password, suggest_passphrase
-
     if not ask:
         return suggest_passphrase(), True
     try:
@@ -84,8 +82,6 @@ def _password(ask: bool) -> tuple[str, bool]:
 
 
 def _show_totp(username: str, secret: str) -> None:
-    from app.accounts import provisioning_uri
-
     uri = provisioning_uri(secret, username, os.environ.get("TIPBOX_NEWSROOM_NAME", "Tipbox"))
     print(f"TOTP secret (6 digits, 30 s): {secret}")
     print(f"TOTP URI: {uri}")

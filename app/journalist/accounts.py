@@ -7,7 +7,7 @@ newsroom keys. What they keep is what security needs and nothing about sources:
 - ``journalists``: username, Argon2id hash (argon2-cffi, PHC string), TOTP secret, the last
   TOTP time step used (a code is never accepted twice), admin flag, the day the account was made;
 - ``login_attempts``: a keyed hash of the username typed at each login attempt and its time,
-  kept one minute (throttling; see :mod:`app.attempts`);
+  kept one minute (throttling; see :mod:`app.journalist.attempts`);
 - ``sessions`` and ``api_tokens`` (see :mod:`app.journalist.credentials`): SHA-256 of random
   tokens, never the tokens.
 
@@ -38,8 +38,8 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from app import words
-from app.attempts import THROTTLE_SECONDS, LoginAttempts
 from app.errors import TipboxError
+from app.journalist.attempts import THROTTLE_SECONDS, LoginAttempts
 
 MIN_PASSWORD = 14
 MAX_PASSWORD = 1024  # longer inputs are refused before they reach Argon2id

@@ -10,25 +10,22 @@ Every item of the bundle goes into its source's folder::
 Nothing is ever overwritten (a taken name gets `` (2)``, `` (3)``…), and a file appears only once
 its whole item has authenticated (``app.files.atomic_write``). Files live apart from messages so
 that a file named ``message-1.txt`` cannot pass for a message. A damaged item is reported and
-skipped; the others are still written. Imports stay within the air-gapped rule (``app.cli``).
+skipped; the others are still written. Air-gapped: it loads the core only.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import fcntl
 import io
 import os
-import shutil
-import subprocess
-import sys
 import tarfile
-import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, BinaryIO, Protocol
+from typing import IO, TYPE_CHECKING, BinaryIO
 
 from app import crypto
 from app.bundle import (
@@ -39,62 +36,21 @@ from app.bundle import (
     ReadItem,
     read_bundle,
 )
+from app.cli.metadata import check_metadata
+from app.cli.terminal import Bar, Progress, asker, printable, say
 from app.container import DAMAGED_TAR, is_plain_file, safe_name
 from app.crypto import X25519Identity
+from app.crypto.keyfile import load_identities
 from app.crypto.stream import CHUNK_SIZE, Readable
 from app.errors import BundleError, NoIdentityMatchError, TipboxError
-from app.files import atomic_write, contained, remove_leftovers
+from app.files import atomic_write, contained, free_path, remove_leftovers
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
 
-PROG = "tipbox"
 FILES, REPLIES = "files", "replies"
-MAT2_TIMEOUT = 300
-MAX_NAME_BYTES = 255
 _PLURALS = {"reply": "replies"}
 _OTHER_OUT = "choose another --out folder"
-
-
-class Bar(Protocol):
-    """A progress display, as ``app.cli.Progress``."""
-
-    def __call__(self, done: int) -> None: ...
-
-    def finish(self) -> None: ...
-
-
-def say(kind: str, text: str) -> None:
-    """One ``tipbox: KIND: TEXT`` line on stderr."""
-    print(f"{PROG}: {kind}: {text}", file=sys.stderr)
-
-
-def printable(text: str) -> str:
-    """``text`` without control characters (metadata must not drive the terminal)."""
-    return "".join(c for c in text if unicodedata.category(c)[0] != "C")
-
-
-# --- names -----------------------------------------------------------------------------------
-
-
-def numbered(name: str, number: int) -> str:
-    """``name`` with `` (number)`` before its extension, within 255 bytes."""
-    stem, dot, ext = name.rpartition(".")
-    if not (dot and stem and len(ext) <= 16):
-        stem, ext = name, ""
-    suffix, ext = f" ({number})", f".{ext}" if ext else ""
-    while len(f"{stem}{suffix}{ext}".encode()) > MAX_NAME_BYTES:
-        stem = stem[:-1]
-    return f"{stem}{suffix}{ext}"
-
-
-def free_path(directory: Path, name: str) -> Path:
-    """The first of ``name``, ``name (2)``… that does not exist in ``directory``."""
-    candidate, number = name, 1
-    while os.path.lexists(directory / candidate):
-        number += 1
-        candidate = numbered(name, number)
-    return directory / candidate
 
 
 def _folder(parent: Path, name: str) -> Path:
@@ -345,56 +301,18 @@ def open_bundle(
         )
 
 
-# --- metadata --------------------------------------------------------------------------------
+def arguments(command: str, p: argparse.ArgumentParser) -> None:
+    """The options of ``tipbox open``."""
+    p.add_argument("bundle", metavar="BUNDLE", help="bundle file from the journalist app")
+    p.add_argument("-i", "--identity", action="append", required=True, metavar="IDENTITY")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder to write into")
+    p.add_argument("--clean", action="store_true", help="also write mat2-cleaned copies")
+    p.set_defaults(run=cmd_open)
 
 
-def mat2_show(mat2: str, path: Path) -> list[str] | None:
-    """The metadata ``mat2 --show`` finds in ``path``; ``None`` if mat2 cannot check it."""
-    proc = subprocess.run(  # noqa: S603 - mat2 from PATH, an absolute file name, no shell
-        [mat2, "--show", "--", str(path.resolve())],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        timeout=MAT2_TIMEOUT,
-        check=False,
-    )
-    lines = proc.stdout.decode("utf-8", "replace").splitlines()
-    if proc.returncode != 0 or not lines or lines[0].startswith("[-]"):
-        return None
-    if not lines[0].startswith("[+]"):
-        return []  # "No metadata found in …"
-    return [printable(line.strip()) for line in lines[1:] if line.strip()]
-
-
-def mat2_clean(mat2: str, path: Path) -> Path | None:
-    """Have mat2 write a cleaned copy beside ``path`` (``NAME.cleaned.EXT``); return it."""
-    proc = subprocess.run(  # noqa: S603 - as above
-        [mat2, "--", str(path.resolve())],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        timeout=MAT2_TIMEOUT,
-        check=False,
-    )
-    cleaned = path.with_name(f"{path.stem}.cleaned{path.suffix}")
-    return cleaned if proc.returncode == 0 and cleaned.is_file() else None
-
-
-def check_metadata(paths: Sequence[Path], clean: bool) -> None:
-    """Warn about files that carry metadata which may identify the source."""
-    mat2 = shutil.which("mat2")
-    if paths and mat2 is None:
-        say("hint", "mat2 is not installed: files were not checked for identifying metadata")
-    for path in paths:
-        if mat2 is None:
-            break
-        found = mat2_show(mat2, path)
-        if found is None:
-            say("warning", f"{path}: mat2 cannot check this kind of file; check it yourself")
-        elif found:
-            say("warning", f"{path} carries metadata that may identify the source:")
-            for line in found:
-                print(f"    {line}", file=sys.stderr)
-            cleaned = mat2_clean(mat2, path) if clean else None
-            if cleaned:
-                print(f"cleaned copy: {cleaned}")
-            elif clean:
-                say("warning", f"{path}: mat2 could not write a cleaned copy")
+def cmd_open(args: argparse.Namespace) -> None:
+    """Decrypt a bundle from the journalist app into a folder per source."""
+    identities: list[crypto.X25519Identity] = []
+    for name in args.identity:
+        identities += load_identities(Path(name).read_bytes(), asker(f"Passphrase for {name}: "))
+    open_bundle(Path(args.bundle), identities, Path(args.out), Progress, clean=args.clean)

@@ -16,7 +16,7 @@ import io
 from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
 from werkzeug.wrappers import Response
 
-from app.accounts import AccountError, Journalist, provisioning_uri, suggest_passphrase
+from app.journalist.accounts import AccountError, Journalist, provisioning_uri, suggest_passphrase
 from app.journalist.auth import current
 from app.journalist.confirm import ask, confirmed
 from app.journalist.credentials import ApiToken

@@ -48,8 +48,8 @@ from app.config import Config
 from app.crypto.header import hkdf
 from app.errors import ConfigError
 from app.files import atomic_write
-from app.startup import reason
-from app.store import DATABASE
+from app.server.startup import reason
+from app.server.store import DATABASE
 
 SESSION_KEY_LABEL_V1 = b"TIPBOX_SESSION_KEY_V1"
 CSRF_KEY_LABEL_V1 = b"TIPBOX_CSRF_KEY_V1"
@@ -112,7 +112,7 @@ class EndedSessions:
     """The sessions that ended before their time, until they would have expired anyway.
 
     Kept in a table of the store's SQLite file rather than in the workers' shared memory
-    (app.counters): the record must outlive a restart (the instance secret does, so a copied
+    (app.server.counters): the record must outlive a restart (the instance secret does, so a copied
     cookie would open again), be seen by every worker, and never be pushed out (a flood of new
     sessions must not bring an ended one back). It cannot be linked to a source: a row is an
     HMAC of the random session id (never derived from a codename) under a key from the

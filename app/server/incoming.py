@@ -1,7 +1,7 @@
 """Temporary files among the store's items: uploads on their way in, and what they leave.
 
 An item is written under a temporary name (``.incoming-`` and 32 random hex digits) and renamed
-only by :meth:`app.store.Store.commit`. Whoever writes one holds a :class:`Claim` on it, an
+only by :meth:`app.server.store.Store.commit`. Whoever writes one holds a :class:`Claim` on it, an
 ``flock`` the kernel drops when the process dies, however it dies: so a worker that starts can
 tell a crash's leftover (unclaimed: deleted) from a live upload in another worker (claimed:
 kept), whatever their ages, and a worker that is about to be killed at the end of its grace

@@ -1,5 +1,5 @@
 """``make run``: start the source portal and the journalist app on a developer's machine
-(``python -m app.dev``).
+(``python -m app.server.dev``).
 
 Sets the development environment and starts two Gunicorns, each with its production config
 (deploy/gunicorn.conf.py, deploy/gunicorn-journalist.conf.py), bound to 127.0.0.1:$PORT (default
@@ -11,7 +11,7 @@ Sets the development environment and starts two Gunicorns, each with its product
   recipient ``data/dev/keys/newsroom.pub``), announced loudly: its secret half sits next to the
   server, so anything encrypted to it is as good as plaintext.
 
-This process stays as their supervisor (app.supervisor), rather than becoming one Gunicorn, so
+This process stays as their supervisor (.supervisor), rather than becoming one Gunicorn, so
 that one Ctrl-C stops both apps and every worker.
 
 When Debian's ``tor`` is installed, ``make run`` also publishes the portal as an onion service
@@ -40,12 +40,12 @@ from pathlib import Path
 from app import crypto
 from app.crypto.keyfile import identity_file_text, parse_identities
 from app.files import atomic_write
-from app.supervisor import Stop, raise_stop, supervise
+from app.server.supervisor import Stop, raise_stop, supervise
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 GUNICORN_CONF = REPO / "deploy" / "gunicorn.conf.py"
 JOURNALIST_CONF = REPO / "deploy" / "gunicorn-journalist.conf.py"
-APP = "app:create_app()"
+APP = "app.source:create_app()"
 JOURNALIST_APP = "app.journalist:create_app()"
 DEFAULT_PORT = 8080
 BAR = "!" * 78

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from app.errors import ConfigError, TipboxError
-from app.store import DATABASE
+from app.server.store import DATABASE
 
 _HINT = "the apps and 'tipbox user' must run as the user who owns the data folder"
 

@@ -1,6 +1,6 @@
 """Run a few programs together until Ctrl-C, then stop every process they started.
 
-``make run`` (app.dev) uses it for its two Gunicorns. Each program runs in a session of its own,
+``make run`` (.dev) uses it for its two Gunicorns. Each program runs in a session of its own,
 so that it and whatever it forked (Gunicorn's workers) can be killed as one process group, and
 the kernel sends it SIGTERM if this process dies first (``PR_SET_PDEATHSIG``), so that not even a
 ``kill -9`` of the supervisor leaves a server behind. On SIGINT, SIGTERM or SIGHUP (which

@@ -6,7 +6,7 @@ two dates at day granularity; per item its kind, day, padded size and recipients
 have random names, mtimes set to the epoch, and sizes padded up to a size bucket
 (:mod:`app.padding`), so neither a name nor a size nor a time fingerprints a document. No
 plaintext ever touches the disk: uploads are encrypted as they stream in (see
-:class:`ItemWriter`), into a temporary file (:mod:`app.incoming`) that becomes an item only
+:class:`ItemWriter`), into a temporary file (:mod:`app.server.incoming`) that becomes an item only
 when :meth:`Store.commit` records the whole submission; whatever a crash leaves is deleted by
 the next worker to start (:meth:`Store.reconcile`).
 """
@@ -31,9 +31,9 @@ from pathlib import Path
 from app import container, crypto, words
 from app.crypto.envelope import DeferredHeadWriter, ciphertext_size, largest_plain_size
 from app.errors import StoreError
-from app.files import EarlyWriteback
-from app.incoming import LOG, Claim, create_temp, remove_unclaimed
 from app.padding import bucket
+from app.server.incoming import LOG, Claim, create_temp, remove_unclaimed
+from app.server.writeback import EarlyWriteback
 
 DATABASE = "store.sqlite3"  # in the data folder; both apps and `tipbox user` open it
 KINDS = ("message", "file", "reply")

@@ -15,7 +15,7 @@ Now such a request never reaches :func:`spend` (CSRF is checked first), so it co
 shared, and neither does a refusal: a 429 counts in no window (:meth:`Counters.take`).
 
 A breach is a 429, rendered as the generic error page. The counters are in memory, shared by
-all of a server's workers (:mod:`app.counters`), so a limit means what it says whatever the
+all of a server's workers (:mod:`app.server.counters`), so a limit means what it says whatever the
 number of workers.
 """
 
@@ -29,7 +29,7 @@ import limits as parsing
 from flask import Flask, abort, current_app, g, session
 
 from app.config import Config
-from app.counters import ENV, Counters
+from app.server.counters import ENV, Counters
 
 SESSION_KEY = "r"
 EXTENSION = "tipbox.limits"
@@ -73,7 +73,7 @@ def session_key() -> str:
 def spend() -> None:
     """Charge this request one unit of work (once per request), or refuse it with a 429.
 
-    An app without :func:`init_app` (a bare app around :mod:`app.upload`) has no limits."""
+    An app without :func:`init_app` (a bare app around :mod:`app.source.upload`) has no limits."""
     rate_limits: RateLimits | None = current_app.extensions.get(EXTENSION)
     if rate_limits is None or g.get(_CHARGED):
         return

@@ -13,7 +13,7 @@ from werkzeug.wrappers import Response
 from app.source import views
 from app.source.language import gettext, human_size
 from app.source.state import get_state
-from app.upload import RETRY_AFTER, NoRoomError
+from app.source.upload import RETRY_AFTER, NoRoomError
 
 
 def error_page(error: HTTPException) -> tuple[str, int, dict[str, str]] | Response:

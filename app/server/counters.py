@@ -5,7 +5,7 @@ workers, and the instance three times the global limit, since the kernel hands e
 connection to whichever worker accepts it first. These counters live instead in one anonymous
 memory file (``memfd_create``) that the Gunicorn master makes before it forks (:func:`create`,
 called from deploy/gunicorn.conf.py) and names to the workers in ``TIPBOX_LIMITS_FD``
-(:func:`app.limits.init_app` opens it). They never reach a disk and vanish when the server
+(:func:`app.source.limits.init_app` opens it). They never reach a disk and vanish when the server
 stops. Without ``TIPBOX_LIMITS_FD`` (the Flask test client, one process) each app gets counters
 of its own.
 

@@ -1,7 +1,7 @@
 """Uploads that are encrypted as they arrive: no plaintext temp file, ever.
 
 Werkzeug 3 asks ``Request._get_file_stream`` for somewhere to put each uploaded file; we hand
-it an :class:`app.store.ItemWriter`, which encrypts into its final age file as bytes stream in
+it an :class:`~.store.ItemWriter`, which encrypts into its final age file as bytes stream in
 (memory stays flat: one 64 KiB chunk per upload). Our :class:`EncryptingMultiPartParser` drives
 Werkzeug's sans-IO multipart decoder itself, so that it can
 
@@ -41,8 +41,8 @@ from werkzeug.formparser import FormDataParser, MultiPartParser
 from werkzeug.sansio.multipart import Data, Event, Field, File
 from wtforms import ValidationError
 
-from app import limits, multipart
-from app.store import ItemWriter, PendingItem, Store
+from app.server.store import ItemWriter, PendingItem, Store
+from app.source import limits, multipart
 
 EXTENSION = "tipbox.store"
 RESERVE = "tipbox.reserve"

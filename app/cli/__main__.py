@@ -1,0 +1,7 @@
+"""``python -m app.cli``: the ``tipbox`` command without its installed script."""
+
+import sys
+
+from app.cli import main
+
+sys.exit(main())

@@ -1,0 +1,54 @@
+"""``tipbox encrypt`` and ``tipbox decrypt``: age files, as the ``age`` command makes them.
+
+Air-gapped: the core only. Both stream (constant memory, any size) and write their output whole or
+not at all (:func:`app.cli.terminal.write_output`); encrypt refuses to write ciphertext to a
+terminal.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from app import crypto
+from app.cli.keys import read_recipients, recipient_options
+from app.cli.terminal import Progress, asker, opened_input, write_output
+from app.crypto.keyfile import load_identities
+
+
+def arguments(command: str, p: argparse.ArgumentParser) -> None:
+    """The options of ``command``."""
+    if command == "encrypt":
+        recipient_options(p)
+        p.set_defaults(run=cmd_encrypt)
+    else:
+        p.add_argument("-i", "--identity", action="append", required=True, metavar="IDENTITY")
+        p.set_defaults(run=cmd_decrypt)
+    p.add_argument("-o", "--output", metavar="OUT", help="output file (default stdout)")
+    p.add_argument("input", nargs="?", metavar="IN", help="input file (default stdin)")
+
+
+def load_identity_files(names: list[str]) -> list[crypto.X25519Identity]:
+    """The identities in the files ``names``, asking for a passphrase where one is needed."""
+    identities: list[crypto.X25519Identity] = []
+    for name in names:
+        identities += load_identities(Path(name).read_bytes(), asker(f"Passphrase for {name}: "))
+    return identities
+
+
+def cmd_encrypt(args: argparse.Namespace) -> None:
+    """Encrypt to one or more recipients, like ``age -r``."""
+    recipients = read_recipients(args)
+    with opened_input(args.input) as (src, size):
+        bar = Progress("encrypting", size)
+        write_output(args.output, lambda dst: crypto.encrypt(src, dst, recipients, bar), True)
+        bar.finish()
+
+
+def cmd_decrypt(args: argparse.Namespace) -> None:
+    """Decrypt with one or more identity files, like ``age -d -i``."""
+    identities = load_identity_files(args.identity)
+    with opened_input(args.input) as (src, size):
+        bar = Progress("decrypting", size)
+        write_output(args.output, lambda dst: crypto.decrypt(src, dst, identities, bar), False)
+        bar.finish()
