@@ -143,6 +143,9 @@ def on_starting(server: Any) -> None:
 
     # A broken data, keys or secrets folder: one sentence and exit 1, not a traceback per worker.
     startup.refuse_to_start_on_error(server.app.wsgi)
+    warning = startup.key_warning(os.environ)
+    if warning:  # the journal says it at every start, until the newsroom rotates its keys
+        server.log.warning("tipbox: warning: %s", warning)
     os.environ[counters.ENV] = str(counters.create())
 
 

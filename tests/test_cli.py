@@ -152,13 +152,19 @@ def test_hints(tmp_path: Path, world: X25519Identity) -> None:
 # --- keygen --------------------------------------------------------------------------------------
 
 
-def test_keygen_without_passphrase(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("flags", "hybrid"),
+    [pytest.param((), True, id="hybrid by default"), pytest.param(("--classic",), False)],
+)
+def test_keygen_without_passphrase(tmp_path: Path, flags: tuple[str, ...], hybrid: bool) -> None:
     proc = tipbox("keygen", "--no-passphrase", "--identity", "k.txt", "--recipient", "k.pub",
-                  cwd=tmp_path)  # fmt: skip
+                  *flags, cwd=tmp_path)  # fmt: skip
     assert (proc.returncode, proc.stderr) == (0, b"")
     [identity] = parse_identities((tmp_path / "k.txt").read_text())
     [recipient] = parse_recipients((tmp_path / "k.pub").read_text())
     assert identity.recipient == recipient
+    assert str(identity).startswith("AGE-SECRET-KEY-PQ-1" if hybrid else "AGE-SECRET-KEY-1")
+    assert str(recipient).startswith("age1pq1") == hybrid
     out = proc.stdout.decode()
     assert f"recipient: {recipient}\n" in out
     assert f"fingerprint: {' '.join(words.fingerprint(str(recipient).encode()))}\n" in out

@@ -13,7 +13,7 @@ from pathlib import Path
 from app import crypto
 from app.cli.keys import read_recipients, recipient_options
 from app.cli.terminal import Progress, asker, opened_input, write_output
-from app.crypto.keyfile import load_identities
+from app.crypto.keyfile import KeyIdentity, load_identities
 
 
 def arguments(command: str, p: argparse.ArgumentParser) -> None:
@@ -28,9 +28,9 @@ def arguments(command: str, p: argparse.ArgumentParser) -> None:
     p.add_argument("input", nargs="?", metavar="IN", help="input file (default stdin)")
 
 
-def load_identity_files(names: list[str]) -> list[crypto.X25519Identity]:
+def load_identity_files(names: list[str]) -> list[KeyIdentity]:
     """The identities in the files ``names``, asking for a passphrase where one is needed."""
-    identities: list[crypto.X25519Identity] = []
+    identities: list[KeyIdentity] = []
     for name in names:
         identities += load_identities(Path(name).read_bytes(), asker(f"Passphrase for {name}: "))
     return identities

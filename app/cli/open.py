@@ -39,8 +39,7 @@ from app.bundle import (
 from app.cli.metadata import check_metadata
 from app.cli.terminal import Bar, Progress, asker, printable, say
 from app.container import DAMAGED_TAR, is_plain_file, safe_name
-from app.crypto import X25519Identity
-from app.crypto.keyfile import load_identities
+from app.crypto.keyfile import KeyIdentity, load_identities
 from app.crypto.stream import CHUNK_SIZE, Readable
 from app.errors import BundleError, NoIdentityMatchError, TipboxError
 from app.files import atomic_write, contained, free_path, remove_leftovers
@@ -104,7 +103,7 @@ class Plaintext(io.RawIOBase):
 
 def extract(
     src: Readable,
-    identities: Sequence[X25519Identity],
+    identities: Sequence[KeyIdentity],
     place: Callable[[str], Path],
     tick: Callable[[int], None],
     pool: ThreadPoolExecutor | None = None,
@@ -166,7 +165,7 @@ def _placer(folder: Path, kind: str, number: int) -> Callable[[str], Path]:
 class _Run:
     """One ``tipbox open``: what was written, what failed, and the progress bar."""
 
-    def __init__(self, read_item: ReadItem, identities: Sequence[X25519Identity], bar: Bar) -> None:
+    def __init__(self, read_item: ReadItem, identities: Sequence[KeyIdentity], bar: Bar) -> None:
         self.read_item, self.identities, self.bar = read_item, identities, bar
         self.done = self.plain_bytes = 0
         self.counts: Counter[str] = Counter()
@@ -227,7 +226,7 @@ def _size(count: int) -> str:
     return _plural(count, "byte")
 
 
-def _check_identities(manifest: Manifest, identities: Sequence[X25519Identity]) -> None:
+def _check_identities(manifest: Manifest, identities: Sequence[KeyIdentity]) -> None:
     if not {str(i.recipient) for i in identities} & set(manifest.recipients):
         raise NoIdentityMatchError(
             "the identity is not one of this bundle's newsroom recipients",
@@ -270,7 +269,7 @@ def _remove_leftovers(out: Path) -> None:
 
 def open_bundle(
     bundle: Path,
-    identities: Sequence[X25519Identity],
+    identities: Sequence[KeyIdentity],
     out: Path,
     progress: Callable[[str, int], Bar],
     clean: bool = False,
@@ -312,7 +311,7 @@ def arguments(command: str, p: argparse.ArgumentParser) -> None:
 
 def cmd_open(args: argparse.Namespace) -> None:
     """Decrypt a bundle from the journalist app into a folder per source."""
-    identities: list[crypto.X25519Identity] = []
+    identities: list[KeyIdentity] = []
     for name in args.identity:
         identities += load_identities(Path(name).read_bytes(), asker(f"Passphrase for {name}: "))
     open_bundle(Path(args.bundle), identities, Path(args.out), Progress, clean=args.clean)

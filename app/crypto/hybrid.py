@@ -33,6 +33,7 @@ from app.errors import HeaderError, KeyFormatError
 HYBRID_TAG = "mlkem768x25519"
 HYBRID_LABEL = b"age-encryption.org/mlkem768x25519"
 RECIPIENT_HRP = "age1pq"
+RECIPIENT_PREFIX = RECIPIENT_HRP + "1"
 IDENTITY_HRP = "age-secret-key-pq-"
 POSTQUANTUM = "postquantum"
 _BODY_SIZE = FILE_KEY_SIZE + 16

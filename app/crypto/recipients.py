@@ -208,6 +208,28 @@ def check_mix(recipients: Sequence[Recipient]) -> None:
         )
 
 
+class Unlabelled:
+    """A recipient whose labels are waived, for a file that cannot be post-quantum anyway.
+
+    The one use: a reply to a source whose reply key is still X25519 (a source created before
+    hybrid keys, not logged in since) must still open with a hybrid newsroom key. age's rule
+    is there so that no file looks post-quantum while a classical key opens it; such a reply is
+    classical whatever else it is encrypted to, and the journalist app says so.
+    """
+
+    labels: frozenset[str] = frozenset()
+
+    def __init__(self, inner: Recipient) -> None:
+        self.inner = inner
+
+    def __str__(self) -> str:
+        return str(self.inner)
+
+    def wrap(self, file_key: bytes) -> Stanza:
+        """The inner recipient's stanza."""
+        return self.inner.wrap(file_key)
+
+
 def unwrap_file_key(stanzas: Sequence[Stanza], identities: Sequence[Identity]) -> bytes | None:
     """Try every identity on every stanza; ``None`` when none matches."""
     if any(s.tag == "scrypt" for s in stanzas) and len(stanzas) != 1:
