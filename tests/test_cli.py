@@ -73,6 +73,22 @@ def test_round_trip_through_pipes(tmp_path: Path, world: X25519Identity) -> None
         assert (dec.returncode, dec.stdout, dec.stderr) == (0, b"from stdin", b"")
 
 
+@pytest.mark.usefixtures("world")
+def test_armored_round_trip(tmp_path: Path) -> None:
+    """-a writes ASCII armor (allowed on a terminal: it is text); decrypt reads it as it is."""
+    enc = tipbox("encrypt", "-a", "-R", "newsroom.pub", "-o", "out.txt.age", "plain.txt",
+                 cwd=tmp_path)  # fmt: skip
+    assert (enc.returncode, enc.stdout, enc.stderr) == (0, b"", b"")
+    armored = (tmp_path / "out.txt.age").read_bytes()
+    assert armored.startswith(b"-----BEGIN AGE ENCRYPTED FILE-----\n")
+    assert armored.endswith(b"-----END AGE ENCRYPTED FILE-----\n")
+    assert all(len(line) <= 64 for line in armored.splitlines())
+    dec = tipbox("decrypt", "-i", "id.txt", cwd=tmp_path, stdin=b"\r\n  " + armored)
+    assert (dec.returncode, dec.stdout, dec.stderr) == (0, PLAIN, b"")
+    damaged = armored.replace(b"\n", b" \n", 3)
+    assert_cli_error(tipbox("decrypt", "-i", "id.txt", cwd=tmp_path, stdin=damaged), "armor")
+
+
 def test_a_reader_that_stops_early_is_no_error(tmp_path: Path, world: X25519Identity) -> None:
     """`tipbox decrypt item | tar -x`: tar stops before a stored item's padding. Like a filter
     killed by SIGPIPE, tipbox says nothing and exits 141."""
