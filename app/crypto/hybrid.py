@@ -62,6 +62,7 @@ class HybridRecipient:
             # X25519 point can never be encrypted to.
             raise KeyFormatError("not a valid age hybrid recipient: bad public key")
         self.public = public
+        self._text = ""  # its Bech32 form, made once: ~1,960 characters, compared per item
 
     @classmethod
     def parse(cls, text: str) -> HybridRecipient:
@@ -72,7 +73,9 @@ class HybridRecipient:
         return cls(_decode(text, RECIPIENT_HRP, hpke.PUBLIC_SIZE, "recipient", "age1pq1…"))
 
     def __str__(self) -> str:
-        return bech32.encode(RECIPIENT_HRP, self.public)
+        if not self._text:
+            self._text = bech32.encode(RECIPIENT_HRP, self.public)
+        return self._text
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, HybridRecipient) and other.public == self.public
