@@ -29,7 +29,7 @@ from werkzeug.wrappers import Response
 from app import words
 from app.crypto import SourceKeys, X25519Identity, derive_source_keys
 from app.crypto.hybrid import HybridIdentity
-from app.crypto.recipients import Identity
+from app.crypto.keyfile import KeyIdentity
 from app.server.session import EncryptedSessionInterface, SourceSession
 from app.server.store import PendingItem
 from app.source import limits, refusals
@@ -87,8 +87,13 @@ class SignedIn:
     opens its replies (the hybrid one, and the classic one for replies from before)."""
 
     source_id: str
-    recipient: str
-    identities: tuple[Identity, ...]
+    identities: tuple[KeyIdentity, ...]  # the first is the one new replies go to
+
+    @property
+    def recipient(self) -> str:
+        """The reply recipient a new source is created with (made only when needed: a hybrid
+        one is ~1,960 Bech32 characters)."""
+        return str(self.identities[0].recipient)
 
 
 def signed_in_source() -> SignedIn | None:
@@ -99,9 +104,8 @@ def signed_in_source() -> SignedIn | None:
     classic = X25519Identity(secret)
     seed = session.get(HYBRID_REPLY_KEY)
     if not (isinstance(seed, bytes) and len(seed) == 32):  # a session from before hybrid keys
-        return SignedIn(source_id, str(classic.recipient), (classic,))
-    hybrid = HybridIdentity(seed)
-    return SignedIn(source_id, str(hybrid.recipient), (hybrid, classic))
+        return SignedIn(source_id, (classic,))
+    return SignedIn(source_id, (HybridIdentity(seed), classic))
 
 
 # At most two codename derivations at a time per worker: each takes the KDF's memory (64 MiB by
