@@ -17,18 +17,17 @@ import re
 import tarfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from app.crypto.keyfile import parse_recipient
 from app.crypto.stream import Writable
+from app.days import today
 from app.errors import BundleError, KeyFormatError
 
 if TYPE_CHECKING:  # types only: the air-gapped side must not import sqlite3
     from _typeshed import WriteableBuffer
-
-    from app.server.store import Item, Source
 
 
 FORMAT = "tipbox-bundle/1"
@@ -41,11 +40,6 @@ MAX_TRAILER = 1 << 20  # zeros accepted after the last member (tar pads to its r
 _ID = re.compile(r"[0-9a-f]{32}")
 _DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _WORD = re.compile(r"[^\W\d_]+(?:-[^\W\d_]+)*")
-
-
-def today() -> str:
-    """The current UTC day, the only time granularity a bundle carries."""
-    return datetime.now(UTC).date().isoformat()
 
 
 @dataclass(frozen=True)
@@ -243,14 +237,6 @@ def parse_manifest(data: bytes) -> Manifest:
     if len(set(ids)) != len(ids) or len(set(names)) != len(names):
         raise BundleError("invalid manifest: an item or a designation appears twice")
     return manifest
-
-
-def bundle_source(source: Source, newest_first: Sequence[Item]) -> BundleSource:
-    """A source's bundle entry from the store's records (``Store.items_of`` order, newest first)."""
-    items = tuple(
-        BundleItem(i.id, i.kind, i.day, i.size, tuple(i.recipients)) for i in reversed(newest_first)
-    )
-    return BundleSource(source.designation, source.reply_recipient, source.last_active_day, items)
 
 
 # --- writing ---------------------------------------------------------------------------------

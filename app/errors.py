@@ -102,3 +102,7 @@ class ReplyError(TipboxError):
 
 class StoreError(TipboxError):
     """the data store refused the operation"""
+
+
+class DigestError(TipboxError):
+    """the daily digest could not be sent"""

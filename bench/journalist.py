@@ -139,10 +139,11 @@ def list_timings(context: Context, keys: Path) -> list[list[str]]:
 
 
 def login_timings(context: Context) -> list[list[str]]:
+    from app.db import migrated
     from app.journalist.accounts import Accounts, PasswordCost, matching_step
 
     cost = PasswordCost()
-    accounts = Accounts(context.workspace.path("login.sqlite3"), cost)
+    accounts = Accounts(migrated(context.workspace.path("login")), cost)
     _, secret = accounts.add("bench", PASSWORD)
     digest = cost.hasher().hash(PASSWORD)
     count = max(5, 5 * context.options.repetitions)
@@ -177,11 +178,12 @@ def login_timings(context: Context) -> list[list[str]]:
 
 def make_bundle(workspace: Workspace, keys: Path) -> Path:
     from app.bundle import write_bundle
+    from app.db import migrated
     from app.journalist.inbox import Inbox
     from app.server.newsroom import load_recipients
     from app.server.store import Store
 
-    store = Store(workspace.path("open-data"), load_recipients(keys))
+    store = Store(migrated(workspace.path("open-data")), load_recipients(keys))
     say(f"  encrypting {ITEMS} items (half 1 KiB messages, half 1 MiB files)")
     for n in range(ITEMS // 10):
         pending = [store.add_message("m" * MESSAGE_SIZE) for _ in range(5)]
@@ -190,7 +192,7 @@ def make_bundle(workspace: Workspace, keys: Path) -> Path:
             writer.write(os.urandom(FILE_SIZE))
             pending.append(writer.finish())
         store.commit(secrets.token_hex(32), str(store.recipients[0]), pending)
-    entries, _ = Inbox(store).bundle_sources([s.id for s in store.list_sources()])
+    entries, _ = Inbox(store.database).bundle_sources([s.id for s in store.list_sources()])
     path = workspace.path("bundle.tar")
     with path.open("wb") as out:
         write_bundle(

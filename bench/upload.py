@@ -286,10 +286,11 @@ def post_file(
 
 def check_store(server: Server, size: int, kind: str = "file") -> int:
     """Exactly one source with one ``kind`` item, nothing else; delete it; its stored size."""
+    from app.db import migrated
     from app.server.newsroom import load_recipients
     from app.server.store import Store
 
-    store = Store(server.data_dir, load_recipients(server.keys_dir))
+    store = Store(migrated(server.data_dir), load_recipients(server.keys_dir))
     sources = store.list_sources()
     items = [item for source in sources for item in store.items_of(source.id)]
     on_disk = sorted(p.name for p in store.items.iterdir())
@@ -387,9 +388,10 @@ def writer_alone(root: Path, size: int) -> dict[str, float]:
     """Tipbox's item writer alone, in this process: write ``size`` bytes in 64 KiB pieces,
     then finish (padding + fsync), with the fsync timed on its own."""
     from app.crypto import X25519Identity
+    from app.db import migrated
     from app.server.store import Store
 
-    store = Store(root, [X25519Identity.generate().recipient])
+    store = Store(migrated(root), [X25519Identity.generate().recipient])
     fsynced = [0.0]
     real_fsync = os.fsync
 
@@ -777,7 +779,7 @@ def count_items(server: Server) -> tuple[int, int]:
     """Committed file items, and temporary files left behind (after the server stopped)."""
     import sqlite3
 
-    from app.server.store import TEMP_PREFIX
+    from app.server.incoming import TEMP_PREFIX
 
     if server.app == live.DRAIN_APP:
         return 0, 0

@@ -141,7 +141,9 @@ def on_starting(server: Any) -> None:
     each worker would count alone, and every limit would be multiplied by ``workers``."""
     from app.server import counters, startup  # (on sys.path by now: chdir)
 
-    # A broken data, keys or secrets folder: one sentence and exit 1, not a traceback per worker.
+    # A broken data, keys or secrets folder, or a database newer than the code: one sentence and
+    # exit 1, not a traceback per worker. Building the app also migrates the database (app/db.py),
+    # so it is done here once, before any fork; each worker's own build then finds it done.
     startup.refuse_to_start_on_error(server.app.wsgi)
     warning = startup.key_warning(os.environ)
     if warning:  # the journal says it at every start, until the newsroom rotates its keys

@@ -11,8 +11,9 @@
 #
 # Steps: Debian packages; the tipbox user; folders; the code and its venv (PyPI, or WHEELS);
 # the newsroom keys (public only, checked); tor's configuration (include dir, AppArmor rule for
-# the app sockets); the systemd units; a first load of both apps as tipbox (creates the
-# database); both onion services published; sockets started. Rehearsed on a real Debian 12 by
+# the app sockets); the systemd units; the database migrated (or created) as tipbox; a first
+# load of both apps as tipbox; both onion services published; sockets started; the daily
+# digest's timer, if a relay is set in tipbox.env. Rehearsed on a real Debian 12 by
 # `make rehearse` (deploy/rehearse.sh).
 source "$(dirname "$0")/lib.sh"
 need_root deploy
@@ -22,14 +23,14 @@ if [[ -r /etc/os-release ]] && ! grep -qx 'VERSION_ID="12"' /etc/os-release; the
     warn "this script is written for Debian 12; check every step on this system"
 fi
 
-DEBIAN_PACKAGES=(tor python3 python3-venv ca-certificates)
+DEBIAN_PACKAGES=(tor python3 python3-venv ca-certificates gpg)
 WHEELS="${WHEELS:-}"
 if [[ -n $WHEELS ]]; then
     [[ -d $WHEELS ]] || die "WHEELS=$WHEELS is not a folder of wheels"
     WHEELS="$(cd "$WHEELS" && pwd)"
 fi
 
-step "Debian packages: tor, python3, python3-venv"
+step "Debian packages: tor, python3, python3-venv, gpg"
 missing=()
 if [[ -n $WHEELS ]]; then
     for package in "${DEBIAN_PACKAGES[@]}"; do
@@ -65,6 +66,7 @@ step "folders"
 install -d -m 0755 "$APP_DIR" "$TORRC_DIR" "$UNIT_DIR" "$(dirname "$BIN_LINK")"
 install -d -m 0750 -o 0 -g "$(gid_of "$APP_USER")" "$ETC"
 install -d -m 0755 "$KEYS_DIR"
+install -d -m 0750 -o 0 -g "$(gid_of "$APP_USER")" "$ETC/digest-keys"
 install -d -m 0700 -o "$(uid_of "$APP_USER")" -g "$(gid_of "$APP_USER")" "$DATA"
 
 step "code in $SRC, Python packages in $VENV"
@@ -142,6 +144,15 @@ TIPBOX_ENV=production
 TIPBOX_DATA_DIR=/var/lib/tipbox
 TIPBOX_KEYS_DIR=/etc/tipbox/keys
 #TIPBOX_NEWSROOM_NAME=Our Newsroom
+# The daily digest (README: "The daily digest"): one encrypted email a day per key in
+# /etc/tipbox/digest-keys (ADDRESS.asc); off while TIPBOX_DIGEST_RELAY is empty.
+#TIPBOX_DIGEST_RELAY=smtp.example.org
+#TIPBOX_DIGEST_PORT=587
+#TIPBOX_DIGEST_TLS=starttls
+#TIPBOX_DIGEST_USER=tipbox@example.org
+#TIPBOX_DIGEST_PASSWORD_FILE=/etc/tipbox/digest-password
+#TIPBOX_DIGEST_FROM=tipbox@example.org
+#TIPBOX_DIGEST_TIME=00:15
 EOF
 fi
 
@@ -155,38 +166,57 @@ if set_block "$APPARMOR_LOCAL" <"$REPO/deploy/apparmor-system_tor" && apparmor_a
 fi
 
 step "systemd units"
-for unit in "${UNITS[@]}"; do
+for unit in "${UNITS[@]}" "${DIGEST_UNITS[@]}"; do
     install -m 0644 "$REPO/deploy/$unit" "$UNIT_DIR/$unit"
 done
 systemctl daemon-reload
 
-# Load each app once, as the apps' user and with their settings, before any socket can start
-# them: this creates the database (in WAL mode) and the secrets on a fresh server. Otherwise
-# the first start has two Gunicorn workers create the database at once, and one fails with
-# "database is locked" (seen in `make rehearse`), and any broken setting (keys, catalogues)
-# stops the deploy here with its message instead of a crash loop in the journal. Skipped in a
-# throwaway root (tests), where the user does not exist on this system.
+# Migrate the database, then load each app once, as the apps' user and with their settings,
+# before any socket can start them. The migration (app/db.py) brings an existing database to
+# this release's schema, under the data folder's lock (the running apps of the previous release
+# wait for it), or creates it on a fresh server; a database made by a newer release stops the
+# deploy here, in one sentence, before the new code is started on it. Loading the apps creates
+# the secrets, and any broken setting (keys, catalogues) stops the deploy with its message
+# instead of a crash loop in the journal. Skipped in a throwaway root (tests), where the user
+# does not exist on this system.
 HAS_JOURNALIST=
 if (cd / && "$VENV/bin/python" -c 'from app.journalist import create_app') 2>/dev/null; then
     HAS_JOURNALIST=1
 fi
 # The settings are read as systemd reads EnvironmentFile= (KEY=VALUE, optional quotes, #
 # comments), not sourced by a shell (a value with spaces would be a command there).
-PREFLIGHT='import importlib, os, sys
+LOAD_SETTINGS='import importlib, os, sys
 os.umask(0o077)
-for line in open(sys.argv[2], encoding="utf-8"):
+for line in open(sys.argv[1], encoding="utf-8"):
     key, sep, value = line.strip().partition("=")
     if sep and key and not key.startswith(("#", ";")):
         value = value.strip()
         if len(value) > 1 and value[0] == value[-1] and value[0] in "\"'"'"'":
             value = value[1:-1]
         os.environ[key.strip()] = value
-importlib.import_module(sys.argv[1]).create_app()'
+'
+MIGRATE='from app.config import load_config
+from app.db import DATABASE, LATEST, Database
+from app.errors import TipboxError
+from app.server.startup import open_database
+try:
+    database = Database(load_config(os.environ).data_dir / DATABASE)
+    applied = open_database(database)
+except TipboxError as exc:
+    hint = f"\ntipbox: hint: {exc.hint}" if exc.hint else ""
+    sys.exit(f"tipbox: error: {exc.message}{hint}")
+print(f"    {database.path}: schema version {LATEST} ({applied} migration(s) applied)")
+'
+as_app_user() { # PYTHON-CODE [ARGUMENT]: run with the apps' settings, as their user, from /
+    (cd / && runuser -u "$APP_USER" -- env -i PATH=/usr/bin:/bin HOME="$DATA" \
+        "$VENV/bin/python" -c "$LOAD_SETTINGS$1" "$ENV_FILE" "${@:2}")
+}
 if [[ -z $ROOT ]]; then
-    step "first load of the apps as $APP_USER (database and secrets in $DATA)"
-    for module in app ${HAS_JOURNALIST:+app.journalist}; do
-        (cd / && runuser -u "$APP_USER" -- env -i PATH=/usr/bin:/bin HOME="$DATA" \
-            "$VENV/bin/python" -c "$PREFLIGHT" "$module" "$ENV_FILE") ||
+    step "database: migrated to this release's schema, as $APP_USER"
+    as_app_user "$MIGRATE" || die "the database was not migrated (the reason is above)"
+    step "first load of the apps as $APP_USER (secrets in $DATA)"
+    for module in app.source ${HAS_JOURNALIST:+app.journalist}; do
+        as_app_user 'importlib.import_module(sys.argv[2]).create_app()' "$module" ||
             die "the $module app does not start with $ENV_FILE (its error is above)"
     done
 fi
@@ -203,6 +233,18 @@ else
     warn "this version has no journalist app yet: its onion service is published, nothing answers"
 fi
 systemctl try-restart tipbox-source.service tipbox-journalist.service
+
+step "daily digest"
+# Drop-ins from tipbox.env: the relay's addresses (the digest may reach nothing else), the time.
+tipbox digest units --out "$UNIT_DIR" | sed 's/^/    /'
+systemctl daemon-reload
+if [[ -f $UNIT_DIR/tipbox-digest.timer.d/time.conf ]]; then
+    systemctl enable --now tipbox-digest.timer
+    systemctl restart tipbox-digest.timer
+    printf '    timer on; send a test now: sudo tipbox digest send --test\n'
+else
+    systemctl disable --now tipbox-digest.timer
+fi
 
 printf '\nTipbox is installed.\n\n'
 tipbox onion addresses | sed 's/^/    /'

@@ -29,6 +29,8 @@ APPARMOR_LOCAL="$ROOT/etc/apparmor.d/local/system_tor"
 BIN_LINK="$ROOT/usr/local/bin/tipbox"
 SOCKETS=(tipbox-source.socket tipbox-journalist.socket)
 UNITS=(tipbox-source.socket tipbox-source.service tipbox-journalist.socket tipbox-journalist.service)
+# The daily digest (app/server/digest.py): on only when TIPBOX_DIGEST_RELAY is set.
+DIGEST_UNITS=(tipbox-digest.timer tipbox-digest.service)
 # What a backup holds, relative to $ROOT: configuration, database and items, onion keys.
 BACKUP_PATHS=(etc/tipbox var/lib/tipbox var/lib/tor/tipbox-source var/lib/tor/tipbox-journalist)
 MARK_BEGIN="# BEGIN tipbox (managed by make deploy)"

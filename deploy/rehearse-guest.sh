@@ -3,6 +3,8 @@
 # Debian 12 VM, started by its unit tipbox-rehearsal.service, from the VM's second disk:
 #
 #   PAYLOAD/repo     the repository (copied to /root/tipbox, as an admin would clone it)
+#   PAYLOAD/previous the previous release's files (git archive of PREVIOUS, rehearse.sh), for
+#                    the upgrade step
 #   PAYLOAD/wheels   every Python package (`make deploy WHEELS=…`: the VM has no network)
 #   PAYLOAD/keys/newsroom.pub, PAYLOAD/identity.age   a throwaway newsroom key pair
 #   PAYLOAD/steps    if present: the names of the only steps to run (STEPS=… make rehearse)
@@ -20,6 +22,7 @@ export PAYLOAD
 RESULTS="$PAYLOAD/results"
 LOG="$RESULTS/rehearsal.log"
 REPO=/root/tipbox
+PREVIOUS_REPO=/root/tipbox-previous
 KEYS=/root/rehearsal-keys
 IDENTITY=/root/rehearsal-identity.age
 WHEELS="$PAYLOAD/wheels"
@@ -107,13 +110,15 @@ step_system() { # what this machine is
     run systemd-analyze time || true
 }
 
-step_copy() { # the repository to /root/tipbox, the throwaway key pair to /root
-    rm -rf "$REPO" "$KEYS"
+step_copy() { # the repository to /root/tipbox (the previous release beside it), the key pair
+    rm -rf "$REPO" "$PREVIOUS_REPO" "$KEYS"
     cp -a "$PAYLOAD/repo" "$REPO"
+    cp -a "$PAYLOAD/previous" "$PREVIOUS_REPO"
     cp -a "$PAYLOAD/keys" "$KEYS"
     install -m 0600 "$PAYLOAD/identity.age" "$IDENTITY"
     run ls -la "$REPO" "$KEYS"
-    ok "repository in $REPO, recipient $KEYS/newsroom.pub, identity $IDENTITY"
+    ok "repository in $REPO, previous release $(cat "$PREVIOUS_REPO/RELEASE") in $PREVIOUS_REPO"
+    ok "recipient $KEYS/newsroom.pub, identity $IDENTITY"
 }
 
 step_deploy() { # make deploy on the fresh system, offline
@@ -374,8 +379,86 @@ step_purge() { # make uninstall PURGE=1: everything gone, tor still runs
     ok "data, configuration, onion keys and the user gone; tor still runs"
 }
 
+# A source's round trip through the source app's socket, with curl and a cookie jar.
+source_curl() { # JAR CURL-ARGUMENTS…: a request to the source app as the source with that jar
+    local jar="$1" host
+    host="$(host_of source)"
+    shift
+    curl --silent --show-error --max-time 120 --unix-socket /run/tipbox/source.sock \
+        -H "Host: $host" -b "$jar" -c "$jar" "$@"
+}
+csrf_of() { sed -n 's/.*name="csrf_token" value="\([^"]*\)".*/\1/p' | head -n 1; }
+submit_message() { # MESSAGE: a new source sends it; its codename is left in CODENAME
+    local jar token code
+    jar="$(mktemp)"
+    CODENAME="$(source_curl "$jar" http://source/en/generate |
+        sed -n 's/.*id="codename"[^>]*>[[:space:]]*\([^<]*[^<[:space:]]\)[[:space:]]*<.*/\1/p')"
+    [[ -n $CODENAME ]] || fail "no codename on the codename page"
+    token="$(source_curl "$jar" http://source/en/submit | csrf_of)"
+    [[ -n $token ]] || fail "no CSRF token on the submission page"
+    # The token first: the upload parser refuses any field before it.
+    code="$(source_curl "$jar" -o /dev/null -w '%{http_code}' -F "csrf_token=$token" \
+        -F "message=$1" -F "website=" http://source/en/submit)"
+    rm -f "$jar"
+    [[ $code == 303 ]] || fail "submission: HTTP $code, expected 303"
+}
+source_logs_in() { # CODENAME: it opens the source's page
+    local jar token code
+    jar="$(mktemp)"
+    token="$(source_curl "$jar" http://source/en/login | csrf_of)"
+    code="$(source_curl "$jar" -o /dev/null -w '%{http_code} %{redirect_url}' \
+        --data-urlencode "csrf_token=$token" --data-urlencode "codename=$1" http://source/en/login)"
+    rm -f "$jar"
+    [[ $code == "303 "*/en/lookup ]] || fail "the codename did not log in: $code"
+}
+schema_version() { # the database's PRAGMA user_version, read as tipbox (its -shm stays tipbox's)
+    runuser -u tipbox -- /opt/tipbox/venv/bin/python -c 'import sqlite3
+db = sqlite3.connect("file:/var/lib/tipbox/store.sqlite3?mode=ro", uri=True)
+print(db.execute("PRAGMA user_version").fetchone()[0])'
+}
+
+step_upgrade() { # the previous release deployed, a submission, then this release over it
+    local message version item text since
+    since="$(date +%s)"
+    [[ -f $PREVIOUS_REPO/Makefile ]] || fail "no previous release in $PREVIOUS_REPO (step copy)"
+    [[ ! -e /var/lib/tipbox ]] || fail "not a fresh system: /var/lib/tipbox exists (run after purge)"
+    run timeout 600 make -C "$PREVIOUS_REPO" --no-print-directory deploy KEYS="$KEYS" WHEELS="$WHEELS"
+    addresses | tee "$ADDRESSES"
+    pages_answer
+    ok "the previous release ($(cat "$PREVIOUS_REPO/RELEASE")) deployed and answers"
+    message="Upgrade rehearsal: the minister's memo, page 3 — ñ ✉ $(date +%s)"
+    submit_message "$message"
+    version="$(schema_version)"
+    [[ $version == 0 ]] || fail "the previous release's database has schema version $version"
+    ok "a source submitted a message; the database has schema version 0 (before versions)"
+    make_target deploy KEYS="$KEYS" WHEELS="$WHEELS" | tee "$RESULTS/deploy-upgrade.out"
+    grep -qE 'schema version [0-9]+ \([1-9][0-9]* migration\(s\) applied\)' "$RESULTS/deploy-upgrade.out" ||
+        fail "make deploy did not say it migrated the database"
+    same_addresses
+    pages_answer
+    version="$(schema_version)"
+    [[ $version -ge 1 ]] || fail "the database still has schema version $version"
+    ok "make deploy of this release migrated the database to schema version $version"
+    source_logs_in "$CODENAME"
+    ok "the old codename logs in on this release"
+    mapfile -t item < <(find /var/lib/tipbox/items -maxdepth 1 -type f -name '[0-9a-f]*')
+    [[ ${#item[@]} == 1 ]] || fail "expected one item file, found ${#item[@]}"
+    text="$(/usr/local/bin/tipbox decrypt -i "$IDENTITY" "${item[0]}" | tar -xOf - message.txt 2>/dev/null || true)"
+    [[ $text == "$message" ]] || fail "the submission does not open to the message sent: '$text'"
+    ok "the submission made on the previous release opens with the newsroom identity, word for word"
+    make_target deploy KEYS="$KEYS" WHEELS="$WHEELS" | tee "$RESULTS/deploy-upgrade-again.out"
+    grep -q '(0 migration(s) applied)' "$RESULTS/deploy-upgrade-again.out" ||
+        fail "a second deploy migrated again"
+    ok "a second deploy finds nothing to migrate"
+    if journalctl --since "@$since" --no-pager -u tipbox-source.service -u tipbox-journalist.service |
+        grep -q Traceback; then
+        fail "a traceback in the apps' journal during the upgrade"
+    fi
+    ok "no traceback in the apps' journal during the upgrade"
+}
+
 STEPS=(system copy deploy units pages tor_reaches_the_apps status deploy_again user access
-    backup restore uninstall deploy_after_uninstall security logs purge)
+    backup restore uninstall deploy_after_uninstall security logs purge upgrade)
 
 # --- One step (this script run again by the loop below) -------------------------------------
 

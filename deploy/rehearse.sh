@@ -13,13 +13,17 @@
 #   REBUILD=1     build the Debian root and the wheelhouse again even if cached
 #   STEPS="…"     run only these steps of deploy/rehearse-guest.sh (debugging; most need deploy)
 #   PYTHON=CMD    the host's Python 3.11, to build the wheelhouse (default python3)
+#   PREVIOUS=REV  the previous release the upgrade step deploys first (default 9ea2f0a, the last
+#                 commit before the database had a schema version; tests/releases has its data)
 #
 # Host steps: (1) a Debian 12 root with debootstrap, holding what `make deploy` needs from Debian
 # (tor, python3, python3-venv, make…) plus a kernel, cached in WORK/root; (2) its ext4 image
 # (WORK/base.img; each run writes to a throwaway qcow2 overlay); (3) a wheelhouse of every
-# Python package for CPython 3.11 x86_64 (WORK/wheels); (4) a second disk holding the
-# repository's files (tracked and untracked-not-ignored, as in the working tree), the wheels
-# and a throwaway newsroom key pair made for this run; (5) qemu boots with `-nic none` (KVM, or
+# Python package for CPython 3.11 x86_64 (WORK/wheels), for this code and the previous release;
+# (4) a second disk holding the repository's files (tracked and untracked-not-ignored, as in the
+# working tree), the previous release's files (`git archive PREVIOUS`: the same tree as a `git
+# worktree` of it, without a worktree to clean up), the wheels and a throwaway newsroom key
+# pair made for this run; (5) qemu boots with `-nic none` (KVM, or
 # TCG where KVM does not work): a oneshot unit in the guest mounts that disk, runs
 # deploy/rehearse-guest.sh (the steps and their checks are listed there), writes its log to the
 # disk and powers off; (6) the log is read back from the disk image (debugfs) and printed.
@@ -36,12 +40,13 @@ MEMORY="${MEMORY:-2048}"
 CPUS="${CPUS:-2}"
 REBUILD="${REBUILD:-}"
 PYTHON="${PYTHON:-python3}"
+PREVIOUS="${PREVIOUS:-9ea2f0a}"
 SUITE=bookworm
 # What `make deploy` needs from Debian (deploy/install.sh: tor python3 python3-venv
-# ca-certificates), what the admin needs to run it (make), what the rehearsal itself uses (curl,
+# ca-certificates gpg), what the admin needs to run it (make), what the rehearsal itself uses (curl,
 # apparmor's aa-exec), and a bootable system (kernel, initramfs, systemd as PID 1, udev, dbus).
 # Debian installs AppArmor by default since Debian 10, so it is here and enforcing.
-PACKAGES=(tor python3 python3-venv ca-certificates make curl apparmor
+PACKAGES=(tor python3 python3-venv ca-certificates gpg make curl apparmor
     linux-image-amd64 initramfs-tools systemd systemd-sysv udev dbus kmod procps iproute2 less)
 ROOT_STAMP="$SUITE ${PACKAGES[*]} v1"
 
@@ -72,15 +77,18 @@ host_pip() {
 # them with this host's Python 3.11 and builds the packages PyPI has only as source (stem, pure
 # Python); a binary wheel made for a newer glibc than Debian 12's is fetched again for
 # manylinux <= 2.36.
-build_wheelhouse() { # DIR
+build_wheelhouse() { # DIR [PYPROJECT…]: this code's packages, and those of other pyproject.toml
     local dir="$1" requirements line name version platforms=()
     "$PYTHON" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' ||
         die "the wheelhouse is built with Python 3.11, as on Debian 12: set PYTHON=python3.11"
-    requirements="$("$PYTHON" - "$REPO/pyproject.toml" <<'PY'
+    requirements="$("$PYTHON" - "$REPO/pyproject.toml" "${@:2}" <<'PY'
 import sys, tomllib
-with open(sys.argv[1], "rb") as f:
-    data = tomllib.load(f)
-print("\n".join([*data["build-system"]["requires"], *data["project"]["dependencies"]]))
+found = {}
+for path in sys.argv[1:]:
+    with open(path, "rb") as f:
+        data = tomllib.load(f)
+    found.update(dict.fromkeys([*data["build-system"]["requires"], *data["project"]["dependencies"]]))
+print("\n".join(found))
 PY
 )"
     for minor in $(seq 17 36); do
@@ -218,13 +226,15 @@ TOOK[image]=$((SECONDS - t))
 
 # --- (3) The wheelhouse ---------------------------------------------------------------------
 
-say "(3) wheelhouse $WORK/wheels"
+say "(3) wheelhouse $WORK/wheels (this code and the previous release, $PREVIOUS)"
 t=$SECONDS
-wheel_stamp="$(sha256sum "$REPO/pyproject.toml" | cut -d' ' -f1)"
+git -C "$REPO" show "$PREVIOUS:pyproject.toml" >"$WORK/previous-pyproject.toml" ||
+    die "PREVIOUS=$PREVIOUS: no such commit in this repository (or it has no pyproject.toml)"
+wheel_stamp="$(cat "$REPO/pyproject.toml" "$WORK/previous-pyproject.toml" | sha256sum | cut -d' ' -f1)"
 if [[ -z $REBUILD && -d $WORK/wheels && "$(cat "$WORK/wheels.stamp" 2>/dev/null)" == "$wheel_stamp" ]]; then
     echo "cached"
 else
-    build_wheelhouse "$WORK/wheels"
+    build_wheelhouse "$WORK/wheels" "$WORK/previous-pyproject.toml"
     echo "$wheel_stamp" >"$WORK/wheels.stamp"
 fi
 TOOK[wheels]=$((SECONDS - t))
@@ -235,7 +245,7 @@ RUN="$WORK/run-$(date -u +%Y%m%dT%H%M%SZ)"
 trap 'rm -f "$RUN/root.qcow2"' EXIT # the guest's throwaway disk (the payload disk stays)
 say "(4) this run's disks in $RUN"
 t=$SECONDS
-mkdir -p "$RUN/payload/repo" "$RUN/payload/results"
+mkdir -p "$RUN/payload/repo" "$RUN/payload/previous" "$RUN/payload/results"
 # The repository as the working tree has it: tracked files (with uncommitted changes) and new
 # files not ignored; nothing ignored (.venv, data/, caches) and no .git.
 (
@@ -246,6 +256,9 @@ mkdir -p "$RUN/payload/repo" "$RUN/payload/results"
         done |
         tar --null -T - -cf -
 ) | tar -C "$RUN/payload/repo" -xf -
+# The previous release, for the upgrade step: its committed tree, and its name.
+git -C "$REPO" archive --format=tar "$PREVIOUS" | tar -C "$RUN/payload/previous" -xf -
+git -C "$REPO" rev-parse --short "$PREVIOUS^{commit}" >"$RUN/payload/previous/RELEASE"
 cp -a "$WORK/wheels" "$RUN/payload/wheels"
 # A throwaway newsroom key for this run (the identity too: the guest decrypts the backup and
 # restores it), made by tipbox installed from the wheelhouse into a scratch venv here.

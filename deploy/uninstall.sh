@@ -6,9 +6,9 @@ need_root uninstall
 PURGE="${PURGE:-}"
 
 step "stopping the apps"
-systemctl disable --now "${UNITS[@]}" || true
-for unit in "${UNITS[@]}"; do
-    rm -f "$UNIT_DIR/$unit"
+systemctl disable --now "${UNITS[@]}" "${DIGEST_UNITS[@]}" || true
+for unit in "${UNITS[@]}" "${DIGEST_UNITS[@]}"; do
+    rm -rf "${UNIT_DIR:?}/$unit" "${UNIT_DIR:?}/$unit.d"
 done
 systemctl daemon-reload
 

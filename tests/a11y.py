@@ -20,10 +20,11 @@ from typing import TYPE_CHECKING, Any
 
 import pyotp
 
+from app.db import migrated
 from app.journalist.accounts import Accounts
+from tests.fixtures_journalist import CHEAP, PASSWORD
 from tests.gunicorn_launch import REPO
 from tests.live import CHROMIUM, CHROMIUM_ARGS, LiveServer
-from tests.live_journalist import CHEAP, PASSWORD
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, BrowserContext, Page, Response, Route
@@ -175,7 +176,7 @@ def _source_sends(walker: Walker, base: str, tmp: Path) -> str:
 
 def _journalist_works(walker: Walker, base: str, source: LiveServer) -> None:
     page = walker.page
-    accounts = Accounts(source.data_dir / "store.sqlite3", CHEAP)
+    accounts = Accounts(migrated(source.data_dir), CHEAP)
     _, secret = accounts.add("ada", PASSWORD, admin=True)
     page.goto(f"{base}/login")
     walker.keep("login")

@@ -1,4 +1,4 @@
-"""Real Gunicorn processes on loopback, for the tests (tests/live.py, tests/live_journalist.py)
+"""Real Gunicorn processes on loopback, for the tests (tests/live.py, tests/fixtures_journalist.py)
 and the benchmarks (bench/live.py): both must launch the server the same way.
 
 A server is ``gunicorn -c deploy/gunicorn.conf.py APP`` (the production config) on 127.0.0.1

@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from app.db import migrated
 from app.server.counters import MEMFD_NAME
 from tests.gunicorn_launch import Gunicorn, start
 
@@ -87,7 +88,7 @@ class LiveServer(Gunicorn):
         """The server's store, opened from the test (SQLite in WAL mode: safe while it runs)."""
         from app.server.store import Store
 
-        return Store(self.data_dir, self.recipients())
+        return Store(migrated(self.data_dir), self.recipients())
 
 
 def make_newsroom_keys(identity_path: Path, keys_dir: Path) -> None:

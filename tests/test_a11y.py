@@ -20,8 +20,8 @@ import pytest
 
 from tests import a11y
 from tests.a11y import PAGES, Snapshot
+from tests.fixtures_journalist import start_journalist
 from tests.live import start_server
-from tests.live_journalist import start_journalist
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.xdist_group("a11y")]
 PHONE = {"width": 360, "height": 740}

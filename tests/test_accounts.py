@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import sqlite3
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pyotp
 import pytest
 
-from app import cli
+from app.db import migrated
 from app.journalist.accounts import (
     MIN_PASSWORD,
     AccountError,
@@ -23,7 +21,7 @@ from app.journalist.accounts import (
     suggest_passphrase,
 )
 from app.journalist.credentials import ApiTokens, Sessions
-from tests.live_journalist import CHEAP, PASSWORD, Clock
+from tests.fixtures_journalist import CHEAP, PASSWORD, Clock
 
 NOW = 1_800_000_000.0  # a multiple of 30: step boundaries are easy to reason about
 
@@ -35,7 +33,7 @@ def clock() -> Clock:
 
 @pytest.fixture
 def accounts(tmp_path: Path, clock: Clock) -> Accounts:
-    return Accounts(tmp_path / "store.sqlite3", CHEAP, clock=clock)
+    return Accounts(migrated(tmp_path), CHEAP, clock=clock)
 
 
 def code_at(secret: str, when: float) -> str:
@@ -159,7 +157,8 @@ def test_throttling_is_per_account(accounts: Accounts, clock: Clock) -> None:
 
 def test_reset_and_remove_end_sessions_and_tokens(accounts: Accounts, clock: Clock) -> None:
     alice, secret = accounts.add("alice", PASSWORD)
-    sessions, tokens = Sessions(accounts, 600, 3600, clock), ApiTokens(accounts)
+    sessions = Sessions(accounts.database, accounts, 600, 3600, clock)
+    tokens = ApiTokens(accounts.database, accounts)
     session, token = sessions.start(alice), tokens.create(alice, "script")
     accounts.set_password("alice", "another long password")
     assert sessions.resume(session) is None
@@ -174,23 +173,23 @@ def test_reset_and_remove_end_sessions_and_tokens(accounts: Accounts, clock: Clo
     assert accounts.login("alice", "another long password", code_at(new_secret, clock()))
     accounts.remove("alice")
     assert tokens.resolve(token) is None
-    with accounts.connect() as db:
+    with accounts.database.connect() as db:
         assert db.execute("SELECT COUNT(*) FROM api_tokens").fetchone() == (0,)
 
 
 def test_a_hash_is_upgraded_to_the_configured_cost(tmp_path: Path, clock: Clock) -> None:
     path = tmp_path / "store.sqlite3"
-    _, secret = Accounts(path, CHEAP, clock=clock).add("alice", PASSWORD)
-    stronger = Accounts(path, PasswordCost(2, 16, 1), clock=clock)
+    _, secret = Accounts(migrated(path.parent), CHEAP, clock=clock).add("alice", PASSWORD)
+    stronger = Accounts(migrated(path.parent), PasswordCost(2, 16, 1), clock=clock)
     assert stronger.login("alice", PASSWORD, code_at(secret, clock())) is not None
-    with stronger.connect() as db:
+    with stronger.database.connect() as db:
         (digest,) = db.execute("SELECT password_hash FROM journalists").fetchone()
     assert "m=16,t=2,p=1" in digest
 
 
 def test_sessions_expire_idle_and_absolute(accounts: Accounts, clock: Clock) -> None:
     alice, _ = accounts.add("alice", PASSWORD)
-    sessions = Sessions(accounts, idle=600, lifetime=3600, clock=clock)
+    sessions = Sessions(accounts.database, accounts, idle=600, lifetime=3600, clock=clock)
     token = sessions.start(alice)
     for _ in range(5):  # kept alive by use...
         clock.advance(599)
@@ -200,7 +199,7 @@ def test_sessions_expire_idle_and_absolute(accounts: Accounts, clock: Clock) -> 
     idle = sessions.start(alice)
     clock.advance(600)
     assert sessions.resume(idle) is None
-    with accounts.connect() as db:
+    with accounts.database.connect() as db:
         hashes = [row[0] for row in db.execute("SELECT token_hash FROM sessions")]
     assert token.encode() not in b"".join(hashes)
 
@@ -219,100 +218,6 @@ def test_password_cost_from_env(env: dict[str, str], needle: str) -> None:
     assert cost_from_env({}) == PasswordCost()
 
 
-# --- tipbox user ------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def tipbox(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> Iterator[Callable[..., tuple[int, str, str]]]:
-    """Run ``tipbox ARGS`` in process over a tmp data folder: (status, stdout, stderr)."""
-    monkeypatch.setenv("TIPBOX_DATA_DIR", str(tmp_path / "data"))
-    for name, value in {"TIME_COST": "1", "MEMORY_KIB": "8", "PARALLELISM": "1"}.items():
-        monkeypatch.setenv(f"TIPBOX_PASSWORD_{name}", value)
-
-    def run(*args: str) -> tuple[int, str, str]:
-        status = cli.main(list(args))
-        out, err = capsys.readouterr()
-        return status, out, err
-
-    return run
-
-
-def _value(text: str, label: str) -> str:
-    return next(line.split(": ", 1)[1] for line in text.splitlines() if line.startswith(label))
-
-
-def test_user_commands(tipbox: Callable[..., tuple[int, str, str]], tmp_path: Path) -> None:
-    status, out, err = tipbox("user", "add", "--admin", "Alice")
-    assert (status, err) == (0, "")
-    password, secret = _value(out, "password"), _value(out, "TOTP secret")
-    assert len(password.split()) == 7
-    assert "otpauth://totp/" in out
-    accounts = Accounts(tmp_path / "data" / "store.sqlite3", CHEAP)
-    found = accounts.login("alice", password, pyotp.TOTP(secret).now())
-    assert found is not None
-    assert found.is_admin
-    assert tipbox("user", "add", "bob")[0] == 0
-    status, out, _ = tipbox("user", "list")
-    assert status == 0
-    assert [line.split()[:2] for line in out.splitlines()] == [
-        ["alice", "admin"],
-        ["bob", "journalist"],
-    ]
-    status, out, _ = tipbox("user", "reset-password", "bob")
-    assert status == 0
-    assert len(_value(out, "password").split()) == 7
-    status, out, _ = tipbox("user", "reset-totp", "bob")
-    assert status == 0
-    assert _value(out, "TOTP secret")
-    assert tipbox("user", "remove", "bob")[0] == 0
-    assert [j.username for j in accounts.all()] == ["alice"]
-
-
-@pytest.mark.parametrize(
-    ("args", "needle"),
-    [
-        (("user", "add", "alice"), "tipbox: error: a journalist called 'alice' already exists"),
-        (("user", "remove", "nobody"), "tipbox: error: no journalist is called 'nobody'"),
-        (("user", "reset-totp", "nobody"), "tipbox: error: no journalist is called 'nobody'"),
-        (("user", "add", "bad name"), "tipbox: error: a username is"),
-        (("user", "add", "carol", "--ask"), "tipbox: error: there is no terminal"),
-        (("user",), "tipbox: error: the following arguments are required"),
-    ],
-)
-def test_user_command_errors(
-    tipbox: Callable[..., tuple[int, str, str]],
-    monkeypatch: pytest.MonkeyPatch,
-    args: tuple[str, ...],
-    needle: str,
-) -> None:
-    assert tipbox("user", "add", "alice")[0] == 0
-
-    def no_terminal(prompt: str = "") -> str:
-        raise EOFError
-
-    monkeypatch.setattr("getpass.getpass", no_terminal)
-    status, out, err = tipbox(*args)
-    assert status == 1
-    assert err.startswith(needle), err
-
-
-def test_the_dispatcher_and_its_help_import_no_web_stack_or_database() -> None:
-    """``tipbox --help`` lists the server commands without loading their family's libraries."""
-    code = (
-        "import contextlib, io, sys, app.cli\n"
-        "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
-        "    app.cli.main(['--help'])\n"
-        "print(sorted(m for m in ('flask', 'sqlite3', 'argon2', 'stem', 'app.cli.users')"
-        " if m in sys.modules))"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
-    )
-    assert done.stdout.strip() == "[]"
-
-
 def _attempt_rows(path: Path) -> list[tuple[object, float]]:
     with sqlite3.connect(path) as db:
         return db.execute("SELECT username, at FROM login_attempts").fetchall()
@@ -320,7 +225,7 @@ def _attempt_rows(path: Path) -> list[tuple[object, float]]:
 
 def test_a_failed_login_keeps_only_a_keyed_hash_of_the_typed_name(tmp_path: Path) -> None:
     path = tmp_path / "store.sqlite3"
-    first = Accounts(path, CHEAP, secret=b"k" * 32)
+    first = Accounts(migrated(path.parent), CHEAP, secret=b"k" * 32)
     assert first.login("Some.Typo.Name", PASSWORD, "123456") is None
     rows = _attempt_rows(path)
     assert len(rows) == 1
@@ -330,25 +235,31 @@ def test_a_failed_login_keeps_only_a_keyed_hash_of_the_typed_name(tmp_path: Path
     for file in (path, path.with_name(path.name + "-wal")):
         assert b"some.typo.name" not in file.read_bytes()
     # The same key (another worker, a restart) finds the same row: throttling still works.
-    Accounts(path, CHEAP, secret=b"k" * 32).login("some.typo.name", PASSWORD, "123456")
+    Accounts(migrated(path.parent), CHEAP, secret=b"k" * 32).login(
+        "some.typo.name", PASSWORD, "123456"
+    )
     assert {r[0] for r in _attempt_rows(path)} == {stored}
     # Another key does not: what is kept cannot be checked without the app's secret.
-    Accounts(path, CHEAP, secret=b"o" * 32).login("some.typo.name", PASSWORD, "123456")
+    Accounts(migrated(path.parent), CHEAP, secret=b"o" * 32).login(
+        "some.typo.name", PASSWORD, "123456"
+    )
     assert len({r[0] for r in _attempt_rows(path)}) == 2
 
 
 def test_typed_names_a_previous_release_stored_are_dropped(tmp_path: Path) -> None:
-    path = tmp_path / "store.sqlite3"
-    Accounts(path, CHEAP)
+    path = migrated(tmp_path).path
     with sqlite3.connect(path) as db:
         db.execute("INSERT INTO login_attempts VALUES ('typed.in.clear', ?)", (NOW,))
-    Accounts(path, CHEAP)
+        db.execute("PRAGMA user_version = 0")  # that release's database had no version
+    Accounts(migrated(tmp_path), CHEAP)
     assert _attempt_rows(path) == []
 
 
 def test_attempts_are_purged_on_a_timer_without_another_login(tmp_path: Path) -> None:
     path, clock = tmp_path / "store.sqlite3", Clock(NOW)
-    accounts = Accounts(path, CHEAP, clock=clock, secret=b"k" * 32, purge_delay=0.05)
+    accounts = Accounts(
+        migrated(path.parent), CHEAP, clock=clock, secret=b"k" * 32, purge_delay=0.05
+    )
     accounts.login("alice", PASSWORD, "123456")
     clock.advance(30)
     accounts.login("bob", PASSWORD, "123456")
@@ -386,8 +297,8 @@ def test_unknown_users_cost_what_known_users_cost_after_the_setting_changes(
     tmp_path: Path, clock: Clock, monkeypatch: pytest.MonkeyPatch, now: PasswordCost
 ) -> None:
     path = tmp_path / "store.sqlite3"
-    Accounts(path, PasswordCost(2, 16, 1), clock=clock).add("alice", PASSWORD)
-    accounts = Accounts(path, now, clock=clock)  # the cost setting changed since
+    Accounts(migrated(path.parent), PasswordCost(2, 16, 1), clock=clock).add("alice", PASSWORD)
+    accounts = Accounts(migrated(path.parent), now, clock=clock)  # the cost setting changed since
     calls = _argon2_calls(monkeypatch)
     accounts.login("alice", "a wrong password, long enough", "123456")
     accounts.login("nobody", "a wrong password, long enough", "123456")
@@ -399,7 +310,7 @@ def test_unknown_users_cost_what_known_users_cost_after_the_setting_changes(
 def test_without_accounts_unknown_users_cost_the_configured_cost(
     tmp_path: Path, clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    accounts = Accounts(tmp_path / "store.sqlite3", PasswordCost(2, 16, 1), clock=clock)
+    accounts = Accounts(migrated(tmp_path), PasswordCost(2, 16, 1), clock=clock)
     calls = _argon2_calls(monkeypatch)
     accounts.login("nobody", PASSWORD, "000000")
     assert calls == ["$argon2id$v=19$m=16,t=2,p=1"]

@@ -13,8 +13,8 @@ from app.bundle import read_bundle
 from app.crypto import X25519Identity
 from app.reply import make_reply
 from tests import fixtures_app as fx
-from tests import live_journalist as lj
-from tests.live_journalist import add_source, add_user, csrf, logged_in, state_of
+from tests import fixtures_journalist as lj
+from tests.fixtures_journalist import add_source, add_user, csrf, logged_in, state_of
 
 config, translations_dir = fx.config, fx.translations_dir
 jconfig, japp, jclient, clock = lj.jconfig, lj.japp, lj.jclient, lj.clock

@@ -28,19 +28,29 @@ from app.bundle import (
     BundleItem,
     BundleSource,
     Manifest,
-    bundle_source,
     iter_bundle,
     parse_manifest,
     read_bundle,
     write_bundle,
 )
 from app.crypto import X25519Identity
+from app.days import today
+from app.db import migrated
 from app.errors import BundleError
-from app.server.store import Store, today
+from app.server.store import Item, Source, Store
 from tests.store_helpers import UTF8_ENV, decrypt_path, read_member, sparse_member
 
 DAY = "2026-01-02"
 TIMEOUT = 60
+
+
+def _entry(source: Source, newest_first: Sequence[Item]) -> BundleSource:
+    """A source's bundle entry from the store's records (``Store.items_of``: newest first), as
+    the journalist app's inbox makes it in one query."""
+    items = tuple(
+        BundleItem(i.id, i.kind, i.day, i.size, tuple(i.recipients)) for i in reversed(newest_first)
+    )
+    return BundleSource(source.designation, source.reply_recipient, source.last_active_day, items)
 
 
 @dataclass
@@ -52,7 +62,7 @@ class Newsroom:
     replies: dict[str, X25519Identity] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.store = Store(self.root / "server", [self.identity.recipient])
+        self.store = Store(migrated(self.root / "server"), [self.identity.recipient])
         self.identity_file = self.root / "newsroom-identity.txt"
         self.identity_file.write_text(f"{self.identity}\n")
 
@@ -80,7 +90,7 @@ class Newsroom:
         return source.designation
 
     def sources(self) -> list[BundleSource]:
-        return [bundle_source(s, self.store.items_of(s.id)) for s in self.store.list_sources()]
+        return [_entry(s, self.store.items_of(s.id)) for s in self.store.list_sources()]
 
     def open_item(self, item: BundleItem) -> BinaryIO:
         return (self.store.items / item.id).open("rb")

@@ -315,3 +315,18 @@ def test_air_gapped_imports(tmp_path: Path, args: list[str]) -> None:
     assert "app.cli" in modules  # the probe really ran the command
     loaded = [m for m in modules if any(m == f or m.startswith(f + ".") for f in FORBIDDEN)]
     assert loaded == []
+
+
+def test_the_dispatcher_and_its_help_import_no_web_stack_or_database() -> None:
+    """``tipbox --help`` lists the server commands without loading their family's libraries."""
+    code = (
+        "import contextlib, io, sys, app.cli\n"
+        "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+        "    app.cli.main(['--help'])\n"
+        "print(sorted(m for m in ('flask', 'sqlite3', 'argon2', 'stem', 'app.cli.users')"
+        " if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.strip() == "[]"

@@ -480,6 +480,8 @@ def test_deploy_lifecycle_in_a_throwaway_root(server: tuple[Path, Tor], tmp_path
     )
     assert "systemctl enable --now tipbox-source.socket" in calls
     assert ("systemctl enable --now tipbox-journalist.socket" in calls) == journalist_app
+    assert "systemctl disable --now tipbox-digest.timer" in calls  # no relay set: no digest
+    assert (root / "etc/systemd/system/tipbox-digest.timer").exists()
 
     # make deploy again: nothing changes, the addresses stay
     env_file = (root / "etc/tipbox/tipbox.env").read_bytes()
@@ -573,6 +575,7 @@ def test_deploy_lifecycle_in_a_throwaway_root(server: tuple[Path, Tor], tmp_path
     assert not (root / "opt/tipbox").exists()
     assert not layout.snippet.exists()
     assert not any((root / "etc/systemd/system" / u).exists() for u in UNITS)
+    assert not (root / "etc/systemd/system/tipbox-digest.timer").exists()
     assert "tipbox" not in (root / "etc/apparmor.d/local/system_tor").read_text()
     assert (layout.hs_dir("source") / "hs_ed25519_secret_key").exists()
     assert (data / "store.sqlite3").exists()

@@ -15,9 +15,9 @@ from app.journalist import create_app
 from app.journalist.config import JournalistConfig, load
 from app.server.headers import HEADERS
 from tests import fixtures_app as fx
-from tests import live_journalist as lj
+from tests import fixtures_journalist as lj
 from tests.fixtures_app import find, one
-from tests.live_journalist import (
+from tests.fixtures_journalist import (
     PASSWORD,
     Clock,
     add_user,

@@ -12,9 +12,9 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from tests import fixtures_app as fx
-from tests import live_journalist as lj
+from tests import fixtures_journalist as lj
 from tests.fixtures_app import find, parse
-from tests.live_journalist import add_source, add_user, csrf, logged_in, state_of
+from tests.fixtures_journalist import add_source, add_user, csrf, logged_in, state_of
 
 config, translations_dir = fx.config, fx.translations_dir
 jconfig, japp, jclient, clock = lj.jconfig, lj.japp, lj.jclient, lj.clock
@@ -62,7 +62,7 @@ def _admin_case(japp: Flask, client: FlaskClient, what: str) -> Case:
     bob_id = accounts.find("bob").id  # type: ignore[union-attr]
 
     def secrets() -> tuple[str, str] | None:
-        with accounts.connect() as db:
+        with accounts.database.connect() as db:
             return db.execute(  # type: ignore[no-any-return]
                 "SELECT password_hash, totp_secret FROM journalists WHERE id = ?", (bob_id,)
             ).fetchone()

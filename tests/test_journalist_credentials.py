@@ -12,9 +12,9 @@ from flask.testing import FlaskClient
 from app import cli
 from app.journalist.config import JournalistConfig
 from tests import fixtures_app as fx
-from tests import live_journalist as lj
+from tests import fixtures_journalist as lj
 from tests.fixtures_app import one, parse
-from tests.live_journalist import CHEAP_ENV, PASSWORD, add_user, csrf, logged_in, state_of
+from tests.fixtures_journalist import CHEAP_ENV, PASSWORD, add_user, csrf, logged_in, state_of
 from tests.test_journalist_confirm import confirm_form, send
 
 config, translations_dir = fx.config, fx.translations_dir

@@ -17,9 +17,9 @@ from app.crypto import X25519Identity
 from app.journalist.inbox import PER_PAGE
 from app.reply import declaration, make_reply
 from tests import fixtures_app as fx
-from tests import live_journalist as lj
+from tests import fixtures_journalist as lj
 from tests.fixtures_app import find, one
-from tests.live_journalist import add_source, csrf, logged_in, state_of
+from tests.fixtures_journalist import add_source, csrf, logged_in, state_of
 
 config, translations_dir = fx.config, fx.translations_dir
 jconfig, japp, jclient, clock = lj.jconfig, lj.japp, lj.jclient, lj.clock

@@ -10,9 +10,9 @@ from flask.testing import FlaskClient
 
 from app.config import Config
 from app.server import counters
-from tests import live_journalist as lj
+from tests import fixtures_journalist as lj
 from tests.fixtures_app import csrf_token, make_app, new_source, one, submit
-from tests.live_journalist import add_user, login
+from tests.fixtures_journalist import add_user, login
 
 jconfig, japp, jclient, clock = lj.jconfig, lj.japp, lj.jclient, lj.clock
 

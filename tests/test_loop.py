@@ -24,12 +24,13 @@ from playwright.sync_api import expect
 from werkzeug.datastructures import FileStorage, MultiDict
 from werkzeug.test import encode_multipart
 
+from app.db import migrated
 from app.journalist.accounts import Accounts
-from tests import live_journalist as lj
+from tests import fixtures_journalist as lj
 from tests.fixtures_app import find, one
+from tests.fixtures_journalist import CHEAP, PASSWORD
 from tests.gunicorn_launch import REPO
 from tests.live import BrowserSession, LiveServer
-from tests.live_journalist import CHEAP, PASSWORD
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 journalist_server = lj.journalist_server
@@ -114,7 +115,7 @@ def test_the_whole_loop(
     codename = _source_submits(source, browser, tmp_path)
 
     # The journalist logs in with a password and a TOTP code, and downloads the unread sources.
-    _, secret = Accounts(source.data_dir / "store.sqlite3", CHEAP).add("alice", PASSWORD)
+    _, secret = Accounts(migrated(source.data_dir), CHEAP).add("alice", PASSWORD)
     journalist = Journalist(newsroom.url)
     code = pyotp.TOTP(secret).now()
     fields = journalist.form("/login", username="alice", password=PASSWORD, code=code)

@@ -23,12 +23,13 @@ from pathlib import Path
 import pytest
 
 from app.crypto import X25519Identity
+from app.db import LATEST, migrated
 from app.server.newsroom import load_recipients
 from app.server.store import Store
+from tests.fixtures_journalist import CHEAP_ENV, JOURNALIST_APP, JOURNALIST_CONF
 from tests.gunicorn_launch import REPO, free_port, server_env, stop_process
 from tests.helpers import assert_cli_error
 from tests.live import make_newsroom_keys
-from tests.live_journalist import CHEAP_ENV, JOURNALIST_APP, JOURNALIST_CONF
 
 WITHOUT_DAC = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search", "--"]
 SOURCE_APP, SOURCE_CONF = "app.source:create_app()", REPO / "deploy" / "gunicorn.conf.py"
@@ -92,12 +93,18 @@ def _keys_unreadable(f: Folders) -> None:
 
 
 def _database_read_only(f: Folders) -> None:
-    Store(f.data, load_recipients(f.keys))
+    Store(migrated(f.data), load_recipients(f.keys))
     (f.data / "store.sqlite3").chmod(0o400)
 
 
 def _classical_key(f: Folders, name: str = "old.pub") -> None:
     (f.keys / name).write_text(f"{X25519Identity.generate().recipient}\n")
+
+
+def _database_newer(f: Folders) -> None:
+    database = migrated(f.data)
+    with database.connect() as db:
+        db.execute(f"PRAGMA user_version = {LATEST + 1}")  # a newer release ran here
 
 
 BREAKS: dict[str, tuple[Callable[[Folders], None], tuple[str, ...]]] = {
@@ -106,6 +113,7 @@ BREAKS: dict[str, tuple[Callable[[Folders], None], tuple[str, ...]]] = {
     "secrets folder cannot be made": (_secrets_cannot_be_made, ("secrets", "permission denied")),
     "keys folder unreadable": (_keys_unreadable, ("cannot read", "permission denied")),
     "database file 0400": (_database_read_only, ("store.sqlite3", "permission denied")),
+    "database newer than the code": (_database_newer, ("store.sqlite3", "newer than this")),
 }
 
 
@@ -187,7 +195,9 @@ def _tipbox_user(folders: Folders, *args: str) -> subprocess.CompletedProcess[by
     )
 
 
-@pytest.mark.parametrize("case", ["data folder not writable", "database file 0400"])
+@pytest.mark.parametrize(
+    "case", ["data folder not writable", "database file 0400", "database newer than the code"]
+)
 def test_tipbox_user_add_says_why_it_cannot_write(folders: Folders, case: str) -> None:
     breaking, needles = BREAKS[case]
     breaking(folders)

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from app.crypto import X25519Identity
+from app.db import migrated
 from app.server.store import Store
 from tests.helpers import fork_child, wait_for_child
 from tests.store_helpers import all_rows, temp_files, tree
@@ -85,7 +86,7 @@ def killed_at_rename(store: Store, pending_count: int, kill_after: int) -> Calla
 def test_a_crash_between_rename_and_commit_leaves_nothing_behind(
     tmp_path: Path, keypair: X25519Identity, caplog: pytest.LogCaptureFixture
 ) -> None:
-    store = Store(tmp_path / "store", [keypair.recipient])
+    store = Store(migrated(tmp_path / "store"), [keypair.recipient])
     kept_id = store.commit(secrets.token_hex(32), "age1unused", [store.add_message("kept")])
     rows = all_rows(store)
     pid = fork_child(killed_at_rename(store, 3, 2))
@@ -94,7 +95,7 @@ def test_a_crash_between_rename_and_commit_leaves_nothing_behind(
     assert all_rows(store) == rows  # the transaction never committed
     assert len(tree(store.items)) == 1 + 2 + 1  # kept, two renamed, one temporary file
     with caplog.at_level(logging.INFO):
-        Store(store.root, [keypair.recipient])  # the next worker to start
+        Store(migrated(store.root), [keypair.recipient])  # the next worker to start
     assert tree(store.items) == [kept_id[0].id]
     assert store.reply_text(kept_id[0], keypair) == "kept"
     assert all_rows(store) == rows
@@ -106,7 +107,7 @@ def test_a_crash_between_rename_and_commit_leaves_nothing_behind(
 def test_start_up_spares_a_commit_in_flight(tmp_path: Path, keypair: X25519Identity) -> None:
     """A worker that starts while another one is between its renames and its COMMIT waits for
     that COMMIT, and keeps the items it made."""
-    store = Store(tmp_path / "store", [keypair.recipient])
+    store = Store(migrated(tmp_path / "store"), [keypair.recipient])
     renamed_r, renamed_w = os.pipe()
     go_r, go_w = os.pipe()
 
@@ -124,7 +125,7 @@ def test_start_up_spares_a_commit_in_flight(tmp_path: Path, keypair: X25519Ident
 
     pid = fork_child(work)
     assert os.read(renamed_r, 1) == b"x"
-    opened = threading.Thread(target=Store, args=(store.root, [keypair.recipient]))
+    opened = threading.Thread(target=Store, args=(store.database, [keypair.recipient]))
     opened.start()
     opened.join(timeout=1.0)  # it waits on the write lock; it must not have removed anything
     assert len(tree(store.items)) == 1
@@ -143,7 +144,7 @@ def test_start_up_spares_a_commit_in_flight(tmp_path: Path, keypair: X25519Ident
 def test_start_up_spares_live_temporary_files(tmp_path: Path, keypair: X25519Identity) -> None:
     """Uploads in flight (and items finished but not yet committed) in a live worker keep their
     temporary files; one whose worker died is removed at once, whatever its age."""
-    store = Store(tmp_path / "store", [keypair.recipient])
+    store = Store(migrated(tmp_path / "store"), [keypair.recipient])
     writing = store.writer("file", "in progress", "")
     writing.write(b"x" * 100_000)
     finished = store.add_message("finished, not committed")
@@ -151,7 +152,7 @@ def test_start_up_spares_live_temporary_files(tmp_path: Path, keypair: X25519Ide
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, 0)
     assert len(temp_files(store)) == 3
-    Store(store.root, [keypair.recipient])
+    Store(migrated(store.root), [keypair.recipient])
     assert sorted(temp_files(store)) == sorted([writing._path.name, finished.path.name])
     (item,) = store.commit(secrets.token_hex(32), "age1unused", [finished])
     assert store.reply_text(item, keypair) == "finished, not committed"
@@ -164,7 +165,7 @@ def test_start_up_spares_live_temporary_files(tmp_path: Path, keypair: X25519Ide
 
 def test_disk_full_at_commit_leaves_no_orphan(tmp_path: Path, keypair: X25519Identity) -> None:
     with tmpfs(tmp_path / "disk", "4m") as disk:
-        store = Store(disk / "store", [keypair.recipient])
+        store = Store(migrated(disk / "store"), [keypair.recipient])
         source_id = secrets.token_hex(32)
         store.commit(source_id, "age1unused", [store.add_message("before")])
         rows, files = all_rows(store), tree(store.items)
@@ -183,7 +184,7 @@ def test_disk_full_at_commit_leaves_no_orphan(tmp_path: Path, keypair: X25519Ide
 
 def test_abort_on_a_full_disk_removes_the_file(tmp_path: Path, keypair: X25519Identity) -> None:
     with tmpfs(tmp_path / "disk", "2m") as disk:
-        store = Store(disk / "store", [keypair.recipient])
+        store = Store(migrated(disk / "store"), [keypair.recipient])
         fill(disk / "filler")
         writer = store.writer("file", "big.bin", "")  # its header waits in a buffer
         with pytest.raises(OSError, match="space"):

@@ -4,7 +4,8 @@ Each folder of tests/releases (see its README) is copied to a temporary folder a
 the current apps, as after ``git pull && make deploy``: the sources' codenames log in and show
 their replies, the journalists log in with password and TOTP, the API token works, a bundle
 downloaded from the journalist app opens byte for byte with ``tipbox open`` and the release's
-newsroom identity, and SQLite finds the database intact.
+newsroom identity, and SQLite finds the database intact. Starting migrates the database to the
+latest schema version (:mod:`app.db`); starting again changes nothing.
 """
 
 from __future__ import annotations
@@ -23,10 +24,12 @@ import pytest
 from flask.testing import FlaskClient
 
 from app.config import load_config
+from app.db import DATABASE, LATEST, Database
 from app.journalist import create_app as create_journalist_app
 from app.journalist.config import load as load_journalist_config
 from app.source import create_app
 from tests.fixtures_app import find, login
+from tests.gunicorn_launch import Gunicorn, start
 from tests.helpers import tipbox
 
 RELEASES = Path(__file__).resolve().parent / "releases"
@@ -178,3 +181,55 @@ def test_a_logout_on_the_previous_release_database_ends_the_session(
     thief = app.test_client()
     thief.set_cookie("tipbox", cookie.value)
     assert release.fixture["sources"][0]["reply"] not in thief.get("/en/lookup").text
+
+
+def _start_both_apps(release: Release, translations_dir: Path) -> None:
+    create_app(replace(load_config(release.env), translations_dir=translations_dir))
+    _journalist_client(release)
+
+
+def _dump(database: Database) -> list[str]:
+    with database.connect() as db:
+        return list(db.iterdump())
+
+
+def test_starting_brings_the_database_to_the_latest_schema_version(
+    release: Release, translations_dir: Path
+) -> None:
+    database = Database(release.data / DATABASE)
+    assert database.version() == 0  # made before versions existed
+    _start_both_apps(release, translations_dir)
+    assert database.version() == LATEST
+
+
+def test_a_second_start_changes_nothing(release: Release, translations_dir: Path) -> None:
+    database = Database(release.data / DATABASE)
+    _start_both_apps(release, translations_dir)
+    before = _dump(database)
+    _start_both_apps(release, translations_dir)
+    assert database.migrate() == 0
+    assert (database.version(), _dump(database)) == (LATEST, before)
+
+
+@pytest.mark.slow
+def test_gunicorn_and_its_workers_migrate_once_and_serve(release: Release) -> None:
+    """The real server, as systemd starts it after ``git pull``: its master builds the app (and
+    migrates) before forking three workers, which then find nothing to do."""
+    env = {**release.env, "TIPBOX_SECRETS_DIR": str(release.data / "secrets")}
+    server = start(
+        Gunicorn,
+        release.root,
+        "app.source:create_app()",
+        make_keys=lambda _: None,  # the release's own keys/
+        env={**env, "TIPBOX_WORKERS": "3", "TIPBOX_THREADS": "4"},
+        wait_for=3,
+    )
+    try:
+        connection = server.connection()
+        connection.request("GET", "/en/")
+        assert connection.getresponse().status == 200
+        connection.close()
+    finally:
+        server.stop()
+    assert Database(release.data / DATABASE).version() == LATEST
+    assert "Traceback" not in server.log(), server.log()

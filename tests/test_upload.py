@@ -14,6 +14,7 @@ from flask_wtf.csrf import CSRFProtect, generate_csrf
 from werkzeug.test import TestResponse
 
 from app.crypto import X25519Identity
+from app.db import migrated
 from app.server.store import Store
 from app.source import upload
 from tests.store_helpers import ITEM_NAME, decrypt_path, files_containing, read_member, tree
@@ -59,7 +60,7 @@ class SpyStream(io.BytesIO):
 
 @pytest.fixture
 def store(tmp_path: Path, keypair: X25519Identity) -> Store:
-    return Store(tmp_path / "store", [keypair.recipient])
+    return Store(migrated(tmp_path / "store"), [keypair.recipient])
 
 
 def make_client(store: Store, csrf: bool, **config: object) -> FlaskClient:

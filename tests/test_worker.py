@@ -16,8 +16,8 @@ from flask import Flask
 
 from app.server.headers import HEADERS
 from bench.live import Visitor, submission
+from tests.fixtures_journalist import start_journalist
 from tests.live import LiveServer, start_server
-from tests.live_journalist import start_journalist
 
 HEAD_SECONDS = 2
 THREADS = 4

@@ -9,6 +9,7 @@ family        commands                                    runs on
 ``reply``     ``reply``                                   air-gapped machine
 ``users``     ``user``                                    server
 ``server``    ``onion``, ``access``, ``status``           server
+``digest``    ``digest``                                  server
 ============  ==========================================  ==================
 
 The dispatcher imports only the family of the command it runs, so which libraries a command
@@ -48,8 +49,9 @@ COMMANDS = {
     "access": ("server", "journalists' keys to the journalist service"),
     "status": ("server", "check tor, the onion services, the apps, the disk"),
     "user": ("users", "manage journalists' accounts (on the server)"),
+    "digest": ("digest", "send the daily encrypted digest now, or a test one"),
 }
-SERVER_FAMILIES = ("server", "users")
+SERVER_FAMILIES = ("server", "users", "digest")
 
 
 class _Parser(argparse.ArgumentParser):

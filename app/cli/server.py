@@ -31,6 +31,7 @@ from app.onion import (
     remove_client,
     unpublish,
 )
+from app.server.digest import status as digest_status
 from app.server.newsroom import classical_warning, load_recipients
 from app.server.unixhttp import UnixHTTPConnection
 
@@ -265,11 +266,17 @@ def _gib(size: int) -> str:
     return f"{size / 1024**3:.2f} GiB"
 
 
-def _disk(layout: Layout) -> Check:
-    """The free space check, with the apps' settings file (as systemd passes it to them)."""
+def _settings() -> tuple[Path, dict[str, str]]:
+    """The apps' settings file, and the settings as systemd passes them to the apps."""
     env_file = Path(os.environ.get("TIPBOX_ROOT", "").strip() or "/") / ENV_FILE
+    return env_file, {**read_env_file(env_file), **os.environ}
+
+
+def _disk(layout: Layout) -> Check:
+    """The free space check, with the apps' settings."""
+    env_file, settings = _settings()
     try:
-        config = load_config({**read_env_file(env_file), **os.environ})
+        config = load_config(settings)
     except TipboxError as exc:
         return Check(False, f"{env_file}: {exc.message}")
     return disk_check(layout.data_dir, config.reserve_bytes)
@@ -291,18 +298,18 @@ def keys_check(keys_dir: Path) -> Check:
 
 
 def _keys() -> Check:
-    """The keys check, with the apps' settings file (as systemd passes it to them)."""
-    env_file = Path(os.environ.get("TIPBOX_ROOT", "").strip() or "/") / ENV_FILE
+    """The keys check, with the apps' settings."""
+    env_file, settings = _settings()
     try:
-        config = load_config({**read_env_file(env_file), **os.environ})
+        config = load_config(settings)
     except TipboxError as exc:
         return Check(False, f"{env_file}: {exc.message}")
     return keys_check(config.keys_dir)
 
 
 def cmd_status(args: argparse.Namespace) -> None:
-    """Check tor, both onion services, both apps and the free space; exit 1 if anything is
-    wrong."""
+    """Check tor, both onion services, both apps, the free space, the newsroom keys and the
+    digest; exit 1 if anything is wrong (a WARN line is not)."""
     layout = _layout()
     addresses = read_addresses(layout)
     try:
@@ -316,6 +323,7 @@ def cmd_status(args: argparse.Namespace) -> None:
         checks.append(app_check(name, layout.socket(name), addresses.get(name)))
     checks.append(_disk(layout))
     checks.append(_keys())
+    checks.extend(Check(ok, text) for ok, text in digest_status(_settings()[1]))
     for check in checks:
         print(check)
     failed = sum(not check.ok for check in checks)

@@ -18,6 +18,7 @@ import os
 import sys
 
 from app.config import load_config
+from app.db import DATABASE, Database
 from app.errors import PassphraseError
 from app.journalist.accounts import (
     Accounts,
@@ -27,7 +28,6 @@ from app.journalist.accounts import (
     suggest_passphrase,
 )
 from app.server import startup
-from app.server.store import DATABASE
 
 
 def arguments(command: str, p: argparse.ArgumentParser) -> None:
@@ -61,10 +61,10 @@ def arguments(command: str, p: argparse.ArgumentParser) -> None:
 
 
 def _accounts() -> Accounts:
-    data_dir = load_config(os.environ).data_dir
-    startup.check_data(data_dir)  # one sentence for a folder or database it cannot write
-    with startup.opening(data_dir):
-        return Accounts(data_dir / DATABASE, cost_from_env(os.environ))
+    database = Database(load_config(os.environ).data_dir / DATABASE)
+    # One sentence for a folder or database it cannot write, or a database newer than the code.
+    startup.open_database(database)
+    return Accounts(database, cost_from_env(os.environ))
 
 
 def _password(ask: bool) -> tuple[str, bool]:

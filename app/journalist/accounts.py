@@ -1,8 +1,8 @@
 """Journalist accounts: usernames, Argon2id passwords, TOTP, and login throttling.
 
-Accounts live in the store's SQLite file (``store.sqlite3``), in tables of their own, opened with
-their own connection so that the ``tipbox user`` command works without the web app or the
-newsroom keys. What they keep is what security needs and nothing about sources:
+Accounts live in the store's SQLite file (:mod:`app.db` owns its tables), in tables of their
+own, reached without the store so that the ``tipbox user`` command works without the web app or
+the newsroom keys. What they keep is what security needs and nothing about sources:
 
 - ``journalists``: username, Argon2id hash (argon2-cffi, PHC string), TOTP secret, the last
   TOTP time step used (a code is never accepted twice), admin flag, the day the account was made;
@@ -22,22 +22,21 @@ setting. No Flask here.
 
 from __future__ import annotations
 
-import contextlib
 import hmac
 import re
 import secrets
 import sqlite3
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from pathlib import Path
 
 import pyotp
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from app import words
+from app.days import today
+from app.db import Database
 from app.errors import TipboxError
 from app.journalist.attempts import THROTTLE_SECONDS, LoginAttempts
 
@@ -49,33 +48,6 @@ TOTP_STEP = 30
 TOTP_WINDOW = 1  # steps accepted either side of now
 DEFAULT_TRIES = 5
 _USERNAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,31}")
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS journalists (
-    id INTEGER PRIMARY KEY,
-    username TEXT NOT NULL UNIQUE,
-    password_hash TEXT NOT NULL,
-    totp_secret TEXT NOT NULL,
-    totp_step INTEGER NOT NULL DEFAULT 0,
-    is_admin INTEGER NOT NULL DEFAULT 0,
-    created_day TEXT NOT NULL
-);
--- username: a keyed hash (BLOB) of what was typed, never the text (see the module docstring).
-CREATE TABLE IF NOT EXISTS login_attempts (username TEXT NOT NULL, at REAL NOT NULL);
-CREATE INDEX IF NOT EXISTS login_attempts_by_name ON login_attempts (username, at);
-CREATE TABLE IF NOT EXISTS sessions (
-    token_hash BLOB PRIMARY KEY,
-    journalist_id INTEGER NOT NULL REFERENCES journalists(id) ON DELETE CASCADE,
-    created REAL NOT NULL,
-    seen REAL NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS api_tokens (
-    id INTEGER PRIMARY KEY,
-    journalist_id INTEGER NOT NULL REFERENCES journalists(id) ON DELETE CASCADE,
-    name TEXT NOT NULL,
-    token_hash BLOB NOT NULL UNIQUE,
-    created_day TEXT NOT NULL
-);
-"""
 
 
 class AccountError(TipboxError):
@@ -119,11 +91,6 @@ class Journalist:
     username: str
     is_admin: bool
     created_day: str
-
-
-def today() -> str:
-    """The current UTC day (accounts keep no finer date)."""
-    return datetime.now(UTC).date().isoformat()
 
 
 def suggest_passphrase() -> str:
@@ -178,7 +145,8 @@ def provisioning_uri(secret: str, username: str, issuer: str) -> str:
 
 
 class Accounts:
-    """The journalists' accounts in ``db_path`` (the store's SQLite file).
+    """The journalists' accounts, in the tables ``journalists`` and ``login_attempts`` of
+    ``database`` (the store's, :mod:`app.db`).
 
     ``secret`` keys the hashes of typed usernames (the journalist app passes its own, so every
     worker and restart agrees); without one (``tipbox user``, which never logs in) a random key
@@ -187,37 +155,22 @@ class Accounts:
 
     def __init__(
         self,
-        db_path: Path,
+        database: Database,
         cost: PasswordCost | None = None,
         tries_per_minute: int = DEFAULT_TRIES,
         clock: Callable[[], float] = time.time,
         secret: bytes | None = None,
         purge_delay: float = THROTTLE_SECONDS + 1,
     ) -> None:
-        self.db_path, self.clock, self.tries = db_path, clock, tries_per_minute
+        self.database, self.clock, self.tries = database, clock, tries_per_minute
         self.hasher = (cost or PasswordCost()).hasher()
         # Unknown usernames are checked against this, so they cost what a real account costs.
         self._dummy = self.hasher.hash(secrets.token_urlsafe(16))
-        self.attempts = LoginAttempts(self.connect, lambda: self.clock(), secret, purge_delay)
-        with self.connect() as db:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.executescript(SCHEMA)
-            self.attempts.drop_plain_names(db)
-
-    @contextlib.contextmanager
-    def connect(self) -> Iterator[sqlite3.Connection]:
-        """A connection to the accounts' tables (autocommit, foreign keys on)."""
-        db = sqlite3.connect(self.db_path, timeout=30, isolation_level=None)
-        try:
-            db.execute("PRAGMA foreign_keys=ON")
-            db.execute("PRAGMA secure_delete=ON")
-            yield db
-        finally:
-            db.close()
+        self.attempts = LoginAttempts(database.connect, lambda: self.clock(), secret, purge_delay)
 
     def _one(self, where: str, args: tuple[object, ...]) -> Journalist | None:
         sql = f"SELECT id, username, is_admin, created_day FROM journalists WHERE {where}"  # noqa: S608 - fixed text
-        with self.connect() as db:
+        with self.database.connect() as db:
             row = db.execute(sql, args).fetchone()
         return Journalist(row[0], row[1], bool(row[2]), row[3]) if row else None
 
@@ -231,7 +184,7 @@ class Accounts:
 
     def all(self) -> list[Journalist]:
         """Every account, by username."""
-        with self.connect() as db:
+        with self.database.connect() as db:
             rows = db.execute(
                 "SELECT id, username, is_admin, created_day FROM journalists ORDER BY username"
             ).fetchall()
@@ -248,7 +201,7 @@ class Accounts:
         name, secret = check_username(username), pyotp.random_base32()
         digest = self.hasher.hash(check_password(password))
         try:
-            with self.connect() as db:
+            with self.database.connect() as db:
                 db.execute(
                     "INSERT INTO journalists (username, password_hash, totp_secret, is_admin, "
                     "created_day) VALUES (?, ?, ?, ?, ?)",
@@ -261,7 +214,7 @@ class Accounts:
     def remove(self, username: str) -> Journalist:
         """Delete an account with its sessions and API tokens."""
         found = self._existing(username)
-        with self.connect() as db:
+        with self.database.connect() as db:
             db.execute("DELETE FROM journalists WHERE id = ?", (found.id,))
         return found
 
@@ -276,7 +229,7 @@ class Accounts:
         """Replace a password; every session and API token of the account ends."""
         found = self._existing(username)
         digest = self.hasher.hash(check_password(password))
-        with self.connect() as db:
+        with self.database.connect() as db:
             db.execute("BEGIN IMMEDIATE")
             db.execute("UPDATE journalists SET password_hash = ? WHERE id = ?", (digest, found.id))
             self._end_credentials(db, found.id)
@@ -286,7 +239,7 @@ class Accounts:
     def reset_totp(self, username: str) -> tuple[Journalist, str]:
         """A new TOTP secret (returned, for enrolment); every session and API token ends."""
         found, secret = self._existing(username), pyotp.random_base32()
-        with self.connect() as db:
+        with self.database.connect() as db:
             db.execute("BEGIN IMMEDIATE")
             db.execute(
                 "UPDATE journalists SET totp_secret = ?, totp_step = 0 WHERE id = ?",
@@ -298,7 +251,7 @@ class Accounts:
 
     def verify_password(self, journalist_id: int, password: str) -> bool:
         """Whether ``password`` is this account's (for changing it)."""
-        with self.connect() as db:
+        with self.database.connect() as db:
             row = db.execute(
                 "SELECT password_hash FROM journalists WHERE id = ?", (journalist_id,)
             ).fetchone()
@@ -315,7 +268,7 @@ class Accounts:
         """Record an attempt; return how many came before it this minute, the account, and the
         hash to verify against if there is no such account (see the module docstring)."""
         typed = self.attempts.digest(name)
-        with self.connect() as db:
+        with self.database.connect() as db:
             db.execute("BEGIN IMMEDIATE")
             tries = self.attempts.record(db, typed, now)
             row = db.execute(
@@ -343,7 +296,7 @@ class Accounts:
         step = matching_step(row[2], code, now)
         if step is None:
             return None
-        with self.connect() as db:  # claim the step: a code is good once, even in a race
+        with self.database.connect() as db:  # claim the step: a code is good once, even in a race
             claimed = db.execute(
                 "UPDATE journalists SET totp_step = ? WHERE id = ? AND totp_step < ?",
                 (step, row[0], step),
@@ -356,7 +309,7 @@ class Accounts:
     def _rehash(self, journalist_id: int, digest: str, password: str) -> None:
         """Bring a hash up to the configured cost after a successful login."""
         if self.hasher.check_needs_rehash(digest):
-            with self.connect() as db:
+            with self.database.connect() as db:
                 db.execute(
                     "UPDATE journalists SET password_hash = ? WHERE id = ?",
                     (self.hasher.hash(password), journalist_id),

@@ -8,7 +8,8 @@ from typing import BinaryIO
 
 from flask import Response, abort, send_file, stream_with_context
 
-from app.bundle import BundleItem, iter_bundle, today
+from app.bundle import BundleItem, iter_bundle
+from app.days import today
 from app.journalist.accounts import Journalist
 from app.journalist.inbox import SourceRow
 from app.journalist.replies import ReplySink

@@ -6,7 +6,9 @@ the HMAC-SHA-256 (first 16 bytes) of the normalised typed name under a key deriv
 journalist app's secret with :data:`LOGIN_ATTEMPT_LABEL_V1` (so every worker and restart finds
 the same rows, and the database alone cannot be used to test names), and the attempt's time.
 Rows older than the throttling window go at each attempt and, since the next attempt may not
-come for weeks, on a timer that runs while any row is left. No Flask here.
+come for weeks, on a timer that runs while any row is left. A release before keyed hashes kept
+the typed names themselves: the database's first migration deletes them (:mod:`app.db`). No
+Flask here.
 """
 
 from __future__ import annotations
@@ -44,11 +46,6 @@ class LoginAttempts:
         self._key = hkdf(secret or os.urandom(32), b"", LOGIN_ATTEMPT_LABEL_V1)
         self._lock = threading.Lock()
         self._timer: threading.Timer | None = None
-
-    @staticmethod
-    def drop_plain_names(db: sqlite3.Connection) -> None:
-        """A release before keyed hashes kept the typed names themselves: none may stay."""
-        db.execute("DELETE FROM login_attempts WHERE typeof(username) != 'blob'")
 
     def digest(self, name: str) -> bytes:
         """What is kept of a typed (normalised) username."""

@@ -5,7 +5,9 @@ A session token (32 random bytes) lives in the journalist's encrypted session co
 after ``idle`` seconds without a request or ``lifetime`` seconds in all, whichever comes first,
 and at logout, password or TOTP reset, or account removal. API tokens (``tbx_…``) are made by a
 journalist in the web app, shown once, and work until revoked. Both are 256-bit random values,
-so a plain SHA-256 is enough to store them: there is nothing to brute-force. No Flask here.
+so a plain SHA-256 is enough to store them: there is nothing to brute-force. Both tables are in
+the database (:mod:`app.db`) each class is given; ``accounts`` turns an id into a journalist. No
+Flask here.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from app.journalist.accounts import Accounts, Journalist, today
+from app.days import today
+from app.db import Database
+from app.journalist.accounts import Accounts, Journalist
 
 TOKEN_PREFIX = "tbx_"  # noqa: S105 - not a secret
 MAX_TOKEN_NAME = 60
@@ -34,17 +38,19 @@ class Sessions:
 
     def __init__(
         self,
+        database: Database,
         accounts: Accounts,
         idle: int,
         lifetime: int,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.accounts, self.idle, self.lifetime, self.clock = accounts, idle, lifetime, clock
+        self.database, self.accounts = database, accounts
+        self.idle, self.lifetime, self.clock = idle, lifetime, clock
 
     def start(self, journalist: Journalist) -> str:
         """A new session for ``journalist``; the token goes into the cookie, never the table."""
         token, now = secrets.token_urlsafe(32), self.clock()
-        with self.accounts.connect() as db:
+        with self.database.connect() as db:
             db.execute(
                 "DELETE FROM sessions WHERE seen <= ? OR created <= ?",
                 (now - self.idle, now - self.lifetime),
@@ -57,7 +63,7 @@ class Sessions:
     def resume(self, token: str) -> Journalist | None:
         """The journalist of a live session (and the session is touched), or ``None``."""
         now, key = self.clock(), digest(token)
-        with self.accounts.connect() as db:
+        with self.database.connect() as db:
             row = db.execute(
                 "SELECT journalist_id, created, seen FROM sessions WHERE token_hash = ?", (key,)
             ).fetchone()
@@ -72,7 +78,7 @@ class Sessions:
 
     def end(self, token: str) -> None:
         """Forget a session (logout)."""
-        with self.accounts.connect() as db:
+        with self.database.connect() as db:
             db.execute("DELETE FROM sessions WHERE token_hash = ?", (digest(token),))
 
 
@@ -88,14 +94,14 @@ class ApiToken:
 class ApiTokens:
     """Journalists' API tokens, stored hashed, revocable."""
 
-    def __init__(self, accounts: Accounts) -> None:
-        self.accounts = accounts
+    def __init__(self, database: Database, accounts: Accounts) -> None:
+        self.database, self.accounts = database, accounts
 
     def create(self, journalist: Journalist, name: str) -> str:
         """A new token for ``journalist`` called ``name``; returned once, stored hashed."""
         label = " ".join(name.split())[:MAX_TOKEN_NAME] or "token"
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-        with self.accounts.connect() as db:
+        with self.database.connect() as db:
             (count,) = db.execute(
                 "SELECT COUNT(*) FROM api_tokens WHERE journalist_id = ?", (journalist.id,)
             ).fetchone()
@@ -110,7 +116,7 @@ class ApiTokens:
 
     def of(self, journalist: Journalist) -> list[ApiToken]:
         """A journalist's tokens, oldest first."""
-        with self.accounts.connect() as db:
+        with self.database.connect() as db:
             rows = db.execute(
                 "SELECT id, name, created_day FROM api_tokens WHERE journalist_id = ? ORDER BY id",
                 (journalist.id,),
@@ -119,7 +125,7 @@ class ApiTokens:
 
     def revoke(self, journalist: Journalist, token_id: int) -> bool:
         """Delete one of the journalist's tokens; whether it existed."""
-        with self.accounts.connect() as db:
+        with self.database.connect() as db:
             return (
                 db.execute(
                     "DELETE FROM api_tokens WHERE id = ? AND journalist_id = ?",
@@ -132,7 +138,7 @@ class ApiTokens:
         """The journalist a presented token belongs to, if it is valid."""
         if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
             return None
-        with self.accounts.connect() as db:
+        with self.database.connect() as db:
             row = db.execute(
                 "SELECT journalist_id FROM api_tokens WHERE token_hash = ?", (digest(token),)
             ).fetchone()

@@ -1,6 +1,6 @@
 """The newsroom's view of the store: pages of sources with counts, read marks, stars, bundles.
 
-Two small tables join the store's, in the same SQLite file:
+Two small tables join the store's, in the same SQLite file (:mod:`app.db` makes them all):
 
 - ``read_marks``: per journalist and source, the highest item number (``seq``) the journalist
   has marked read or downloaded; a source is *unread* for them while it has a message or file
@@ -22,24 +22,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.bundle import BundleItem, BundleSource
-from app.server.store import Store
+from app.db import Database
 
 PER_PAGE = 50
 FILTERS = ("all", "unread", "starred")
 CHUNK = 500  # ids per IN (...) query, well under SQLite's variable limit
 LAST_PAGE = 10**9  # any page number past the end means the last page
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS read_marks (
-    journalist_id INTEGER NOT NULL REFERENCES journalists(id) ON DELETE CASCADE,
-    source_id TEXT NOT NULL REFERENCES sources(id) ON DELETE CASCADE,
-    seq INTEGER NOT NULL,
-    PRIMARY KEY (journalist_id, source_id)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS read_marks_by_source ON read_marks (source_id);
-CREATE TABLE IF NOT EXISTS stars (
-    source_id TEXT PRIMARY KEY REFERENCES sources(id) ON DELETE CASCADE
-) WITHOUT ROWID;
-"""
 _LAST_SEQ = (
     "COALESCE((SELECT MAX(i.seq) FROM items i WHERE i.source_id = s.id "
     "AND i.kind IN ('message', 'file')), 0)"
@@ -110,16 +98,14 @@ class Page:
 
 
 class Inbox:
-    """Listing, marking and bundling sources for one store."""
+    """Listing, marking and bundling the sources of the store in ``database``."""
 
-    def __init__(self, store: Store) -> None:
-        self.store = store
-        with store.connect() as db:
-            db.executescript(SCHEMA)
+    def __init__(self, database: Database) -> None:
+        self.database = database
 
     def page(self, journalist_id: int, number: int = 1, show: str = "all") -> Page:
         """Sources most recently active first, ``PER_PAGE`` at a time (``show``: a filter)."""
-        with self.store.connect() as db:
+        with self.database.connect() as db:
             unread = self._unread(db, journalist_id) if show == "unread" else []
             where = _STARRED if show == "starred" else "1"
             if show == "unread":
@@ -147,13 +133,13 @@ class Inbox:
 
     def row(self, journalist_id: int, source_id: str) -> SourceRow | None:
         """One source's line (for its own page)."""
-        with self.store.connect() as db:
+        with self.database.connect() as db:
             r = db.execute(_PAGE.format("s.id = ?", ""), (journalist_id, source_id)).fetchone()
         return _row(r) if r else None
 
     def mark_read(self, journalist_id: int, seqs: dict[str, int]) -> None:
         """Record that the journalist has read each source up to its item number."""
-        with self.store.connect() as db:
+        with self.database.connect() as db:
             db.executemany(
                 "INSERT INTO read_marks VALUES (?, ?, ?) ON CONFLICT DO UPDATE "
                 "SET seq = MAX(seq, excluded.seq)",
@@ -162,7 +148,7 @@ class Inbox:
 
     def read_all_of(self, journalist_id: int, source_id: str) -> None:
         """Mark everything a source has sent so far as read."""
-        with self.store.connect() as db:
+        with self.database.connect() as db:
             (seq,) = db.execute(
                 "SELECT COALESCE(MAX(seq), 0) FROM items WHERE source_id = ?", (source_id,)
             ).fetchone()
@@ -170,7 +156,7 @@ class Inbox:
 
     def mark_unread(self, journalist_id: int, source_id: str) -> None:
         """Make a source unread again for the journalist."""
-        with self.store.connect() as db:
+        with self.database.connect() as db:
             db.execute(
                 "DELETE FROM read_marks WHERE journalist_id = ? AND source_id = ?",
                 (journalist_id, source_id),
@@ -178,7 +164,7 @@ class Inbox:
 
     def star(self, source_id: str, on: bool) -> None:
         """Star or unstar a source for the whole newsroom."""
-        with self.store.connect() as db:
+        with self.database.connect() as db:
             if on:
                 db.execute("INSERT OR IGNORE INTO stars VALUES (?)", (source_id,))
             else:
@@ -186,7 +172,7 @@ class Inbox:
 
     def select(self, journalist_id: int, scope: str, ids: Iterable[str] = ()) -> list[str]:
         """The ids of the sources a bundle holds: ``unread``, ``all``, or the ``ids`` that exist."""
-        with self.store.connect() as db:
+        with self.database.connect() as db:
             if scope == "unread":
                 return self._unread(db, journalist_id)
             if scope == "all":
@@ -203,7 +189,7 @@ class Inbox:
         """The bundle entries of these sources (items oldest first), and each one's last seq."""
         entries: list[BundleSource] = []
         seqs: dict[str, int] = {}
-        with self.store.connect() as db:
+        with self.database.connect() as db:
             for start in range(0, len(ids), CHUNK):
                 part = list(ids[start : start + CHUNK])
                 marks = ", ".join("?" * len(part))

@@ -1,9 +1,10 @@
 """What the journalist app holds while it runs: config, store, accounts, sessions, tokens, inbox.
 
 Built once by :func:`init_app` and kept on the app; it fails closed like the source app (no
-valid newsroom recipient, an unsafe secret, a data folder or database that cannot be written:
-no service, see :mod:`app.server.startup`). The cookie is the source app's
-encrypted session (:class:`~.session.EncryptedSessionInterface`) under its own name and with
+valid newsroom recipient, an unsafe secret, a data folder or database that cannot be written,
+a database newer than the code: no service, see :mod:`app.server.startup`). Every part is given
+the one :class:`~app.db.Database`, migrated here first. The cookie is the source app's encrypted
+session (:class:`~.session.EncryptedSessionInterface`) under its own name and with
 its own instance secret; it carries the CSRF token, flashed messages and the random session
 token whose hash :class:`~app.journalist.credentials.Sessions` keeps.
 """
@@ -15,6 +16,7 @@ from typing import IO, Any, cast
 
 from flask import Flask, Request, current_app, g
 
+from app.db import DATABASE, Database
 from app.journalist.accounts import Accounts
 from app.journalist.config import JournalistConfig
 from app.journalist.credentials import ApiTokens, Sessions
@@ -78,16 +80,16 @@ def init_app(app: Flask, config: JournalistConfig) -> State:
     base = config.base
     recipients = load_recipients(base.keys_dir)
     secret = load_secret(base.secrets_dir / SECRET_FILE)
-    startup.check_data(base.data_dir)
+    database = Database(base.data_dir / DATABASE)
+    startup.open_database(database)
     with startup.opening(base.data_dir):
-        store = Store(base.data_dir, recipients, base.bucket_min, base.bucket_steps)
-        accounts = Accounts(store.db_path, config.password_cost, config.login_tries, secret=secret)
-    sessions = Sessions(accounts, config.idle_seconds, config.session_seconds)
-    state = State(config, store, accounts, sessions, ApiTokens(accounts), Inbox(store))
+        store = Store(database, recipients, base.bucket_min, base.bucket_steps)
+        accounts = Accounts(database, config.password_cost, config.login_tries, secret=secret)
+    sessions = Sessions(database, accounts, config.idle_seconds, config.session_seconds)
+    tokens = ApiTokens(database, accounts)
+    state = State(config, store, accounts, sessions, tokens, Inbox(database))
     app.extensions[_EXTENSION] = state
-    session.install(
-        app, secret, config.session_seconds, COOKIE_NAME, base.cookie_secure, base.data_dir
-    )
+    session.install(app, secret, config.session_seconds, COOKIE_NAME, base.cookie_secure, database)
     app.request_class = ReplyRequest
     app.teardown_request(_abort_sinks)
     return state

@@ -32,9 +32,8 @@ import hashlib
 import hmac
 import os
 import secrets
-import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -46,10 +45,10 @@ from flask.sessions import SecureCookieSession, SessionInterface
 
 from app.config import Config
 from app.crypto.header import hkdf
+from app.db import Database
 from app.errors import ConfigError
 from app.files import atomic_write
 from app.server.startup import reason
-from app.server.store import DATABASE
 
 SESSION_KEY_LABEL_V1 = b"TIPBOX_SESSION_KEY_V1"
 CSRF_KEY_LABEL_V1 = b"TIPBOX_CSRF_KEY_V1"
@@ -117,30 +116,12 @@ class EndedSessions:
     sessions must not bring an ended one back). It cannot be linked to a source: a row is an
     HMAC of the random session id (never derived from a codename) under a key from the
     instance secret, and the session's expiry rounded up to the hour, not when it ended. The
-    table is made on first use (the data folder may not exist yet when the session is set up).
+    table is :mod:`app.db`'s; it is only reached once the app has migrated the database.
     """
 
-    SCHEMA = (
-        "CREATE TABLE IF NOT EXISTS ended_sessions "
-        "(digest BLOB PRIMARY KEY, until INTEGER NOT NULL) WITHOUT ROWID"
-    )
-
-    def __init__(self, db_path: Path, secret: bytes) -> None:
-        self.db_path = db_path
+    def __init__(self, database: Database, secret: bytes) -> None:
+        self.database = database
         self._key = hkdf(secret, b"", ENDED_KEY_LABEL_V1)
-        self._ready = False
-
-    @contextlib.contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.db_path, timeout=30, isolation_level=None)
-        try:
-            db.execute("PRAGMA secure_delete=ON")
-            if not self._ready:
-                db.execute(self.SCHEMA)
-                self._ready = True
-            yield db
-        finally:
-            db.close()
 
     def _digest(self, session_id: bytes) -> bytes:
         return hmac.new(self._key, session_id, hashlib.sha256).digest()[:ENDED_DIGEST_SIZE]
@@ -148,7 +129,7 @@ class EndedSessions:
     def add(self, session_id: bytes, until: int, now: int) -> None:
         """Record a session as ended until ``until`` (rounded up); forget what has expired."""
         until = -(-until // ENDED_ROUNDING) * ENDED_ROUNDING
-        with self._connect() as db:
+        with self.database.connect() as db:
             db.execute("DELETE FROM ended_sessions WHERE until <= ?", (now,))
             db.execute(
                 "INSERT OR IGNORE INTO ended_sessions VALUES (?, ?)",
@@ -156,7 +137,7 @@ class EndedSessions:
             )
 
     def __contains__(self, session_id: bytes) -> bool:
-        with self._connect() as db:
+        with self.database.connect() as db:
             row = db.execute(
                 "SELECT 1 FROM ended_sessions WHERE digest = ?", (self._digest(session_id),)
             ).fetchone()
@@ -301,15 +282,15 @@ def load_secret(path: Path) -> bytes:
 
 
 def install(
-    app: Flask, secret: bytes, lifetime: int, cookie: str, secure: bool, data_dir: Path
+    app: Flask, secret: bytes, lifetime: int, cookie: str, secure: bool, database: Database
 ) -> None:
     """The encrypted session and the CSRF signing key, both from ``secret``, on ``app``; ended
-    sessions are recorded in the store's database in ``data_dir``.
+    sessions are recorded in ``database``.
 
     Shared by the source and journalist apps, which differ only in secret, lifetime and cookie.
     """
     app.secret_key = hkdf(secret, b"", CSRF_KEY_LABEL_V1)
-    ended = EndedSessions(data_dir / DATABASE, secret)
+    ended = EndedSessions(database, secret)
     app.session_interface = EncryptedSessionInterface(secret, lifetime, ended=ended)
     app.config.update(
         SESSION_COOKIE_NAME=cookie,
@@ -321,7 +302,7 @@ def install(
     )
 
 
-def init_app(app: Flask, config: Config) -> None:
+def init_app(app: Flask, config: Config, database: Database) -> None:
     """Install the source app's encrypted session from the instance secret."""
     secret = load_secret(config.secrets_dir / INSTANCE_KEY_FILE)
-    install(app, secret, config.session_seconds, COOKIE_NAME, config.cookie_secure, config.data_dir)
+    install(app, secret, config.session_seconds, COOKIE_NAME, config.cookie_secure, database)

@@ -1,11 +1,12 @@
 """Start-up checks: a folder or file the apps cannot use is one sentence, not a traceback.
 
-Both apps and ``tipbox user`` check, before they open the store, that the data folder (and its
-``items`` folder) can be written, by creating and removing a file in it, and that the database
-file and its WAL companions can be opened for writing: a read-only database (mode 0400, or a
-file owned by another user) would otherwise let an app start and then fail every submission. A
-folder that cannot be made, a read-only file system and a permission denied become a
-:class:`ConfigError` naming the path and the reason.
+Both apps and ``tipbox user`` check, before they open the database (:func:`open_database`,
+which then migrates it, :mod:`app.db`), that the data folder (and its ``items`` folder) can be
+written, by creating and removing a file in it, and that the database file and its WAL
+companions can be opened for writing: a read-only database (mode 0400, or a file owned by
+another user) would otherwise let an app start and then fail every submission. A folder that
+cannot be made, a read-only file system and a permission denied become a :class:`ConfigError`
+naming the path and the reason; so does a database newer than the code.
 
 Gunicorn prints a worker's start-up exception as a traceback, once per worker, and exits with
 status 3. So the master builds the app once first, in a child process, before it forks any worker
@@ -26,8 +27,8 @@ import sys
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
+from app.db import DATABASE, Database
 from app.errors import ConfigError, TipboxError
-from app.server.store import DATABASE
 
 _HINT = "the apps and 'tipbox user' must run as the user who owns the data folder"
 
@@ -86,6 +87,14 @@ def opening(data_dir: Path) -> Iterator[None]:
         raise ConfigError(f"cannot open the store in {where}: {reason(exc)}", hint=_HINT) from None
     except sqlite3.Error as exc:
         raise ConfigError(f"cannot open the database in {data_dir}: {exc}", hint=_HINT) from None
+
+
+def open_database(database: Database) -> int:
+    """Check the data folder and migrate the database, or say in one sentence why not; how
+    many migrations were applied."""
+    check_data(database.folder)
+    with opening(database.folder):
+        return database.migrate()
 
 
 def _build(load: Callable[[], object]) -> str | None:

@@ -22,10 +22,8 @@ import secrets
 import sqlite3
 import tarfile
 import threading
-import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 from app import container, crypto, words
@@ -33,13 +31,14 @@ from app.crypto.envelope import DeferredHeadWriter, ciphertext_size, largest_pla
 from app.crypto.hybrid import RECIPIENT_PREFIX as HYBRID_PREFIX
 from app.crypto.keyfile import KeyRecipient, parse_recipient
 from app.crypto.recipients import Identity, Recipient
+from app.days import today
+from app.db import Database
 from app.errors import StoreError
 from app.padding import bucket
 from app.reply import reply_recipients
 from app.server.incoming import LOG, Claim, create_temp, remove_unclaimed
 from app.server.writeback import EarlyWriteback
 
-DATABASE = "store.sqlite3"  # in the data folder; both apps and `tipbox user` open it
 KINDS = ("message", "file", "reply")
 MESSAGE_NAME = "message.txt"
 REPLY_NAME = "reply.txt"
@@ -47,36 +46,6 @@ TEXT_TYPE = "text/plain"
 MAX_REPLY_BYTES = 1 << 20
 _ITEM_NAME = re.compile(r"[0-9a-f]{32}")
 _COMMIT_LOCK = threading.Lock()
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS sources (
-    id TEXT PRIMARY KEY,
-    designation TEXT NOT NULL UNIQUE,
-    reply_recipient TEXT NOT NULL,
-    created_day TEXT NOT NULL,
-    last_active_day TEXT NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS items (
-    id TEXT PRIMARY KEY,
-    source_id TEXT NOT NULL REFERENCES sources(id) ON DELETE CASCADE,
-    seq INTEGER NOT NULL,
-    kind TEXT NOT NULL CHECK (kind IN ('message', 'file', 'reply')),
-    day TEXT NOT NULL,
-    size INTEGER NOT NULL,
-    recipients TEXT NOT NULL,
-    hidden_from_source INTEGER NOT NULL DEFAULT 0,
-    UNIQUE (source_id, seq)
-) WITHOUT ROWID;
--- The journalist app lists sources newest first and counts their items by kind, per page.
-CREATE INDEX IF NOT EXISTS sources_by_activity ON sources (last_active_day DESC, designation);
-CREATE INDEX IF NOT EXISTS items_by_kind ON items (source_id, kind, seq);
-"""
-
-CREATE_TRIES = 100  # at most about 6 s of retries when workers create the database together
-
-
-def today() -> str:
-    """The current UTC day, the only time granularity Tipbox stores."""
-    return datetime.now(UTC).date().isoformat()
 
 
 @dataclass(frozen=True)
@@ -204,53 +173,24 @@ class ItemWriter:
 
 
 class Store:
-    """The data directory: ``store.sqlite3`` and ``items/``."""
+    """The data folder: its database (tables ``sources`` and ``items``) and ``items/``."""
 
     def __init__(
         self,
-        root: Path,
+        database: Database,
         recipients: Sequence[KeyRecipient],
         bucket_min: int = 1024,
         bucket_steps: int = 4,
     ) -> None:
         if not recipients:
             raise StoreError("the store needs at least one newsroom recipient")
-        self.root, self.items = root, root / "items"
+        self.database = database
+        self.root, self.items = database.folder, database.folder / "items"
         self.recipients = list(recipients)
         self.bucket_min, self.bucket_steps = bucket_min, bucket_steps
         self.items.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self.db_path = root / DATABASE
-        self._create()
+        self.db_path = database.path
         self.reconcile()
-
-    def _create(self) -> None:
-        """Create the database if needed. Every Gunicorn worker does this as it starts, so on an
-        empty data folder several race: SQLite answers the losers' switch to WAL with "database
-        is locked" at once, without waiting (seen in the deploy rehearsal), so they retry."""
-        for attempt in range(CREATE_TRIES):
-            try:
-                with self._db() as db:
-                    db.execute("PRAGMA journal_mode=WAL")
-                    db.executescript(SCHEMA)
-                return
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or attempt == CREATE_TRIES - 1:
-                    raise
-                time.sleep(0.02 + secrets.randbelow(80) / 1000)
-
-    @contextlib.contextmanager
-    def _db(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.db_path, timeout=30, isolation_level=None)
-        try:
-            db.execute("PRAGMA foreign_keys=ON")
-            db.execute("PRAGMA secure_delete=ON")  # deleted rows are overwritten, not left behind
-            yield db
-        finally:
-            db.close()
-
-    def connect(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
-        """A connection to the store's database (same pragmas), for the journalist app's tables."""
-        return self._db()
 
     def reconcile(self) -> tuple[int, int]:
         """Remove what a crash left in ``items/``; how many temporary and item files went.
@@ -280,7 +220,7 @@ class Store:
         """Under SQLite's write lock, which a commit holds from before its first rename to its
         COMMIT: no live commit can be half-way, in this process or any other."""
         count = 0
-        with _COMMIT_LOCK, self._db() as db:
+        with _COMMIT_LOCK, self.database.connect() as db:
             db.execute("BEGIN IMMEDIATE")
             try:
                 known = {row[0] for row in db.execute("SELECT id FROM items")}
@@ -318,13 +258,13 @@ class Store:
 
     def source(self, source_id: str) -> Source | None:
         """The source with this id, if it ever submitted anything."""
-        with self._db() as db:
+        with self.database.connect() as db:
             row = db.execute("SELECT * FROM sources WHERE id = ?", (source_id,)).fetchone()
         return Source(*row) if row else None
 
     def list_sources(self) -> list[Source]:
         """Every source, most recently active first."""
-        with self._db() as db:
+        with self.database.connect() as db:
             rows = db.execute("SELECT * FROM sources ORDER BY last_active_day DESC, designation")
             return [Source(*row) for row in rows.fetchall()]
 
@@ -344,7 +284,7 @@ class Store:
         moved: list[Path] = []
         # One commit at a time per process: threads queueing on SQLite's write lock with
         # BEGIN IMMEDIATE spin and sleep (seen with py-spy under 200 uploads); a lock is fair.
-        with _COMMIT_LOCK, self._db() as db:
+        with _COMMIT_LOCK, self.database.connect() as db:
             try:
                 db.execute("BEGIN IMMEDIATE")
                 seq = self._touch_source(db, source_id, reply_recipient, day)
@@ -402,7 +342,7 @@ class Store:
     def _items(self, where: str, args: tuple[object, ...]) -> list[Item]:
         columns = "id, source_id, kind, day, size, recipients"
         sql = f"SELECT {columns} FROM items WHERE {where} ORDER BY seq DESC"  # noqa: S608 - fixed
-        with self._db() as db:
+        with self.database.connect() as db:
             rows = db.execute(sql, args).fetchall()
         return [Item(r[0], r[1], r[2], r[3], r[4], tuple(json.loads(r[5]))) for r in rows]
 
@@ -468,7 +408,7 @@ class Store:
         stay encrypted to the old key, which the source's session still holds."""
         if not recipient.startswith(HYBRID_PREFIX):
             raise StoreError("only a post-quantum reply recipient replaces another")
-        with self._db() as db:
+        with self.database.connect() as db:
             cursor = db.execute(
                 "UPDATE sources SET reply_recipient = ? "
                 "WHERE id = ? AND reply_recipient NOT LIKE ?",
@@ -478,7 +418,7 @@ class Store:
 
     def hide_reply(self, source_id: str, item_id: str) -> bool:
         """Hide one reply from its source (the newsroom's copy stays); whether it existed."""
-        with self._db() as db:
+        with self.database.connect() as db:
             cursor = db.execute(
                 "UPDATE items SET hidden_from_source = 1 WHERE id = ? AND source_id = ? "
                 "AND kind = 'reply' AND hidden_from_source = 0",
@@ -488,7 +428,7 @@ class Store:
 
     def hide_all_replies(self, source_id: str) -> int:
         """Hide every reply from its source; how many were hidden."""
-        with self._db() as db:
+        with self.database.connect() as db:
             cursor = db.execute(
                 "UPDATE items SET hidden_from_source = 1 WHERE source_id = ? "
                 "AND kind = 'reply' AND hidden_from_source = 0",
@@ -498,14 +438,14 @@ class Store:
 
     def delete_item(self, item: Item) -> None:
         """Remove an item's row and its file."""
-        with self._db() as db:
+        with self.database.connect() as db:
             db.execute("DELETE FROM items WHERE id = ?", (item.id,))
         self.path_of(item).unlink(missing_ok=True)
 
     def delete_source(self, source_id: str) -> int:
         """Remove a source, every item and file of it, and its reply key; how many items."""
         items = self.items_of(source_id)
-        with self._db() as db:
+        with self.database.connect() as db:
             db.execute("DELETE FROM sources WHERE id = ?", (source_id,))
         for item in items:
             self.path_of(item).unlink(missing_ok=True)

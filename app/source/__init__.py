@@ -33,6 +33,7 @@ def create_app(config: Config | None = None) -> Flask:
     from werkzeug.exceptions import HTTPException
 
     from app.config import load_config
+    from app.db import DATABASE, Database
     from app.server import headers, session
     from app.source import language, limits, state, views
     from app.source import replies as replies  # its routes join views.bp
@@ -55,10 +56,11 @@ def create_app(config: Config | None = None) -> Flask:
     # Order matters: the host guard runs first, then the expired-session check, then CSRF
     # (which reads, and so streams, the body). The rate limits count work, not requests: the
     # views and the upload parser charge them just before a derivation or a write (limits).
+    database = Database(config.data_dir / DATABASE)  # opened (and migrated) by state.init_app
     headers.init_app(app, config)
-    session.init_app(app, config)
+    session.init_app(app, config, database)
     language.init_app(app, config.translations_dir)
-    state.init_app(app, config)  # fails closed
+    state.init_app(app, config, database)  # fails closed
     app.register_blueprint(views.bp)
     limits.init_app(app, config)
     CSRFProtect(app)

@@ -2,8 +2,9 @@
 
 Built once by :func:`init_app` and kept on the app (no module-level singleton). It fails closed:
 no valid newsroom recipient in the keys folder, an unreadable secret, a logo that is not a PNG
-file or a data folder or database that cannot be written (:mod:`app.server.startup`), and the app
-refuses to start with :class:`ConfigError`.
+file, a data folder or database that cannot be written or a database newer than the code
+(:mod:`app.server.startup`), and the app refuses to start with :class:`ConfigError`. The database
+is migrated here (:mod:`app.db`), before the store is opened.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 from flask import Flask, current_app
 
 from app.config import Config
+from app.db import Database
 from app.errors import ConfigError
 from app.server import startup
 from app.server.newsroom import load_recipients
@@ -50,17 +52,17 @@ def _check_logo(path: Path) -> Path:
     return path.resolve()
 
 
-def init_app(app: Flask, config: Config) -> State:
-    """Load keys, secrets and the store, and keep them on ``app``.
+def init_app(app: Flask, config: Config, database: Database) -> State:
+    """Load keys, secrets and the store (migrating its ``database``), and keep them on ``app``.
 
     :raises ConfigError: if anything the app needs is missing or unsafe.
     """
     recipients = load_recipients(config.keys_dir)
     logo = _check_logo(config.logo or DEFAULT_LOGO)
     pepper = load_secret(config.secrets_dir / PEPPER_FILE)
-    startup.check_data(config.data_dir)
+    startup.open_database(database)
     with startup.opening(config.data_dir):
-        store = Store(config.data_dir, recipients, config.bucket_min, config.bucket_steps)
+        store = Store(database, recipients, config.bucket_min, config.bucket_steps)
     upload.init_app(app, store, config.max_submission_bytes, config.reserve_bytes)
     state = State(config, store, pepper, fingerprint(str(recipients[0]).encode()), logo)
     app.extensions[_EXTENSION] = state
