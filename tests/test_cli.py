@@ -139,7 +139,7 @@ ERRORS = [
     ("unknown subcommand", ["frobnicate"], "invalid choice"),
     ("no subcommand", [], "required"),
     ("missing -i", ["decrypt", "tip.age"], "-i/--identity"),
-    ("unknown option", ["encrypt", "--armor", "plain.txt"], "unrecognized"),
+    ("unknown option", ["encrypt", "--frobnicate", "plain.txt"], "unrecognized"),
     ("no output dir", ["encrypt", "-R", "newsroom.pub", "-o", "no/out.txt", "plain.txt"], "no/"),
     ("no output dir (decrypt)", ["decrypt", "-i", "id.txt", "-o", "no/out.txt", "tip.age"], "no/"),
 ]

@@ -42,7 +42,7 @@ def _stanzas(item_path: Path) -> list[str]:
 
 def _bundle(app: Flask, path: Path) -> None:
     store = state_of(app).store
-    entries, _ = Inbox(store).bundle_sources([s.id for s in store.list_sources()])
+    entries, _ = Inbox(store.database).bundle_sources([s.id for s in store.list_sources()])
     recipients = [str(r) for r in store.recipients]
     with path.open("wb") as out:
         write_bundle(out, entries, lambda i: (store.items / i.id).open("rb"), recipients=recipients)
