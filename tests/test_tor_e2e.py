@@ -234,7 +234,7 @@ def test_status_is_all_green(
     assert "ok    tor is connected to the Tor network" in out
     assert re.search(r"ok    source app on \S+ answers \(HTTP 200\)", out)
     assert "ok    newsroom keys: 1 post-quantum recipient (age1pq1…)" in out
-    assert out.rstrip().endswith("all 8 checks passed")
+    assert out.rstrip().endswith("all 9 checks passed")  # 7, the newsroom keys, the digest
 
 
 def test_source_journey_in_chromium_through_tor(site: Site, tmp_path: Path) -> None:
