@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# axe-core, for the accessibility tests: npm installs the version pinned in its lock file.
+# axe-core (accessibility tests) and typage (age interop tests): npm installs the versions pinned in its lock file.
 NODE_STAMP := tests/node/node_modules/.installed
 # Where `make keys` writes the newsroom identity (secret: keep it on the air-gapped machine).
 IDENTITY ?= $(HOME)/tipbox-newsroom-identity.age

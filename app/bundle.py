@@ -21,7 +21,7 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
-from app import crypto
+from app.crypto.keyfile import parse_recipient
 from app.crypto.stream import Writable
 from app.days import today
 from app.errors import BundleError, KeyFormatError
@@ -167,11 +167,11 @@ def _day(value: object, where: str) -> str:
 
 def _recipient(value: object, where: str) -> str:
     try:
-        if isinstance(value, str) and str(crypto.X25519Recipient.parse(value)) == value:
+        if isinstance(value, str) and str(parse_recipient(value)) == value:
             return value
     except KeyFormatError:
         pass
-    raise _invalid(where, "must be an age recipient (age1…)")
+    raise _invalid(where, "must be an age recipient (age1… or age1pq1…)")
 
 
 def _recipients(value: object, where: str) -> tuple[str, ...]:

@@ -48,6 +48,10 @@ class UnsupportedVersionError(HeaderError):
     """the file is not an age v1 file"""
 
 
+class ArmorError(CryptoError):
+    """the file is not a valid ASCII-armored age file"""
+
+
 class HeaderMACError(CryptoError):
     """the file's header failed authentication: it was altered after it was written"""
 

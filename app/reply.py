@@ -1,8 +1,9 @@
 """Replies written on the air-gapped machine, and the server's check of them before storing one.
 
-A reply is an age v1 file encrypted to the source's reply key and to every newsroom key; its
-plaintext is the item format (:mod:`app.item`) with one member, ``reply.txt``, padded like
-stored items so its size tells only a size bucket. age hides whom a file is encrypted to,
+A reply is an age v1 file encrypted to the source's reply key and to every newsroom key (a
+classical file if any of them is still X25519: see :func:`reply_recipients`); its
+plaintext is the item format (:mod:`app.item`) with one member, ``reply.txt``, padded
+like stored items so its size tells only a size bucket. age hides whom a file is encrypted to,
 so the header also carries one stanza that age ignores (as it ignores the spec's "grease")::
 
     -> tipbox-recipients <base64 SHA-256 of the sorted, distinct recipients joined by "\\n">
@@ -24,8 +25,12 @@ import io
 from collections.abc import Iterable, Sequence
 from typing import BinaryIO
 
-from app import crypto, item
+from app import item
 from app.crypto.header import Header, Stanza, b64decode, parse_header
+from app.crypto.hpke import ENC_SIZE
+from app.crypto.hybrid import HYBRID_TAG
+from app.crypto.keyfile import KeyRecipient, is_post_quantum, parse_recipient
+from app.crypto.recipients import Recipient, Unlabelled
 from app.crypto.stream import ENC_CHUNK_SIZE, NONCE_SIZE, TAG_SIZE
 from app.errors import HeaderError, ReplyError
 
@@ -39,19 +44,28 @@ PADDING = item.Padding(BUCKET_MIN, steps=1)
 _MAC_LINE = len(b" ") + 43 + len(b"\n")  # what follows "---" in a header
 
 
-def recipients_digest(recipients: Iterable[str | crypto.X25519Recipient]) -> str:
+def recipients_digest(recipients: Iterable[str | KeyRecipient]) -> str:
     """The declaration's argument: unpadded base64 of SHA-256 over the sorted recipients."""
-    keys = sorted({str(crypto.X25519Recipient.parse(str(r))) for r in recipients})
+    keys = sorted({str(parse_recipient(str(r))) for r in recipients})
     digest = hashlib.sha256("\n".join(keys).encode("ascii")).digest()
     return base64.b64encode(digest).rstrip(b"=").decode("ascii")
 
 
-def declaration(recipients: Iterable[str | crypto.X25519Recipient]) -> Stanza:
+def declaration(recipients: Iterable[str | KeyRecipient]) -> Stanza:
     """The ``tipbox-recipients`` stanza declaring ``recipients``."""
     return Stanza(TAG, (recipients_digest(recipients),), b"")
 
 
-def make_reply(text: str, recipients: Sequence[crypto.X25519Recipient]) -> bytes:
+def reply_recipients(recipients: Sequence[KeyRecipient]) -> list[Recipient]:
+    """What a reply is encrypted to: ``recipients`` themselves, or, when one of them is classical
+    (a source's reply key from before hybrid keys), all of them with their labels waived: the
+    reply is classical anyway, and the newsroom must still open it with a hybrid key."""
+    if all(is_post_quantum(r) for r in recipients):
+        return list(recipients)
+    return [Unlabelled(r) for r in recipients]
+
+
+def make_reply(text: str, recipients: Sequence[KeyRecipient]) -> bytes:
     """The reply file for ``text``, encrypted to ``recipients`` and declaring them."""
     data = text.encode("utf-8")
     if len(data) > MAX_TEXT_BYTES:
@@ -59,7 +73,7 @@ def make_reply(text: str, recipients: Sequence[crypto.X25519Recipient]) -> bytes
     out = io.BytesIO()
     reply = item.Writer(
         out,
-        recipients,
+        reply_recipients(recipients),
         NAME,
         CONTENT_TYPE,
         padding=PADDING,
@@ -70,27 +84,31 @@ def make_reply(text: str, recipients: Sequence[crypto.X25519Recipient]) -> bytes
     return out.getvalue()
 
 
+_SHARE_SIZES = {"X25519": 32, HYBRID_TAG: ENC_SIZE}  # what a reply's recipient stanzas carry
+
+
 def _well_formed(stanza: Stanza) -> bool:
     try:
         share = b64decode(stanza.args[0]) if len(stanza.args) == 1 else b""
     except HeaderError:
         return False
-    return len(share) == 32 and len(stanza.body) == 32
+    return len(share) == _SHARE_SIZES[stanza.tag] and len(stanza.body) == 32
 
 
 def _check_stanzas(header: Header, expected: Sequence[str]) -> None:
     tags = [s.tag for s in header.stanzas]
     if "scrypt" in tags:
         raise ReplyError("the reply is encrypted with a passphrase, not to the source's keys")
-    if any(tag not in ("X25519", TAG) for tag in tags):
+    if any(tag not in (*_SHARE_SIZES, TAG) for tag in tags):
         raise ReplyError("the reply's header has a recipient type Tipbox does not write")
-    if tags.count("X25519") != len(expected):
+    count = len(tags) - tags.count(TAG)
+    if count != len(expected):
         raise ReplyError(
-            f"the reply is encrypted to {tags.count('X25519')} keys, expected {len(expected)} "
+            f"the reply is encrypted to {count} keys, expected {len(expected)} "
             "(the source's reply key and every newsroom key)"
         )
-    if not all(_well_formed(s) for s in header.stanzas if s.tag == "X25519"):
-        raise ReplyError("the reply has a malformed X25519 stanza")
+    if not all(_well_formed(s) for s in header.stanzas if s.tag != TAG):
+        raise ReplyError("the reply has a malformed recipient stanza")
     declared = [s for s in header.stanzas if s.tag == TAG]
     if len(declared) != 1 or declared[0].body or len(declared[0].args) != 1:
         raise ReplyError("the reply does not declare its recipients (was it made by tipbox?)")
@@ -121,7 +139,7 @@ def _rest_size(src: BinaryIO, limit: int) -> int:
 
 def check_reply(
     data: bytes | BinaryIO,
-    expected: Sequence[str | crypto.X25519Recipient],
+    expected: Sequence[str | KeyRecipient],
     limit: int = MAX_FILE_BYTES,
 ) -> None:
     """Refuse anything but a well-formed reply that declares exactly ``expected``.
@@ -132,7 +150,7 @@ def check_reply(
 
     :raises ReplyError: naming what is wrong.
     """
-    keys = sorted({str(crypto.X25519Recipient.parse(str(r))) for r in expected})
+    keys = sorted({str(parse_recipient(str(r))) for r in expected})
     src = io.BytesIO(data) if isinstance(data, bytes | bytearray | memoryview) else data
     try:
         header = parse_header(src)

@@ -16,7 +16,7 @@ import importlib
 
 from bench.core import Section
 
-SECTION_MODULES: tuple[str, ...] = ("crypto", "journalist", "opening", "upload", "attack")
+SECTION_MODULES: tuple[str, ...] = ("crypto", "journalist", "opening", "upload", "attack", "pq")
 
 
 def load_sections(names: list[str] | None = None) -> list[Section]:

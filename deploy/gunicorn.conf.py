@@ -145,6 +145,9 @@ def on_starting(server: Any) -> None:
     # exit 1, not a traceback per worker. Building the app also migrates the database (app/db.py),
     # so it is done here once, before any fork; each worker's own build then finds it done.
     startup.refuse_to_start_on_error(server.app.wsgi)
+    warning = startup.key_warning(os.environ)
+    if warning:  # the journal says it at every start, until the newsroom rotates its keys
+        server.log.warning("tipbox: warning: %s", warning)
     os.environ[counters.ENV] = str(counters.create())
 
 

@@ -118,7 +118,7 @@ check_keys() {
 import sys
 from pathlib import Path
 from app.errors import TipboxError
-from app.server.newsroom import load_recipients
+from app.server.newsroom import classical_warning, load_recipients
 try:
     found = load_recipients(Path(sys.argv[1]))
 except TipboxError as exc:
@@ -127,6 +127,9 @@ except TipboxError as exc:
         print(f"tipbox: hint: {exc.hint}", file=sys.stderr)
     sys.exit(1)
 print(f"{len(found)} newsroom recipient(s), no secret key")
+warning = classical_warning(found)
+if warning:
+    print(f"tipbox: warning: {warning}", file=sys.stderr)
 ' "$1"
 }
 check_keys "$KEYS" || exit 1

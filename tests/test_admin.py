@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from app.cli.server import _disk, disk_check, read_env_file
+from app.cli.server import _disk, disk_check, keys_check, read_env_file
+from app.crypto import X25519Identity
+from app.crypto.hybrid import HybridIdentity
 from app.onion import Layout
 
 
@@ -55,3 +57,31 @@ def test_read_env_file(tmp_path: Path) -> None:
     path.write_text('A=1\n# B=2\n; C=3\nD = "two words"\nnot a setting\n')
     assert read_env_file(path) == {"A": "1", "D": "two words"}
     assert read_env_file(tmp_path / "missing") == {}
+
+
+def _keys_folder(tmp_path: Path, *recipients: str) -> Path:
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    (keys / "newsroom.pub").write_text("".join(f"{r}\n" for r in recipients))
+    return keys
+
+
+def test_status_says_plainly_when_a_newsroom_key_is_classical(tmp_path: Path) -> None:
+    classic = X25519Identity.generate().recipient
+    check = keys_check(_keys_folder(tmp_path, str(classic)))
+    assert check.ok  # it still works: a warning, not a failure
+    assert str(check).startswith("WARN  newsroom keys: 1 of 1 newsroom recipients are classical")
+
+
+def test_status_with_post_quantum_keys(tmp_path: Path) -> None:
+    hybrid = [str(HybridIdentity.generate().recipient) for _ in range(2)]
+    check = keys_check(_keys_folder(tmp_path, *hybrid))
+    assert str(check) == "ok    newsroom keys: 2 post-quantum recipients (age1pq1…)"
+
+
+def test_status_fails_on_mixed_or_missing_keys(tmp_path: Path) -> None:
+    mixed = [str(HybridIdentity.generate().recipient), str(X25519Identity.generate().recipient)]
+    check = keys_check(_keys_folder(tmp_path, *mixed))
+    assert not check.ok
+    assert "mixes post-quantum" in check.text
+    assert not keys_check(tmp_path / "nowhere").ok

@@ -84,6 +84,22 @@ def test_round_trip_through_pipes(tmp_path: Path, world: X25519Identity) -> None
         assert (dec.returncode, dec.stdout, dec.stderr) == (0, b"from stdin", b"")
 
 
+@pytest.mark.usefixtures("world")
+def test_armored_round_trip(tmp_path: Path) -> None:
+    """-a writes ASCII armor (allowed on a terminal: it is text); decrypt reads it as it is."""
+    enc = tipbox("encrypt", "-a", "-R", "newsroom.pub", "-o", "out.txt.age", "plain.txt",
+                 cwd=tmp_path)  # fmt: skip
+    assert (enc.returncode, enc.stdout, enc.stderr) == (0, b"", b"")
+    armored = (tmp_path / "out.txt.age").read_bytes()
+    assert armored.startswith(b"-----BEGIN AGE ENCRYPTED FILE-----\n")
+    assert armored.endswith(b"-----END AGE ENCRYPTED FILE-----\n")
+    assert all(len(line) <= 64 for line in armored.splitlines())
+    dec = tipbox("decrypt", "-i", "id.txt", cwd=tmp_path, stdin=b"\r\n  " + armored)
+    assert (dec.returncode, dec.stdout, dec.stderr) == (0, PLAIN, b"")
+    damaged = armored.replace(b"\n", b" \n", 3)
+    assert_cli_error(tipbox("decrypt", "-i", "id.txt", cwd=tmp_path, stdin=damaged), "armor")
+
+
 def test_a_reader_that_stops_early_is_no_error(tmp_path: Path, world: X25519Identity) -> None:
     """`tipbox decrypt item | tar -x`: tar stops before a stored item's padding. Like a filter
     killed by SIGPIPE, tipbox says nothing and exits 141."""
@@ -134,7 +150,7 @@ ERRORS = [
     ("unknown subcommand", ["frobnicate"], "invalid choice"),
     ("no subcommand", [], "required"),
     ("missing -i", ["decrypt", "tip.age"], "-i/--identity"),
-    ("unknown option", ["encrypt", "--armor", "plain.txt"], "unrecognized"),
+    ("unknown option", ["encrypt", "--frobnicate", "plain.txt"], "unrecognized"),
     ("no output dir", ["encrypt", "-R", "newsroom.pub", "-o", "no/out.txt", "plain.txt"], "no/"),
     ("no output dir (decrypt)", ["decrypt", "-i", "id.txt", "-o", "no/out.txt", "tip.age"], "no/"),
 ]
@@ -163,13 +179,19 @@ def test_hints(tmp_path: Path, world: X25519Identity) -> None:
 # --- keygen --------------------------------------------------------------------------------------
 
 
-def test_keygen_without_passphrase(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("flags", "hybrid"),
+    [pytest.param((), True, id="hybrid by default"), pytest.param(("--classic",), False)],
+)
+def test_keygen_without_passphrase(tmp_path: Path, flags: tuple[str, ...], hybrid: bool) -> None:
     proc = tipbox("keygen", "--no-passphrase", "--identity", "k.txt", "--recipient", "k.pub",
-                  cwd=tmp_path)  # fmt: skip
+                  *flags, cwd=tmp_path)  # fmt: skip
     assert (proc.returncode, proc.stderr) == (0, b"")
     [identity] = parse_identities((tmp_path / "k.txt").read_text())
     [recipient] = parse_recipients((tmp_path / "k.pub").read_text())
     assert identity.recipient == recipient
+    assert str(identity).startswith("AGE-SECRET-KEY-PQ-1" if hybrid else "AGE-SECRET-KEY-1")
+    assert str(recipient).startswith("age1pq1") == hybrid
     out = proc.stdout.decode()
     assert f"recipient: {recipient}\n" in out
     assert f"fingerprint: {' '.join(words.fingerprint(str(recipient).encode()))}\n" in out

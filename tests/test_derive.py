@@ -9,8 +9,14 @@ import pytest
 from nacl import pwhash
 
 from app.crypto import KdfCost, X25519Identity, X25519Recipient, derive_source_keys
-from app.crypto.derive import REPLY_KEY_LABEL_V1, SALT_LABEL_V1, SOURCE_ID_LABEL_V1
+from app.crypto.derive import (
+    HYBRID_REPLY_KEY_LABEL_V1,
+    REPLY_KEY_LABEL_V1,
+    SALT_LABEL_V1,
+    SOURCE_ID_LABEL_V1,
+)
 from app.crypto.header import hkdf
+from app.crypto.hybrid import HybridIdentity, HybridRecipient
 from app.errors import NoIdentityMatchError
 from app.words import normalise_codename
 from tests.helpers import decrypt_bytes, encrypt_bytes
@@ -71,8 +77,14 @@ def test_matches_the_documented_construction() -> None:
     )
     keys = derive_source_keys(CODENAME, PEPPER, CHEAP)
     assert keys.source_id == hkdf(master, b"", SOURCE_ID_LABEL_V1).hex()
-    assert keys.reply_identity.secret_bytes() == hkdf(master, b"", REPLY_KEY_LABEL_V1)
-    assert keys.source_id != keys.reply_identity.secret_bytes().hex()  # separate labels
+    assert keys.reply_identity.secret_bytes() == hkdf(master, b"", HYBRID_REPLY_KEY_LABEL_V1)
+    assert keys.classic_reply_identity.secret_bytes() == hkdf(master, b"", REPLY_KEY_LABEL_V1)
+    secrets = {
+        keys.source_id,
+        keys.reply_identity.secret_bytes().hex(),
+        keys.classic_reply_identity.secret_bytes().hex(),
+    }
+    assert len(secrets) == 3  # separate labels
 
 
 def test_source_id_shape() -> None:
@@ -83,17 +95,26 @@ def test_source_id_shape() -> None:
     assert CODENAME.split()[0] not in source_id
 
 
-def test_reply_identity_is_a_working_age_identity() -> None:
+def test_reply_identity_is_a_post_quantum_age_identity() -> None:
     identity = derive_source_keys(CODENAME, PEPPER, CHEAP).reply_identity
     text = str(identity)
-    assert text.startswith("AGE-SECRET-KEY-1")
-    assert X25519Identity.parse(text).secret_bytes() == identity.secret_bytes()
-    recipient = X25519Recipient.parse(str(identity.recipient))
+    assert text.startswith("AGE-SECRET-KEY-PQ-1")
+    assert HybridIdentity.parse(text).secret_bytes() == identity.secret_bytes()
+    recipient = HybridRecipient.parse(str(identity.recipient))
     reply = encrypt_bytes(b"thanks, we are looking into it", [recipient])
-    assert decrypt_bytes(reply, [X25519Identity.parse(text)]) == b"thanks, we are looking into it"
+    assert decrypt_bytes(reply, [HybridIdentity.parse(text)]) == b"thanks, we are looking into it"
     other = derive_source_keys(CODENAME, bytes(32), CHEAP).reply_identity
     with pytest.raises(NoIdentityMatchError):
         decrypt_bytes(reply, [other])
+
+
+def test_classic_reply_identity_still_opens_old_replies() -> None:
+    """Replies written to a source's X25519 key before the upgrade open with its codename."""
+    identity = derive_source_keys(CODENAME, PEPPER, CHEAP).classic_reply_identity
+    assert str(identity).startswith("AGE-SECRET-KEY-1")
+    recipient = X25519Recipient.parse(str(identity.recipient))
+    reply = encrypt_bytes(b"an old reply", [recipient])
+    assert decrypt_bytes(reply, [X25519Identity.parse(str(identity))]) == b"an old reply"
 
 
 @pytest.mark.parametrize("size", [0, 1, 15])

@@ -343,3 +343,19 @@ def test_an_anonymous_upload_writes_nothing(japp: Flask, jclient: FlaskClient) -
     assert response.status_code == 303
     assert response.headers["Location"] == "/login"
     _no_temp_files(japp)
+
+
+def test_classical_replies_say_so(japp: Flask, jclient: FlaskClient) -> None:
+    """A source whose reply key is still X25519 (from before hybrid keys): the page says that a
+    reply now is classical, and marks each classical reply."""
+    sid, _ = add_source(japp, reply_identity=X25519Identity.generate())
+    logged_in(jclient, japp)
+    token = csrf(jclient, f"/sources/{sid}")
+    jclient.post(f"/sources/{sid}/reply-text", data={"csrf_token": token, "text": "Hello"})
+    page = jclient.get(f"/sources/{sid}").text
+    assert "not post-quantum" in one(page, id="classical-reply-key").text
+    [row] = find(page, "tr", cls="item-reply")
+    assert "classical" in row.classes
+    assert "classical" in row.text
+    [message] = find(page, "tr", cls="item-message")
+    assert "classical" in message.classes  # the test newsroom key is X25519 too

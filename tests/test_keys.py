@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import pytest
 
 from app.crypto import X25519Identity, encrypt_identity
+from app.crypto.hybrid import HybridIdentity
+from app.crypto.keyfile import KeyRecipient
 from app.errors import ConfigError
-from app.server.newsroom import load_recipients
+from app.server.newsroom import classical_warning, load_recipients
 from tests.helpers import encrypt_bytes
 
 # Fixed keys (the same in every xdist worker), so each row reads as the file a newsroom copies.
 IDENTITIES = [X25519Identity(bytes([n]) * 32) for n in (1, 2, 3)]
 SECRET = str(IDENTITIES[0])
 R0, R1, R2 = (str(i.recipient) for i in IDENTITIES)
+HYBRID = [HybridIdentity(bytes([n]) * 32) for n in (1, 2)]
+PQ_SECRET = str(HYBRID[0])
+P0, P1 = (str(i.recipient) for i in HYBRID)
 README = "# keys\n\nCopy newsroom.pub here. Never an AGE-SECRET-KEY-1... line.\n"
 
 VALID = [
@@ -35,6 +41,8 @@ VALID = [
     pytest.param({".gitkeep": "", "newsroom.pub": f"{R1}\n"}, [R1], id="gitkeep ignored"),
     pytest.param({"desk/news.pub": f"{R2}\n", "newsroom.pub": f"{R0}\n"}, [R2, R0], id="subfolder"),
     pytest.param({"newsroom.pub": f"{R0}\r\n{R1}\r\n"}, [R0, R1], id="crlf"),
+    pytest.param({"newsroom.pub": f"{P0}\n"}, [P0], id="hybrid"),
+    pytest.param({"a.pub": f"{P0}\n", "b.pub": f"{P1}\n{P0}\n"}, [P0, P1], id="hybrid, several"),
 ]
 
 
@@ -89,6 +97,13 @@ INVALID = [
     pytest.param({"newsroom.pub": f"{R0.upper()}\n"}, "line 1", id="uppercase recipient"),
     pytest.param({"newsroom.pub": f"{R0} {R1}\n"}, "line 1", id="two on one line"),
     pytest.param({"newsroom.pub": "# just a comment\n"}, "no recipient found", id="no key"),
+    pytest.param({"id.pub": f"{PQ_SECRET}\n"}, SECRET_MESSAGE, id="hybrid secret key"),
+    _embedded("hybrid, after KEY=", f"KEY={PQ_SECRET.lower()}"),
+    pytest.param(
+        {"newsroom.pub": f"{P0}\n", "old.pub": f"{R0}\n"},
+        "mixes post-quantum",
+        id="hybrid and classical mixed",
+    ),
     pytest.param({"newsroom.pub": b"\xff\xfe" + R0.encode()}, "newsroom.pub", id="not utf-8"),
 ]
 
@@ -125,3 +140,17 @@ def test_keys_folder_is_a_file(tmp_path: Path) -> None:
     (tmp_path / "keys").write_text(f"{R0}\n")
     with pytest.raises(ConfigError, match="does not exist"):
         load_recipients(tmp_path / "keys")
+
+
+def test_classical_keys_are_named() -> None:
+    """The start-up log and tipbox status say it plainly when a newsroom key is classical."""
+    hybrid = load_recipients_of({"newsroom.pub": f"{P0}\n{P1}\n"})
+    assert classical_warning(hybrid) is None
+    warning = classical_warning(load_recipients_of({"newsroom.pub": f"{R0}\n{R1}\n"}))
+    assert warning is not None
+    assert warning.startswith("2 of 2 newsroom recipients are classical (X25519")
+
+
+def load_recipients_of(files: dict[str, str | bytes]) -> list[KeyRecipient]:
+    with tempfile.TemporaryDirectory() as root:
+        return load_recipients(_write(Path(root), files))

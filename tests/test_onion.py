@@ -23,6 +23,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from app import onion
+from app.crypto import X25519Identity
 from app.errors import UsageError
 from app.onion import (
     Layout,
@@ -531,7 +532,13 @@ class _Hello(http.server.BaseHTTPRequestHandler):
         """Quiet."""
 
 
-def test_cli_status_in_plain_words(env: Layout, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_status_in_plain_words(
+    env: Layout, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    keys = tmp_path / "status-keys"
+    keys.mkdir()
+    (keys / "newsroom.pub").write_text(f"{X25519Identity.generate().recipient}\n")
+    monkeypatch.setenv("TIPBOX_KEYS_DIR", str(keys))
     addresses = onion.publish(env)[0]
     server = _UnixHTTPServer(str(env.source_socket), _Hello)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -551,6 +558,7 @@ def test_cli_status_in_plain_words(env: Layout, capsys: pytest.CaptureFixture[st
     assert lines[4] == f"ok    source app on {env.source_socket} answers (HTTP 200)"
     assert lines[5].startswith(f"FAIL  journalist app on {env.journalist_socket}: no such socket")
     assert re.fullmatch(rf"ok    [0-9.]+ GiB free in {re.escape(str(env.data_dir))} .*", lines[6])
-    assert lines[7] == "ok    daily digest not configured (TIPBOX_DIGEST_RELAY is empty)"
-    assert err == "tipbox: error: 4 of 8 checks failed\n"
+    assert lines[7].startswith("WARN  newsroom keys: 1 of 1 newsroom recipients are classical")
+    assert lines[8] == "ok    daily digest not configured (TIPBOX_DIGEST_RELAY is empty)"
+    assert err == "tipbox: error: 4 of 9 checks failed\n"
     assert addresses["source"]

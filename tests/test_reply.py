@@ -1,4 +1,5 @@
-"""app.reply: the reply format, and the server's check of a reply before it is stored."""
+"""app.reply: the reply format, and the server's check of a reply before it is stored, with
+classical and post-quantum keys (and a source still on X25519 beside a hybrid newsroom key)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ from collections.abc import Sequence
 import pytest
 
 from app.crypto import ScryptRecipient, X25519Identity, X25519Recipient, encrypt
-from app.crypto.header import Stanza
+from app.crypto.header import Stanza, b64encode, encode_header
+from app.crypto.hybrid import HybridIdentity
+from app.crypto.keyfile import KeyIdentity
 from app.errors import ReplyError
 from app.reply import MAX_FILE_BYTES, check_reply, declaration, make_reply
-from tests.helpers import encrypt_bytes
+from tests.helpers import decrypt_bytes, encrypt_bytes
 
 SOURCE, NEWSROOM, OTHER = (X25519Identity.generate() for _ in range(3))
 RIGHT = [SOURCE.recipient, NEWSROOM.recipient]
@@ -88,3 +91,36 @@ def test_replies_are_capped() -> None:
     with pytest.raises(ReplyError, match="too long"):
         make_reply("x" * ((1 << 20) + 1), RIGHT)
     check_reply(make_reply("é" * (1 << 19), RIGHT), RIGHT)  # exactly 1 MiB of UTF-8 fits
+
+
+def _stanza_tags(reply: bytes) -> list[str]:
+    head = reply.split(b"\n---")[0].decode("ascii")
+    return [line.split()[1] for line in head.splitlines() if line.startswith("-> ")]
+
+
+@pytest.mark.parametrize("source_kind", ["hybrid", "x25519"])
+def test_a_reply_opens_for_the_source_and_the_newsroom(source_kind: str) -> None:
+    source: KeyIdentity = (
+        HybridIdentity.generate() if source_kind == "hybrid" else X25519Identity.generate()
+    )
+    newsroom = HybridIdentity.generate()
+    keys = [source.recipient, newsroom.recipient]
+    reply = make_reply("thank you", keys)
+    check_reply(reply, [str(k) for k in keys])
+    tags = _stanza_tags(reply)
+    # A source still on X25519 gets a classical reply the hybrid newsroom key opens too.
+    expected = "mlkem768x25519" if source_kind == "hybrid" else "X25519"
+    assert tags == [expected, "mlkem768x25519", "tipbox-recipients"]
+    for identity in (source, newsroom):
+        assert b"thank you" in decrypt_bytes(reply, [identity])
+
+
+def test_a_malformed_hybrid_stanza_is_refused() -> None:
+    source, newsroom = HybridIdentity.generate(), HybridIdentity.generate()
+    keys = [str(source.recipient), str(newsroom.recipient)]
+    short = Stanza("mlkem768x25519", (b64encode(bytes(1119)),), bytes(32))
+    header = encode_header(
+        bytes(16), [short, newsroom.recipient.wrap(bytes(16)), declaration(keys)]
+    )
+    with pytest.raises(ReplyError, match="malformed recipient stanza"):
+        check_reply(header + bytes(16 + 1040), keys)

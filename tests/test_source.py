@@ -12,10 +12,12 @@ from werkzeug.test import TestResponse
 
 from app import words
 from app.config import Config
-from app.crypto import X25519Identity
+from app.crypto import X25519Identity, derive_source_keys
+from app.crypto.hybrid import HybridIdentity
 from app.server.store import Store
 from app.source import views
 from tests.fixtures_app import (
+    TEST_KDF,
     csrf_token,
     files_under,
     find,
@@ -568,3 +570,55 @@ def test_data_dir_layout_after_a_full_session(
     assert secrets.stat().st_mode & 0o777 == 0o700
     for name in ("instance.key", "pepper.key"):
         assert (secrets / name).stat().st_mode & 0o777 == 0o600
+
+
+# --- post-quantum reply keys --------------------------------------------------------------------
+
+
+def _hybrid_newsroom(config: Config, tmp_path: Path) -> tuple[Flask, HybridIdentity]:
+    """An app whose newsroom key is hybrid, as `tipbox keygen` makes it."""
+    newsroom = HybridIdentity.generate()
+    keys = tmp_path / "pq-keys"
+    keys.mkdir()
+    (keys / "newsroom.pub").write_text(f"{newsroom.recipient}\n")
+    return make_app(config, keys_dir=keys), newsroom
+
+
+def test_new_sources_get_a_post_quantum_reply_key(config: Config, tmp_path: Path) -> None:
+    app, newsroom = _hybrid_newsroom(config, tmp_path)
+    client = app.test_client()
+    codename = new_source(client)
+    submit(client, "hello")
+    store = store_of(app)
+    [source] = store.list_sources()
+    keys = derive_source_keys(words.normalise_codename(codename), state_of(app).pepper, TEST_KDF)
+    assert source.reply_recipient == str(keys.reply_identity.recipient)
+    assert source.reply_recipient.startswith("age1pq1")
+    reply = store.add_reply_text(source.id, "thanks")
+    assert reply.post_quantum
+    assert store.reply_text(reply, [newsroom]) == "thanks"  # the newsroom reads its own reply
+    login(client, codename)
+    assert [e.text for e in find(client.get("/en/lookup").data, cls="reply-text")] == ["thanks"]
+
+
+def test_an_old_source_gets_a_hybrid_key_at_its_next_login(config: Config, tmp_path: Path) -> None:
+    """A source from before hybrid keys: its X25519 reply key stays until it logs in; a reply
+    written before is classical (and still opens, for the source and for the newsroom)."""
+    app, newsroom = _hybrid_newsroom(config, tmp_path)
+    codename = words.generate_codename("en")
+    keys = derive_source_keys(words.normalise_codename(codename), state_of(app).pepper, TEST_KDF)
+    store = store_of(app)
+    classic = str(keys.classic_reply_identity.recipient)
+    store.commit(keys.source_id, classic, [store.add_message("from the old release")])
+    before = store.add_reply_text(keys.source_id, "written to the old key")
+    assert not before.post_quantum
+    assert classic in before.recipients
+    assert store.reply_text(before, [newsroom]) == "written to the old key"
+    client = app.test_client()
+    assert login(client, codename).status_code == 303
+    [source] = store.list_sources()
+    assert source.reply_recipient == str(keys.reply_identity.recipient)
+    after = store.add_reply_text(keys.source_id, "written to the hybrid key")
+    assert after.post_quantum
+    texts = [e.text for e in find(client.get("/en/lookup").data, cls="reply-text")]
+    assert texts == ["written to the hybrid key", "written to the old key"]

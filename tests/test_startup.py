@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from app.crypto import X25519Identity
 from app.db import LATEST, migrated
 from app.server.newsroom import load_recipients
 from app.server.store import Store
@@ -96,6 +97,10 @@ def _database_read_only(f: Folders) -> None:
     (f.data / "store.sqlite3").chmod(0o400)
 
 
+def _classical_key(f: Folders, name: str = "old.pub") -> None:
+    (f.keys / name).write_text(f"{X25519Identity.generate().recipient}\n")
+
+
 def _database_newer(f: Folders) -> None:
     database = migrated(f.data)
     with database.connect() as db:
@@ -103,6 +108,7 @@ def _database_newer(f: Folders) -> None:
 
 
 BREAKS: dict[str, tuple[Callable[[Folders], None], tuple[str, ...]]] = {
+    "keys mix hybrid and classical": (_classical_key, ("mixes post-quantum", "classical")),
     "data folder not writable": (_data_unwritable, ("cannot be written", "permission denied")),
     "secrets folder cannot be made": (_secrets_cannot_be_made, ("secrets", "permission denied")),
     "keys folder unreadable": (_keys_unreadable, ("cannot read", "permission denied")),
@@ -205,19 +211,39 @@ def test_tipbox_user_add_on_a_read_only_file_system(folders: Folders) -> None:
 
 def test_a_healthy_folder_still_starts_without_roots_powers(folders: Folders) -> None:
     """The checks refuse only what is broken: the same run, nothing broken, serves pages."""
-    target, conf = APPS["source"]
+    assert _serves(folders, folders.root / "gunicorn.log") == 200
+    log = (folders.root / "gunicorn.log").read_text("utf-8", "replace")
+    assert "classical" not in log  # tipbox keygen's key is post-quantum
+
+
+@pytest.mark.parametrize("app", APPS)
+def test_classical_newsroom_keys_are_named_at_start_up(folders: Folders, app: str) -> None:
+    """A newsroom still on X25519 keys starts, and its log says plainly that they are classical."""
+    (folders.keys / "newsroom.pub").unlink()
+    _classical_key(folders, "newsroom.pub")
+    assert _serves(folders, folders.root / "gunicorn.log", app) is not None
+    log = (folders.root / "gunicorn.log").read_text("utf-8", "replace")
+    [line] = [line for line in log.splitlines() if "tipbox: warning: " in line]
+    assert "1 of 1 newsroom recipients are classical (X25519" in line
+
+
+def _serves(folders: Folders, log: Path, app: str = "source") -> int | None:
+    """Start the app's Gunicorn without root's powers until it answers; the status of ``/``."""
+    target, conf = APPS[app]
     port = free_port()
     env = server_env(folders.root, f"127.0.0.1:{port}", folders.env())
+    env["TIPBOX_JOURNALIST_BIND"] = f"127.0.0.1:{port}"
     command = [*WITHOUT_DAC, sys.executable, "-m", "gunicorn", "-c", str(conf), target]
-    process = subprocess.Popen(
-        command,
-        cwd=REPO,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            command,
+            cwd=REPO,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         status = None
         for _ in range(int(WAIT * 10)):
@@ -229,7 +255,7 @@ def test_a_healthy_folder_still_starts_without_roots_powers(folders: Folders) ->
             time.sleep(0.1)
     finally:
         stop_process(process)
-    assert status == 200
+    return status
 
 
 def _status(port: int) -> int | None:

@@ -216,6 +216,7 @@ def test_status_is_all_green(
     monkeypatch.setenv("TIPBOX_ROOT", str(site.hs.root))
     monkeypatch.setenv("TIPBOX_SOURCE_SOCKET", str(site.layout.source_socket))
     monkeypatch.setenv("TIPBOX_JOURNALIST_SOCKET", str(site.layout.journalist_socket))
+    monkeypatch.setenv("TIPBOX_KEYS_DIR", str(site.source.keys_dir))
     for name in ("TIPBOX_DATA_DIR", "TIPBOX_TOR_CONTROL", "TIPBOX_TOR_PASSWORD", "TIPBOX_TOR"):
         monkeypatch.delenv(name, raising=False)
     deadline = time.monotonic() + 90
@@ -232,7 +233,8 @@ def test_status_is_all_green(
     assert f"ok    journalist onion service is published: http://{journalist}/" in out
     assert "ok    tor is connected to the Tor network" in out
     assert re.search(r"ok    source app on \S+ answers \(HTTP 200\)", out)
-    assert out.rstrip().endswith("all 8 checks passed")
+    assert "ok    newsroom keys: 1 post-quantum recipient (age1pq1…)" in out
+    assert out.rstrip().endswith("all 9 checks passed")  # 7, the newsroom keys, the digest
 
 
 def test_source_journey_in_chromium_through_tor(site: Site, tmp_path: Path) -> None:

@@ -98,6 +98,14 @@ def test_old_codenames_log_in_and_read_their_replies(
         assert response.status_code == 303, response.text
         page = html.unescape(client.get("/en/lookup").get_data(as_text=True))
         assert source["reply"] in page
+    # Each logged in once: the server now holds their post-quantum reply keys (issue 14).
+    db = sqlite3.connect(release.data / "store.sqlite3")
+    try:
+        keys = [row[0] for row in db.execute("SELECT reply_recipient FROM sources")]
+    finally:
+        db.close()
+    assert keys
+    assert all(key.startswith("age1pq1") for key in keys)
 
 
 @pytest.mark.parametrize("who", ["admin", "journalist"])

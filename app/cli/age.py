@@ -5,18 +5,21 @@ not at all (:func:`app.cli.terminal.write_output`); encrypt refuses to write cip
 terminal. The commands most often confused are told apart by a file's first block
 (:func:`sniff`): ``decrypt`` given a bundle and ``open`` given a single item each point to the
 other, and an identity option given a public key says so, before anything is written.
+Encrypt may write ASCII armor (``-a``); decrypt reads binary and armored files.
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import BinaryIO
 
 from app import crypto
 from app.bundle import MANIFEST_NAME
 from app.cli.keys import read_recipients, recipient_options
 from app.cli.terminal import Progress, asker, opened_input, write_output
-from app.crypto.keyfile import load_identities
+from app.crypto.armor import ArmorWriter, dearmor
+from app.crypto.keyfile import KeyIdentity, load_identities
 from app.errors import KeyFormatError, UsageError
 
 AGE_STARTS = (b"age-encryption.org/", b"-----BEGIN AGE ENCRYPTED FILE-----")
@@ -31,6 +34,7 @@ def arguments(command: str, p: argparse.ArgumentParser) -> None:
     """The options of ``command``."""
     if command == "encrypt":
         recipient_options(p)
+        p.add_argument("-a", "--armor", action="store_true", help="write PEM-armored text")
         p.set_defaults(run=cmd_encrypt)
     else:
         p.add_argument(
@@ -46,9 +50,9 @@ def arguments(command: str, p: argparse.ArgumentParser) -> None:
     )
 
 
-def load_identity_files(names: list[str]) -> list[crypto.X25519Identity]:
+def load_identity_files(names: list[str]) -> list[KeyIdentity]:
     """The identities in the files ``names``, asking for a passphrase where one is needed."""
-    identities: list[crypto.X25519Identity] = []
+    identities: list[KeyIdentity] = []
     for name in names:
         path = Path(name)
         if name.startswith(RECIPIENT_PREFIX) and not path.exists():
@@ -95,11 +99,18 @@ def sniff(path: str | None) -> str | None:
 
 
 def cmd_encrypt(args: argparse.Namespace) -> None:
-    """Encrypt to one or more recipients, like ``age -r``."""
+    """Encrypt to one or more recipients, like ``age -r`` (``-a``: armored, like ``age -a``)."""
     recipients = read_recipients(args)
+
+    def write(dst: BinaryIO) -> None:
+        sink = ArmorWriter(dst) if args.armor else dst
+        crypto.encrypt(src, sink, recipients, bar)
+        if isinstance(sink, ArmorWriter):
+            sink.close()
+
     with opened_input(args.input) as (src, size):
         bar = Progress("encrypting", size)
-        write_output(args.output, lambda dst: crypto.encrypt(src, dst, recipients, bar), True)
+        write_output(args.output, write, not args.armor)
         bar.finish()
 
 
@@ -113,5 +124,6 @@ def cmd_decrypt(args: argparse.Namespace) -> None:
     identities = load_identity_files(args.identity)
     with opened_input(args.input) as (src, size):
         bar = Progress("decrypting", size)
-        write_output(args.output, lambda dst: crypto.decrypt(src, dst, identities, bar), False)
+        armored = dearmor(src)  # as age -d: armor is recognised by its first line
+        write_output(args.output, lambda dst: crypto.decrypt(armored, dst, identities, bar), False)
         bar.finish()

@@ -23,7 +23,7 @@ from app import crypto, words
 from app.cli.age import load_identity_files
 from app.cli.keys import read_recipients, recipient_options
 from app.cli.terminal import Progress, opened_input, write_output
-from app.crypto.keyfile import identity_file_text, parse_identities
+from app.crypto.keyfile import KeyRecipient, identity_file_text, parse_identities
 from app.errors import KeyFormatError, UsageError
 from app.files import atomic_write
 
@@ -51,7 +51,7 @@ def arguments(command: str, p: argparse.ArgumentParser) -> None:
     q.set_defaults(run=cmd_reencrypt)
 
 
-def _show(recipient: crypto.X25519Recipient) -> None:
+def _show(recipient: KeyRecipient) -> None:
     print(f"restore recipient: {recipient}")
     print(f"fingerprint: {' '.join(words.fingerprint(str(recipient).encode()))}")
 
@@ -69,7 +69,7 @@ def cmd_restore_key(args: argparse.Namespace) -> None:
             raise UsageError(f"{path} is not a restore key", hint="move it away and run again")
         _show(found[0].recipient)
         return
-    identity = crypto.X25519Identity.generate()
+    identity = crypto.HybridIdentity.generate()  # post-quantum, like the newsroom key
     created = datetime.now(UTC).strftime("%Y-%m-%d")
     with atomic_write(path, 0o600) as handle:
         handle.write(identity_file_text(identity, created).encode())

@@ -1,9 +1,10 @@
 """``tipbox keygen``, ``fingerprint`` and ``codename``: the newsroom's keys and sources' codenames.
 
-Air-gapped: the core only (:mod:`app.crypto`, :mod:`app.words`, :mod:`app.files`). The identity
-file is written 0600, its passphrase asked twice on the terminal; the recipient file is public and
-is what the server's ``keys/`` folder holds. A fingerprint is words, so two people can compare a
-copied key by voice.
+Air-gapped: the core only (:mod:`app.crypto`, :mod:`app.words`, :mod:`app.files`). ``keygen``
+makes a post-quantum hybrid key (``age1pq1…``, readable by age 1.3 and later) unless
+``--classic`` asks for X25519 (``age1…``, any age). The identity file is written 0600, its
+passphrase asked twice on the terminal; the recipient file is public and is what the server's
+``keys/`` folder holds. A fingerprint is words, so two people can compare a copied key by voice.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from pathlib import Path
 
 from app import crypto, words
 from app.cli.terminal import new_passphrase
-from app.crypto.keyfile import identity_file_text
+from app.crypto.hybrid import HybridIdentity
+from app.crypto.keyfile import KeyIdentity, KeyRecipient, identity_file_text, parse_recipient
 from app.errors import KeyFormatError, UsageError
 from app.files import atomic_write
 
@@ -26,6 +28,11 @@ def arguments(command: str, p: argparse.ArgumentParser) -> None:
         p.add_argument("--recipient", default="newsroom.pub", help="public recipient file")
         p.add_argument("--no-passphrase", action="store_true", help="do not protect (tests only)")
         p.add_argument("--force", action="store_true", help="overwrite existing files")
+        p.add_argument(
+            "--classic",
+            action="store_true",
+            help="an X25519 key, for an age older than 1.3 (not post-quantum)",
+        )
         p.set_defaults(run=cmd_keygen)
     elif command == "fingerprint":
         recipient_options(p)
@@ -49,9 +56,9 @@ def recipient_options(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
-def read_recipients(args: argparse.Namespace) -> list[crypto.X25519Recipient]:
+def read_recipients(args: argparse.Namespace) -> list[KeyRecipient]:
     """The recipients given with ``-r`` and ``-R``; at least one."""
-    recipients = [crypto.X25519Recipient.parse(r) for r in args.recipient]
+    recipients = [parse_recipient(r) for r in args.recipient]
     for name in args.recipients_file:
         try:
             recipients += crypto.parse_recipients(Path(name).read_text("utf-8"))
@@ -63,12 +70,15 @@ def read_recipients(args: argparse.Namespace) -> list[crypto.X25519Recipient]:
 
 
 def cmd_keygen(args: argparse.Namespace) -> None:
-    """Create the newsroom identity (secret) and its recipient file (public)."""
+    """Create the newsroom identity (secret) and its recipient file (public): a post-quantum
+    hybrid key unless ``--classic`` asks for X25519."""
     identity_path, recipient_path = Path(args.identity), Path(args.recipient)
     for path in (identity_path, recipient_path):
         if path.exists() and not args.force:
             raise UsageError(f"{path} already exists; nothing was written", hint="use --force")
-    identity = crypto.X25519Identity.generate()
+    identity: KeyIdentity = (
+        crypto.X25519Identity.generate() if args.classic else HybridIdentity.generate()
+    )
     created = datetime.now(UTC).strftime("%Y-%m-%d")
     text = identity_file_text(identity, created)
     data = text.encode() if args.no_passphrase else crypto.encrypt_identity(text, new_passphrase())

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from app import crypto
 from app.bundle import (
     MANIFEST_NAME,
     MAX_MANIFEST_BYTES,
@@ -22,6 +21,7 @@ from app.bundle import (
 )
 from app.cli.index import INDEX_NAME, FolderIndex
 from app.container import safe_name
+from app.crypto.keyfile import parse_recipient
 from app.errors import BundleError, ReplyError
 from app.files import atomic_write, free_path
 from app.reply import MAX_TEXT_BYTES, make_reply
@@ -92,7 +92,7 @@ def write_reply(
     """Encrypt a reply for a source of ``target``'s manifest; return the source and the file."""
     manifest = load_manifest(target)
     source = find_source(manifest, designation)
-    keys = [crypto.X25519Recipient.parse(r) for r in (source.reply_recipient, *manifest.recipients)]
+    keys = [parse_recipient(r) for r in (source.reply_recipient, *manifest.recipients)]
     data = make_reply(text, keys)
     path = output or free_path(Path.cwd(), f"reply-{safe_name(source.folder)}.age")
     with atomic_write(path, 0o644, overwrite=output is not None, durable=False) as handle:

@@ -32,6 +32,7 @@ from app.onion import (
     unpublish,
 )
 from app.server.digest import status as digest_status
+from app.server.newsroom import classical_warning, load_recipients
 from app.server.unixhttp import UnixHTTPConnection
 
 APP_TIMEOUT = 20.0  # a socket-activated app imports itself on the first connection
@@ -170,9 +171,11 @@ class Check:
 
     ok: bool
     text: str
+    warning: bool = False  # works, but something should be done (shown WARN, not counted)
 
     def __str__(self) -> str:
-        return f"{'ok  ' if self.ok else 'FAIL'}  {self.text}"
+        label = "FAIL" if not self.ok else "WARN" if self.warning else "ok  "
+        return f"{label}  {self.text}"
 
 
 def tor_checks(layout: Layout, state: TorState) -> list[Check]:
@@ -279,9 +282,34 @@ def _disk(layout: Layout) -> Check:
     return disk_check(layout.data_dir, config.reserve_bytes)
 
 
+def keys_check(keys_dir: Path) -> Check:
+    """The newsroom keys as the apps load them: a warning when any of them is classical."""
+    try:
+        recipients = load_recipients(keys_dir)
+    except TipboxError as exc:
+        return Check(False, f"newsroom keys: {exc.message}")
+    warning = classical_warning(recipients)
+    if warning:
+        return Check(True, f"newsroom keys: {warning}", warning=True)
+    count = len(recipients)
+    return Check(
+        True, f"newsroom keys: {count} post-quantum recipient{'s' * (count > 1)} (age1pq1…)"
+    )
+
+
+def _keys() -> Check:
+    """The keys check, with the apps' settings."""
+    env_file, settings = _settings()
+    try:
+        config = load_config(settings)
+    except TipboxError as exc:
+        return Check(False, f"{env_file}: {exc.message}")
+    return keys_check(config.keys_dir)
+
+
 def cmd_status(args: argparse.Namespace) -> None:
-    """Check tor, both onion services, both apps and the free space; exit 1 if anything is
-    wrong."""
+    """Check tor, both onion services, both apps, the free space, the newsroom keys and the
+    digest; exit 1 if anything is wrong (a WARN line is not)."""
     layout = _layout()
     addresses = read_addresses(layout)
     try:
@@ -294,6 +322,7 @@ def cmd_status(args: argparse.Namespace) -> None:
     for name in SERVICES:
         checks.append(app_check(name, layout.socket(name), addresses.get(name)))
     checks.append(_disk(layout))
+    checks.append(_keys())
     checks.extend(Check(ok, text) for ok, text in digest_status(_settings()[1]))
     for check in checks:
         print(check)

@@ -15,6 +15,7 @@ from app.crypto.recipients import (
     Identity,
     Recipient,
     ScryptRecipient,
+    check_mix,
     unwrap_file_key,
 )
 from app.crypto.stream import (
@@ -43,6 +44,7 @@ def _stanzas(file_key: bytes, recipients: Sequence[Recipient]) -> list[Stanza]:
         raise CryptoError("no recipients: a file must be encrypted to at least one key")
     if len(recipients) > 1 and any(isinstance(r, ScryptRecipient) for r in recipients):
         raise CryptoError("a passphrase cannot be combined with other recipients")
+    check_mix(recipients)
     return [r.wrap(file_key) for r in recipients]
 
 

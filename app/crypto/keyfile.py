@@ -1,13 +1,15 @@
 """Key files as age writes them: identity files, recipient files, passphrase-protected identities.
 
-An identity file holds ``AGE-SECRET-KEY-1…`` lines; a recipient file holds ``age1…`` lines; both
-allow ``#`` comments and blank lines. A passphrase-protected identity is the identity file's text
-encrypted to a single scrypt stanza (``age -p``), which ``age -d -i`` opens after asking for the
-passphrase. Everything here works on bytes and strings; reading files is the caller's job.
+An identity file holds ``AGE-SECRET-KEY-1…`` (X25519) or ``AGE-SECRET-KEY-PQ-1…`` (hybrid) lines;
+a recipient file holds ``age1…`` or ``age1pq1…`` lines; both allow ``#`` comments and blank
+lines. A passphrase-protected identity is the identity file's text encrypted to a single scrypt
+stanza (``age -p``), which ``age -d -i`` opens after asking for the passphrase. Everything here
+works on bytes and strings; reading files is the caller's job.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import re
 from collections.abc import Callable
@@ -15,6 +17,7 @@ from collections.abc import Callable
 from app.crypto import bech32
 from app.crypto.envelope import decrypt, encrypt
 from app.crypto.header import VERSION_LINE
+from app.crypto.hybrid import HybridIdentity, HybridRecipient
 from app.crypto.recipients import (
     DEFAULT_WORK_FACTOR,
     IDENTITY_HRP,
@@ -25,6 +28,9 @@ from app.crypto.recipients import (
 )
 from app.errors import KeyFormatError, NoIdentityMatchError, PassphraseError
 
+KeyRecipient = X25519Recipient | HybridRecipient
+KeyIdentity = X25519Identity | HybridIdentity
+
 
 def _lines(text: str) -> list[tuple[int, str]]:
     return [
@@ -34,12 +40,36 @@ def _lines(text: str) -> list[tuple[int, str]]:
     ]
 
 
-def parse_recipients(text: str) -> list[X25519Recipient]:
+@functools.lru_cache(maxsize=1024)
+def parse_recipient(text: str) -> KeyRecipient:
+    """One ``age1pq1…`` (hybrid) or ``age1…`` (X25519) recipient.
+
+    Cached: recipients are immutable values, and a bundle's manifest names the same few
+    newsroom keys once per item (a hybrid one is ~1,960 characters to decode and check).
+    """
+    if text.strip().startswith("age1pq1"):
+        return HybridRecipient.parse(text)
+    return X25519Recipient.parse(text)
+
+
+def parse_identity(text: str) -> KeyIdentity:
+    """One ``AGE-SECRET-KEY-PQ-1…`` (hybrid) or ``AGE-SECRET-KEY-1…`` (X25519) identity."""
+    if text.strip().startswith("AGE-SECRET-KEY-PQ-1"):
+        return HybridIdentity.parse(text)
+    return X25519Identity.parse(text)
+
+
+def is_post_quantum(recipient: KeyRecipient) -> bool:
+    """Whether a file encrypted to ``recipient`` stays sealed against a quantum computer."""
+    return isinstance(recipient, HybridRecipient)
+
+
+def parse_recipients(text: str) -> list[KeyRecipient]:
     """Every recipient in a recipients file; raise on the first bad line, naming it."""
     out = []
     for number, line in _lines(text):
         try:
-            out.append(X25519Recipient.parse(line))
+            out.append(parse_recipient(line))
         except KeyFormatError as exc:
             raise KeyFormatError(f"line {number}: {exc}") from None
     if not out:
@@ -47,20 +77,20 @@ def parse_recipients(text: str) -> list[X25519Recipient]:
     return out
 
 
-def parse_identities(text: str) -> list[X25519Identity]:
+def parse_identities(text: str) -> list[KeyIdentity]:
     """Every identity in an identity file; raise on the first bad line, naming it."""
     out = []
     for number, line in _lines(text):
         try:
-            out.append(X25519Identity.parse(line))
+            out.append(parse_identity(line))
         except KeyFormatError as exc:
             raise KeyFormatError(f"line {number}: {exc}") from None
     if not out:
-        raise KeyFormatError("no identity found (expected lines starting with 'AGE-SECRET-KEY-1')")
+        raise KeyFormatError("no identity found (expected lines starting with 'AGE-SECRET-KEY-')")
     return out
 
 
-_SECRET_KEY = re.compile(IDENTITY_HRP + "1[" + bech32.CHARSET + "]{58}", re.IGNORECASE)
+_SECRET_KEY = re.compile(IDENTITY_HRP + "(?:pq-)?1[" + bech32.CHARSET + "]{58}", re.IGNORECASE)
 
 
 def contains_secret_key(data: bytes) -> bool:
@@ -69,7 +99,7 @@ def contains_secret_key(data: bytes) -> bool:
     text = data.decode("utf-8", errors="replace")
     for match in _SECRET_KEY.finditer(text):
         try:
-            X25519Identity.parse(match.group().upper())
+            parse_identity(match.group().upper())
         except KeyFormatError:
             continue
         return True
@@ -81,7 +111,7 @@ def is_age_file(data: bytes) -> bool:
     return data.startswith(VERSION_LINE + b"\n")
 
 
-def identity_file_text(identity: X25519Identity, created: str) -> str:
+def identity_file_text(identity: KeyIdentity, created: str) -> str:
     """The text of an identity file, in age-keygen's layout."""
     return f"# created: {created}\n# public key: {identity.recipient}\n{identity}\n"
 
@@ -103,9 +133,7 @@ def decrypt_identity(data: bytes, passphrase: str) -> str:
     return out.getvalue().decode("utf-8")
 
 
-def load_identities(
-    data: bytes, passphrase: Callable[[], str] | None = None
-) -> list[X25519Identity]:
+def load_identities(data: bytes, passphrase: Callable[[], str] | None = None) -> list[KeyIdentity]:
     """Identities from an identity file's bytes; ``passphrase()`` is asked only if protected."""
     if is_age_file(data):
         if passphrase is None:

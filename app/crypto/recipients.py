@@ -1,4 +1,4 @@
-"""age recipient types: X25519 keys (``age1…``) and scrypt passphrases.
+"""age recipient types: X25519 keys (``age1…``) and scrypt passphrases (hybrid keys: ``hybrid``).
 
 A recipient wraps the 16-byte file key into a :class:`Stanza`; an identity unwraps it. Unwrapping
 returns ``None`` when a stanza is simply not for this identity and raises :class:`HeaderError` when
@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from app.crypto import bech32
 from app.crypto.header import Stanza, b64decode, b64encode, hkdf
-from app.errors import HeaderError, KeyFormatError
+from app.errors import CryptoError, HeaderError, KeyFormatError
 
 FILE_KEY_SIZE = 16
 X25519_LABEL = b"age-encryption.org/v1/X25519"
@@ -195,6 +195,39 @@ class ScryptIdentity:
             raise HeaderError(f"scrypt work factor {work_factor} is too large to try")
         key = _scrypt_key(self._passphrase, salt, work_factor)
         return _open_key(key, stanza.body, "scrypt")
+
+
+def check_mix(recipients: Sequence[Recipient]) -> None:
+    """Refuse recipients that must not share a file, by age's rule: all must carry the same
+    labels. A hybrid recipient is labelled ``postquantum`` and a classical one is not, so a
+    file is never post-quantum in name only (its classical stanza would decide its strength)."""
+    labels: set[frozenset[str]] = {getattr(r, "labels", frozenset()) for r in recipients}
+    if len(labels) > 1:
+        raise CryptoError(
+            "post-quantum (age1pq1…) and classical (age1…) recipients cannot share a file"
+        )
+
+
+class Unlabelled:
+    """A recipient whose labels are waived, for a file that cannot be post-quantum anyway.
+
+    The one use: a reply to a source whose reply key is still X25519 (a source created before
+    hybrid keys, not logged in since) must still open with a hybrid newsroom key. age's rule
+    is there so that no file looks post-quantum while a classical key opens it; such a reply is
+    classical whatever else it is encrypted to, and the journalist app says so.
+    """
+
+    labels: frozenset[str] = frozenset()
+
+    def __init__(self, inner: Recipient) -> None:
+        self.inner = inner
+
+    def __str__(self) -> str:
+        return str(self.inner)
+
+    def wrap(self, file_key: bytes) -> Stanza:
+        """The inner recipient's stanza."""
+        return self.inner.wrap(file_key)
 
 
 def unwrap_file_key(stanzas: Sequence[Stanza], identities: Sequence[Identity]) -> bytes | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
+from app.crypto.hybrid import RECIPIENT_PREFIX as HYBRID_PREFIX
 from app.errors import ReplyError
 from app.journalist import actions
 from app.journalist.auth import current
@@ -46,8 +47,17 @@ def index() -> View:
 def source(source_id: str) -> View:
     """One source: its items in conversation order, and what can be done with them."""
     row = actions.source_row(current(), source_id)
-    entries = get_state().inbox.conversation(current().id, source_id)
-    return render_template("source.html", source=row, entries=entries, max_chars=MAX_REPLY_CHARS)
+    state = get_state()
+    known = state.store.source(source_id)
+    # A source from before hybrid keys keeps its X25519 reply key until it logs in again.
+    classical_key = known is not None and not known.reply_recipient.startswith(HYBRID_PREFIX)
+    return render_template(
+        "source.html",
+        source=row,
+        entries=state.inbox.conversation(current().id, source_id),
+        max_chars=MAX_REPLY_CHARS,
+        classical_key=classical_key,
+    )
 
 
 @bp.get("/sources/<source_id>/items/<item_id>")

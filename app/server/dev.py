@@ -37,8 +37,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
-from app import crypto
-from app.crypto.keyfile import identity_file_text, parse_identities
+from app.crypto.hybrid import HybridIdentity
+from app.crypto.keyfile import KeyIdentity, identity_file_text, parse_identities
 from app.files import atomic_write
 from app.server.supervisor import Stop, raise_stop, supervise
 
@@ -83,7 +83,7 @@ def ensure_dev_key(dev_dir: Path) -> tuple[Path, Path, bool]:
     created = datetime.now(UTC).strftime("%Y-%m-%d")
     made = not identity_path.is_file()
     if made:
-        identity = crypto.X25519Identity.generate()
+        identity: KeyIdentity = HybridIdentity.generate()
         text = DEV_HEADER + identity_file_text(identity, created)
         with atomic_write(identity_path, 0o600) as handle:
             handle.write(text.encode())

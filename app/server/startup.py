@@ -13,6 +13,8 @@ status 3. So the master builds the app once first, in a child process, before it
 (:func:`refuse_to_start_on_error`, called from deploy/gunicorn.conf.py): a :class:`TipboxError`
 there is printed as ``tipbox: error: …`` (and ``tipbox: hint: …``) and the master exits with
 status 1. The child keeps nothing the workers would share: it exits as soon as the app is built.
+Once the app has built, the master logs one ``tipbox: warning: …`` line when the newsroom keys
+are classical (:func:`key_warning`), so the journal says it at every start.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import os
 import secrets
 import sqlite3
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 from app.db import DATABASE, Database
@@ -103,6 +105,18 @@ def _build(load: Callable[[], object]) -> str | None:
         lines = f"tipbox: error: {exc.message}\n"
         return lines + (f"tipbox: hint: {exc.hint}\n" if exc.hint else "")
     return None
+
+
+def key_warning(env: Mapping[str, str]) -> str | None:
+    """The start-up warning about the newsroom keys of the app configured by ``env``, if any
+    of them is classical (the app already refused to start over a missing or mixed one)."""
+    from app.config import load_config
+    from app.server.newsroom import classical_warning, load_recipients
+
+    try:
+        return classical_warning(load_recipients(load_config(env).keys_dir))
+    except TipboxError:
+        return None
 
 
 def refuse_to_start_on_error(load: Callable[[], object]) -> None:

@@ -26,10 +26,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from app import crypto, words
+from app.crypto.hybrid import RECIPIENT_PREFIX as HYBRID_PREFIX
+from app.crypto.keyfile import KeyRecipient, parse_recipient
+from app.crypto.recipients import Identity, Recipient
 from app.days import today
 from app.db import Database
 from app.errors import ItemError, StoreError
 from app.item import Padding, Writer, reading
+from app.reply import reply_recipients
 from app.server.incoming import LOG, Claim, TempFile, remove_unclaimed
 from app.server.pools import seal_pool
 from app.server.writeback import EarlyWriteback
@@ -64,6 +68,12 @@ class Item:
     day: str
     size: int
     recipients: tuple[str, ...]
+
+    @property
+    def post_quantum(self) -> bool:
+        """Whether every key that opens it is hybrid (a reply to a source whose reply key is
+        still X25519 is not: it stays readable to whoever breaks that key)."""
+        return all(r.startswith(HYBRID_PREFIX) for r in self.recipients)
 
 
 @dataclass(frozen=True)
@@ -106,7 +116,7 @@ class ItemWriter:
         kind: str,
         name: str,
         content_type: str,
-        recipients: Sequence[crypto.X25519Recipient],
+        recipients: Sequence[Recipient],
     ) -> None:
         if kind not in KINDS:
             raise StoreError(f"unknown item kind {kind!r}")
@@ -170,7 +180,7 @@ class Store:
     def __init__(
         self,
         database: Database,
-        recipients: Sequence[crypto.X25519Recipient],
+        recipients: Sequence[KeyRecipient],
         bucket_min: int = 1024,
         bucket_steps: int = 4,
     ) -> None:
@@ -235,9 +245,9 @@ class Store:
         return ItemWriter(self, kind, name, content_type, self.recipients)
 
     def _text_item(
-        self, kind: str, name: str, text: str, extra: Sequence[crypto.X25519Recipient] = ()
+        self, kind: str, name: str, text: str, extra: Sequence[KeyRecipient] = ()
     ) -> PendingItem:
-        item = ItemWriter(self, kind, name, TEXT_TYPE, [*extra, *self.recipients])
+        item = ItemWriter(self, kind, name, TEXT_TYPE, reply_recipients([*extra, *self.recipients]))
         try:
             item.write(text.encode("utf-8"))
             return item.finish()
@@ -359,29 +369,45 @@ class Store:
         return self.items / item.id
 
     def read_member(
-        self, item: Item, identity: crypto.X25519Identity, limit: int = MAX_REPLY_BYTES
+        self, item: Item, identities: Identity | Sequence[Identity], limit: int = MAX_REPLY_BYTES
     ) -> tuple[str, bytes]:
-        """Decrypt a small item in memory: its member's name and (first ``limit``) bytes."""
+        """Decrypt a small item in memory with one or more identities: its member's name and
+        (first ``limit``) bytes."""
+        keys = identities if isinstance(identities, Sequence) else [identities]
         with open(self.path_of(item), "rb") as handle:  # noqa: PTH123
             try:  # a reply is made elsewhere: its container is checked like any other
-                chunks = crypto.open_payload(handle, [identity])
+                chunks = crypto.open_payload(handle, keys)
                 with reading(chunks, limit=limit + (1 << 20)) as member:
                     return member.name, member.read(limit)
             except ItemError as exc:
                 raise StoreError(exc.message) from None
 
-    def reply_text(self, item: Item, identity: crypto.X25519Identity) -> str:
-        """A reply's text, decrypted in memory with the source's reply identity."""
-        return self.read_member(item, identity)[1].decode("utf-8", errors="replace")
+    def reply_text(self, item: Item, identities: Identity | Sequence[Identity]) -> str:
+        """A reply's text, decrypted in memory with the source's reply identities."""
+        return self.read_member(item, identities)[1].decode("utf-8", errors="replace")
 
     def add_reply_text(self, source_id: str, text: str) -> Item:
         """Encrypt a reply to the source's reply key and the newsroom keys, and store it."""
         source = self.source(source_id)
         if source is None:
             raise StoreError("no such source")
-        reply = crypto.X25519Recipient.parse(source.reply_recipient)
+        reply = parse_recipient(source.reply_recipient)
         pending = self._text_item("reply", REPLY_NAME, text, extra=[reply])
         return self.commit(source_id, source.reply_recipient, [pending])[0]
+
+    def upgrade_reply_recipient(self, source_id: str, recipient: str) -> bool:
+        """Store a source's post-quantum reply recipient in place of its classical one (at
+        login, where the codename gives both); whether anything changed. Replies written before
+        stay encrypted to the old key, which the source's session still holds."""
+        if not recipient.startswith(HYBRID_PREFIX):
+            raise StoreError("only a post-quantum reply recipient replaces another")
+        with self.database.connect() as db:
+            cursor = db.execute(
+                "UPDATE sources SET reply_recipient = ? "
+                "WHERE id = ? AND reply_recipient NOT LIKE ?",
+                (recipient, source_id, HYBRID_PREFIX + "%"),
+            )
+            return cursor.rowcount > 0
 
     def hide_reply(self, source_id: str, item_id: str) -> bool:
         """Hide one reply from its source (the newsroom's copy stays); whether it existed."""

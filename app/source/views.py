@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import threading
+from dataclasses import dataclass
 from typing import Any, cast
 
 from flask import (
@@ -29,6 +30,8 @@ from werkzeug.wrappers import Response
 
 from app import words
 from app.crypto import SourceKeys, X25519Identity, derive_source_keys
+from app.crypto.hybrid import HybridIdentity
+from app.crypto.keyfile import KeyIdentity
 from app.server import settings
 from app.server.session import EncryptedSessionInterface, SourceSession
 from app.server.store import PendingItem
@@ -42,7 +45,8 @@ from app.source.upload import UploadRequest
 bp = Blueprint("source", __name__)
 
 SOURCE_ID = "sid"
-REPLY_KEY = "rk"
+REPLY_KEY = "rk"  # the classic (X25519) reply identity's secret, as before hybrid keys
+HYBRID_REPLY_KEY = "rkpq"  # the hybrid reply identity's seed (absent from older sessions)
 # The codename generated for this session, kept until its first submission or logout.
 CODENAME = "cn"
 # What the last submission brought: [message bytes, file count, file bytes].
@@ -70,7 +74,8 @@ def _sign_in(keys: SourceKeys) -> None:
     """Start a fresh session holding only what was derived from the codename."""
     _sign_out()
     session[SOURCE_ID] = keys.source_id
-    session[REPLY_KEY] = keys.reply_identity.secret_bytes()
+    session[REPLY_KEY] = keys.classic_reply_identity.secret_bytes()
+    session[HYBRID_REPLY_KEY] = keys.reply_identity.secret_bytes()
 
 
 def _sign_out() -> None:
@@ -79,12 +84,31 @@ def _sign_out() -> None:
     _session().restart(interface.now(), keep=(LIMIT_KEY,))
 
 
-def signed_in_source() -> tuple[str, X25519Identity] | None:
-    """The signed-in source's id and reply identity, if any."""
+@dataclass(frozen=True)
+class SignedIn:
+    """The signed-in source: its id, the recipient new replies go to, and every identity that
+    opens its replies (the hybrid one, and the classic one for replies from before)."""
+
+    source_id: str
+    identities: tuple[KeyIdentity, ...]  # the first is the one new replies go to
+
+    @property
+    def recipient(self) -> str:
+        """The reply recipient a new source is created with (made only when needed: a hybrid
+        one is ~1,960 Bech32 characters)."""
+        return str(self.identities[0].recipient)
+
+
+def signed_in_source() -> SignedIn | None:
+    """The signed-in source, if any."""
     source_id, secret = session.get(SOURCE_ID), session.get(REPLY_KEY)
-    if isinstance(source_id, str) and isinstance(secret, bytes) and len(secret) == 32:
-        return source_id, X25519Identity(secret)
-    return None
+    if not (isinstance(source_id, str) and isinstance(secret, bytes) and len(secret) == 32):
+        return None
+    classic = X25519Identity(secret)
+    seed = session.get(HYBRID_REPLY_KEY)
+    if not (isinstance(seed, bytes) and len(seed) == 32):  # a session from before hybrid keys
+        return SignedIn(source_id, (classic,))
+    return SignedIn(source_id, (HybridIdentity(seed), classic))
 
 
 # At most two codename derivations at a time per worker: each takes the KDF's memory (64 MiB by
@@ -215,10 +239,9 @@ def submit() -> View:
     if error is not None:
         return refusals.form_again(form, error, bool(pending), 200)
     store = get_state().store
-    source_id, identity = source
     limits.spend()  # a stored submission counts (once, with any file already written)
     messages = [store.add_message(form.message)] if form.has_message else []
-    store.commit(source_id, str(identity.recipient), messages + pending)
+    store.commit(source.source_id, source.recipient, messages + pending)
     session.pop(CODENAME, None)  # it exists now: the source must have written it down
     return _received(form, pending)
 
@@ -275,7 +298,8 @@ def login() -> View:
         return render_template("login.html")
     # Every attempt does the same work: one derivation and one lookup, whatever was typed.
     keys = _derive(LoginForm.read(request.form).codename)
-    if get_state().store.source(keys.source_id) is None:
+    store = get_state().store
+    if store.source(keys.source_id) is None:
         _sign_out()
         flash(
             gettext(
@@ -286,6 +310,8 @@ def login() -> View:
             "error",
         )
         return redirect(url_for(".login"), 303)
+    # A source from before hybrid keys gets one now: replies from here on are post-quantum.
+    store.upgrade_reply_recipient(keys.source_id, str(keys.reply_identity.recipient))
     _sign_in(keys)
     return redirect(url_for(".lookup"), 303)
 
