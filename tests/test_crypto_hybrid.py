@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import pytest
 
-from app.crypto import EncryptingWriter, ScryptRecipient, X25519Identity, hpke
+from app.crypto import ScryptRecipient, Writer, X25519Identity, hpke
 from app.crypto.envelope import DeferredHeadWriter
 from app.crypto.header import Stanza, b64decode, b64encode
 from app.crypto.hybrid import HybridIdentity, HybridRecipient
@@ -111,7 +111,7 @@ def test_stanzas_for_others_are_not_ours() -> None:
 
 WRITERS: list[Callable[[list[Recipient]], object]] = [
     lambda r: encrypt_bytes(b"tip", r),
-    lambda r: EncryptingWriter(io.BytesIO(), r),
+    lambda r: Writer(io.BytesIO(), r),
     lambda r: DeferredHeadWriter(io.BytesIO(), r, 512),
 ]
 
