@@ -23,7 +23,6 @@ import argparse
 import contextlib
 import fcntl
 import os
-import tarfile
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -116,7 +115,7 @@ class _Run:
                 with self.read_item(item) as src:
                     place = _placer(folder, item)
                     path, size = extract(src, self.identities, place, self.tick, self.pool)
-            except (TipboxError, tarfile.TarError, OSError) as exc:
+            except (TipboxError, OSError) as exc:  # a damaged tar is app.item's ItemError
                 # One item's failure (a damaged item, a missing key, a full disk…) is reported
                 # at the end; it never stops the others from being written.
                 what = f"item {item.id} ({item.kind} {item.seq} of {source.designation!r})"
