@@ -229,6 +229,40 @@ as_app_user() { # PYTHON-CODE [ARGUMENT]: run with the apps' settings, as their 
     (cd / && runuser -u "$APP_USER" -- env -i PATH=/usr/bin:/bin HOME="$DATA" \
         "$VENV/bin/python" -c "$LOAD_SETTINGS$1" "$ENV_FILE" "${@:2}")
 }
+# How many migrations this release would apply to the existing database (0 if there is none
+# yet), read without writing: the file opened read-only, as its owner (its -shm stays theirs).
+PENDING='from app.db import DATABASE, LATEST
+path = os.path.join(sys.argv[2], DATABASE)
+found = 0
+if os.path.exists(path):
+    import sqlite3
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    found = LATEST - min(LATEST, db.execute("PRAGMA user_version").fetchone()[0])
+    db.close()
+print(found)
+'
+pending_migrations() {
+    if [[ -n $ROOT ]]; then # a throwaway root: no such user here, the test's own files
+        "$VENV/bin/python" -c "import os, sys
+$PENDING" "$ENV_FILE" "$DATA"
+    else
+        as_app_user "$PENDING" "$DATA"
+    fi
+}
+# Before a migration changes an existing database, a backup of the whole instance as it was
+# (make backup: encrypted to the newsroom's recipients), so an upgrade that goes wrong can be
+# undone with make restore. Only the newest such backup is kept: older ones are superseded.
+pending=0
+if [[ -f $DATA/store.sqlite3 ]]; then
+    pending="$(pending_migrations)" || die "cannot read the schema version of $DATA/store.sqlite3"
+fi
+if ((pending > 0)); then
+    step "backup before the database is migrated ($pending migration(s) to apply)"
+    before="$ROOT/var/backups/tipbox/before-upgrade-$(date -u +%Y%m%dT%H%M%SZ).tar.age"
+    OUT="$before" bash "$REPO/deploy/backup.sh" | sed 's/^/    /'
+    [[ -s $before ]] || die "the backup before the migration was not written: nothing was changed"
+    find "$ROOT/var/backups/tipbox" -maxdepth 1 -name 'before-upgrade-*.tar.age' ! -path "$before" -delete
+fi
 if [[ -z $ROOT ]]; then
     step "database: migrated to this release's schema, as $APP_USER"
     as_app_user "$MIGRATE" || die "the database was not migrated (the reason is above)"

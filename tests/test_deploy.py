@@ -614,8 +614,33 @@ def test_deploy_lifecycle_in_a_throwaway_root(server: tuple[Path, Tor], tmp_path
     assert (layout.hs_dir("source") / "hs_ed25519_secret_key").exists()
     assert (data / "store.sqlite3").exists()
     assert tor.alive()
-    assert _run("install.sh", env).returncode == 0
+    # The database here predates this release's schema (version 0): the deploy backs the whole
+    # instance up before migrating, and that newest backup supersedes the one before it.
+    backups = root / "var/backups/tipbox"
+    backups.mkdir(mode=0o700, parents=True)
+    superseded = backups / "before-upgrade-20260101T000000Z.tar.age"
+    superseded.write_bytes(b"an older pre-upgrade backup")
+    redeployed = _run("install.sh", env)
+    assert redeployed.returncode == 0, redeployed.stderr
+    assert "backup before the database is migrated" in redeployed.stdout
     assert onion.read_addresses(layout) == addresses
+    (before,) = backups.glob("before-upgrade-*.tar.age")
+    assert before != superseded
+    assert before.stat().st_mode & 0o777 == 0o600
+    plain = subprocess.run(
+        [tipbox, "decrypt", "-i", str(identity), str(before)],
+        env=env,
+        capture_output=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    with tarfile.open(fileobj=BytesIO(plain)) as archive:
+        saved = archive.extractfile("var/lib/tipbox/store.sqlite3")
+        assert saved is not None
+        (tmp_path / "saved.sqlite3").write_bytes(saved.read())
+    db = sqlite3.connect(tmp_path / "saved.sqlite3")
+    assert db.execute("SELECT v FROM t").fetchall() == [("still here",)]
+    db.close()
 
     # make uninstall PURGE=1 deletes everything, the user too
     purged = _run("uninstall.sh", env, PURGE="1")
