@@ -165,6 +165,31 @@ def test_the_list_shows_the_deletion_day_and_the_star_that_keeps(kept_app: Flask
     assert cells == ["kept (starred)", "2026-02-04"]
 
 
+def test_the_source_page_says_when_it_is_deleted_or_that_the_star_keeps_it(
+    kept_app: Flask, day: Day
+) -> None:
+    source_id = _source_on(kept_app, day, "2026-01-05")
+    client = kept_app.test_client()
+    logged_in(client, kept_app)
+    note = one(client.get(f"/sources/{source_id}").data, "p", id="deletion").text
+    assert "deleted on 2026-02-04" in note
+    assert "Star it to keep it" in note
+    state_of(kept_app).inbox.star(source_id, True)
+    note = one(client.get(f"/sources/{source_id}").data, "p", id="deletion").text
+    assert "Starred: kept" in note
+    assert "2026-02-04" not in note
+
+
+def test_without_retention_the_source_page_says_nothing_of_deletion(
+    japp: Flask, jclient: FlaskClient
+) -> None:
+    source_id, _ = add_source(japp)
+    logged_in(jclient, japp)
+    page = jclient.get(f"/sources/{source_id}")
+    assert page.status_code == 200
+    assert b'id="deletion"' not in page.data
+
+
 def test_without_retention_the_list_has_no_deletion_column(
     japp: Flask, jclient: FlaskClient
 ) -> None:

@@ -57,6 +57,8 @@ def source(source_id: str) -> View:
         entries=state.inbox.conversation(current().id, source_id),
         max_chars=MAX_REPLY_CHARS,
         classical_key=classical_key,
+        retention=state.config.retention_days,
+        deletion_day=deletion_day,
     )
 
 
