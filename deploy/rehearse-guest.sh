@@ -25,9 +25,16 @@ REPO=/root/tipbox
 PREVIOUS_REPO=/root/tipbox-previous
 KEYS=/root/rehearsal-keys
 IDENTITY=/root/rehearsal-identity.age
+OLD_KEYS=/root/rehearsal-keys-classic # the upgrade step's classical key, what the previous release reads
+OLD_IDENTITY=/root/rehearsal-identity-classic.age
 WHEELS="$PAYLOAD/wheels"
 BACKUP=/root/rehearsal-backup.tar.age
 ADDRESSES="$RESULTS/addresses"
+CODENAME_FILE=/root/rehearsal-codename # the upgrade step's source, for the later steps
+MESSAGE_FILE=/root/rehearsal-message
+NEW_KEYS=/root/rehearsal-keys-2 # the rotation's new recipient
+NEW_IDENTITY=/root/rehearsal-identity-2.age
+GNUPG=/root/rehearsal-gnupg # alice's OpenPGP key pair (the digest)
 # The headers app/server/headers.py puts on every page.
 HEADERS=(Content-Security-Policy Referrer-Policy X-Content-Type-Options X-Frame-Options
     Cross-Origin-Opener-Policy Cross-Origin-Embedder-Policy Cross-Origin-Resource-Policy
@@ -66,7 +73,9 @@ fetch() { # NAME → prints the HTTP status; headers and body in RESULTS/NAME-{h
     local name="$1" host
     host="$(host_of "$name")"
     [[ -n $host ]] || fail "no stored $name address"
-    curl --silent --show-error --max-time 60 --unix-socket "/run/tipbox/$name.sock" \
+    # 180 s: the first request after a deploy starts the app through its socket, and Gunicorn's
+    # start under emulation (no KVM) on a busy host took 69 s once.
+    curl --silent --show-error --max-time 180 --unix-socket "/run/tipbox/$name.sock" \
         -H "Host: $host" -D "$RESULTS/$name-headers.txt" -o "$RESULTS/$name-body.html" \
         -w '%{http_code}' "http://$host/"
 }
@@ -111,11 +120,13 @@ step_system() { # what this machine is
 }
 
 step_copy() { # the repository to /root/tipbox (the previous release beside it), the key pair
-    rm -rf "$REPO" "$PREVIOUS_REPO" "$KEYS"
+    rm -rf "$REPO" "$PREVIOUS_REPO" "$KEYS" "$OLD_KEYS"
     cp -a "$PAYLOAD/repo" "$REPO"
     cp -a "$PAYLOAD/previous" "$PREVIOUS_REPO"
     cp -a "$PAYLOAD/keys" "$KEYS"
+    cp -a "$PAYLOAD/keys-classic" "$OLD_KEYS"
     install -m 0600 "$PAYLOAD/identity.age" "$IDENTITY"
+    install -m 0600 "$PAYLOAD/identity-classic.age" "$OLD_IDENTITY"
     run ls -la "$REPO" "$KEYS"
     ok "repository in $REPO, previous release $(cat "$PREVIOUS_REPO/RELEASE") in $PREVIOUS_REPO"
     ok "recipient $KEYS/newsroom.pub, identity $IDENTITY"
@@ -273,7 +284,7 @@ step_status() { # make status: exit 1 while tor is offline, and says why in plai
     local unexpected
     unexpected="$(grep '^FAIL' "$out" | grep -v 'tor is not connected' | grep -v 'is configured but not published yet' || true)"
     [[ -z $unexpected ]] || fail "unexpected: $unexpected"
-    [[ "$(grep -v '^make' "$out" | tail -n 1)" =~ ^tipbox:\ error:\ [0-9]+\ of\ 7\ checks\ failed$ ]] ||
+    [[ "$(grep -v '^make' "$out" | tail -n 1)" =~ ^tipbox:\ error:\ [0-9]+\ of\ [0-9]+\ checks\ failed$ ]] ||
         fail "the error line does not come after the checks"
     ok "make status fails (exit $status): says tor is not connected (no network here), services not published yet, both apps answer"
 }
@@ -436,18 +447,31 @@ step_upgrade() { # the previous release deployed, a submission, then this releas
     since="$(date +%s)"
     [[ -f $PREVIOUS_REPO/Makefile ]] || fail "no previous release in $PREVIOUS_REPO (step copy)"
     [[ ! -e /var/lib/tipbox ]] || fail "not a fresh system: /var/lib/tipbox exists (run after purge)"
-    run timeout 600 make -C "$PREVIOUS_REPO" --no-print-directory deploy KEYS="$KEYS" WHEELS="$WHEELS"
+    run timeout 600 make -C "$PREVIOUS_REPO" --no-print-directory deploy KEYS="$OLD_KEYS" WHEELS="$WHEELS"
     addresses | tee "$ADDRESSES"
     pages_answer
     ok "the previous release ($(cat "$PREVIOUS_REPO/RELEASE")) deployed and answers"
     message="Upgrade rehearsal: the minister's memo, page 3 — ñ ✉ $(date +%s)"
     submit_message "$message"
+    printf '%s\n' "$CODENAME" >"$CODENAME_FILE"
+    printf '%s\n' "$message" >"$MESSAGE_FILE"
     version="$(schema_version)"
     [[ $version == 0 ]] || fail "the previous release's database has schema version $version"
     ok "a source submitted a message; the database has schema version 0 (before versions)"
-    make_target deploy KEYS="$KEYS" WHEELS="$WHEELS" | tee "$RESULTS/deploy-upgrade.out"
+    make_target deploy KEYS="$OLD_KEYS" WHEELS="$WHEELS" 2>&1 | tee "$RESULTS/deploy-upgrade.out"
+    grep -q 'tipbox: warning: 1 of 1 newsroom recipients are classical' "$RESULTS/deploy-upgrade.out" ||
+        fail "the deploy did not warn that the newsroom key is classical"
+    ok "this release's deploy warns that the newsroom key is classical (the rotation step replaces it)"
     grep -qE 'schema version [0-9]+ \([1-9][0-9]* migration\(s\) applied\)' "$RESULTS/deploy-upgrade.out" ||
         fail "make deploy did not say it migrated the database"
+    local before
+    before="$(find /var/backups/tipbox -maxdepth 1 -name 'before-upgrade-*.tar.age')"
+    [[ -n $before && "$(wc -l <<<"$before")" == 1 ]] || fail "no backup (or several) before the migration: '$before'"
+    /usr/local/bin/tipbox decrypt -i "$OLD_IDENTITY" "$before" | tar -xOf - var/lib/tipbox/store.sqlite3 >/root/before.sqlite3
+    [[ "$(python3 -c 'import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute("PRAGMA user_version").fetchone()[0])' /root/before.sqlite3)" == 0 ]] ||
+        fail "the backup before the migration does not hold the schema-0 database"
+    rm -f /root/before.sqlite3
+    ok "before migrating, the deploy wrote $before (mode $(stat -c %a "$before")), which opens to the schema-0 database"
     same_addresses
     pages_answer
     version="$(schema_version)"
@@ -457,12 +481,14 @@ step_upgrade() { # the previous release deployed, a submission, then this releas
     ok "the old codename logs in on this release"
     mapfile -t item < <(find /var/lib/tipbox/items -maxdepth 1 -type f -name '[0-9a-f]*')
     [[ ${#item[@]} == 1 ]] || fail "expected one item file, found ${#item[@]}"
-    text="$(/usr/local/bin/tipbox decrypt -i "$IDENTITY" "${item[0]}" | tar -xOf - message.txt 2>/dev/null || true)"
+    text="$(/usr/local/bin/tipbox decrypt -i "$OLD_IDENTITY" "${item[0]}" | tar -xOf - message.txt 2>/dev/null || true)"
     [[ $text == "$message" ]] || fail "the submission does not open to the message sent: '$text'"
     ok "the submission made on the previous release opens with the newsroom identity, word for word"
-    make_target deploy KEYS="$KEYS" WHEELS="$WHEELS" | tee "$RESULTS/deploy-upgrade-again.out"
+    make_target deploy KEYS="$OLD_KEYS" WHEELS="$WHEELS" | tee "$RESULTS/deploy-upgrade-again.out"
     grep -q '(0 migration(s) applied)' "$RESULTS/deploy-upgrade-again.out" ||
         fail "a second deploy migrated again"
+    ! grep -q 'backup before the database is migrated' "$RESULTS/deploy-upgrade-again.out" ||
+        fail "a deploy with nothing to migrate made a backup"
     ok "a second deploy finds nothing to migrate"
     if journalctl --since "@$since" --no-pager -u tipbox-source.service -u tipbox-journalist.service |
         grep -q Traceback; then
@@ -471,8 +497,163 @@ step_upgrade() { # the previous release deployed, a submission, then this releas
     ok "no traceback in the apps' journal during the upgrade"
 }
 
+one_item_opens() { # FILE IDENTITY MESSAGE: the item opens with that identity to that message
+    local text
+    text="$(/usr/local/bin/tipbox decrypt -i "$2" "$1" 2>/dev/null | tar -xOf - message.txt 2>/dev/null || true)"
+    [[ $text == "$3" ]]
+}
+newest_item() { # the item file written last
+    find /var/lib/tipbox/items -maxdepth 1 -type f -name '[0-9a-f]*' -printf '%T@ %p\n' | sort -n | tail -n 1 | cut -d' ' -f2
+}
+
+step_rotate() { # a new newsroom key replaces the old one; old items still open with the old identity
+    local old_item message new_item
+    old_item="$(newest_item)"
+    [[ -n $old_item ]] || fail "no item from the upgrade step"
+    one_item_opens "$old_item" "$OLD_IDENTITY" "$(cat "$MESSAGE_FILE")" || fail "the upgrade step's item does not open"
+    # On the air-gapped machine (this VM stands in for it): the new key pair beside the old one.
+    rm -rf "$NEW_KEYS" "$NEW_IDENTITY"
+    mkdir -p "$NEW_KEYS"
+    run /usr/local/bin/tipbox keygen --no-passphrase --identity "$NEW_IDENTITY" --recipient "$NEW_KEYS/newsroom-2.pub"
+    grep -q '^age1pq1' "$NEW_KEYS/newsroom-2.pub" || fail "the new recipient is not post-quantum"
+    # On the server: the new recipient deployed alone (the old one retired in the same step).
+    make_target deploy KEYS="$NEW_KEYS" WHEELS="$WHEELS"
+    [[ "$(find /etc/tipbox/keys -mindepth 1 -printf "%f ")" == "newsroom-2.pub " ]] || fail "keys on the server: $(find /etc/tipbox/keys -mindepth 1 -printf "%f ")"
+    ok "the new recipient deployed, the old one retired: /etc/tipbox/keys holds newsroom-2.pub only"
+    message="Rotation rehearsal: after the new key — $(date +%s)"
+    submit_message "$message"
+    new_item="$(newest_item)"
+    [[ $new_item != "$old_item" ]] || fail "no new item"
+    one_item_opens "$new_item" "$NEW_IDENTITY" "$message" || fail "the new item does not open with the new identity"
+    ! one_item_opens "$new_item" "$OLD_IDENTITY" "$message" || fail "the new item opens with the retired identity"
+    ok "a submission after the rotation opens with the new identity, not with the old one"
+    one_item_opens "$old_item" "$OLD_IDENTITY" "$(cat "$MESSAGE_FILE")" || fail "the old item no longer opens with the old identity"
+    run /usr/local/bin/tipbox decrypt -i "$OLD_IDENTITY" -i "$NEW_IDENTITY" -o /dev/null "$old_item"
+    run /usr/local/bin/tipbox decrypt -i "$OLD_IDENTITY" -i "$NEW_IDENTITY" -o /dev/null "$new_item"
+    ok "the item from before still opens with the old identity; both open given both (-i old -i new)"
+    source_logs_in "$(cat "$CODENAME_FILE")"
+    ok "the source from before the rotation still logs in"
+    make_target status >"$RESULTS/status-rotate.out" 2>&1 || true
+    cat "$RESULTS/status-rotate.out"
+    grep -q '^ok    newsroom keys: 1 post-quantum recipient' "$RESULTS/status-rotate.out" ||
+        fail "make status does not show the one post-quantum recipient"
+    ok "make status: one post-quantum newsroom recipient"
+}
+
+# An SMTP server on loopback in the VM, standing in for the newsroom's relay: Python's own
+# smtpd (deprecated, still in Debian 12's Python 3.11), each message kept in a file.
+SMTP_SINK='import asyncore, os, smtpd, sys
+class Sink(smtpd.SMTPServer):
+    def process_message(self, peer, mailfrom, rcpttos, data, **kwargs):
+        name = os.path.join(sys.argv[1], "%03d.eml" % (len(os.listdir(sys.argv[1])) + 1))
+        with open(name + ".part", "wb") as out:
+            out.write(data)
+        os.rename(name + ".part", name)
+Sink(("127.0.0.1", 2525), None, decode_data=False)
+asyncore.loop()
+'
+# The encrypted part of a PGP/MIME message file, to standard output; its subject checked.
+PGP_PART='import email, sys
+message = email.message_from_binary_file(open(sys.argv[1], "rb"))
+assert message["Subject"] == "Tipbox daily digest", message["Subject"]
+sys.stdout.buffer.write(message.get_payload()[1].get_payload(decode=True))
+'
+wait_for_mail() { # DIR COUNT: until DIR holds COUNT messages (at most 60 s)
+    local tries=0
+    while (($(find "$1" -name '*.eml' | wc -l) < $2)); do
+        ((tries++ < 120)) || fail "the SMTP server got $(find "$1" -name '*.eml' | wc -l) message(s), expected $2"
+        sleep 0.5
+    done
+}
+digest_says() { # FILE: the digest decrypted with alice's key
+    python3 -c "$PGP_PART" "$1" | gpg --homedir "$GNUPG" --batch --quiet --decrypt 2>/dev/null
+}
+
+step_digest() { # the daily digest through an SMTP server in the VM, sent by its systemd unit
+    local mailbox=/root/rehearsal-mail allowed
+    rm -rf "$mailbox" "$GNUPG"
+    mkdir -p "$mailbox"
+    install -d -m 0700 "$GNUPG"
+    python3 -W ignore -c "$SMTP_SINK" "$mailbox" &
+    SINK=$!
+    trap 'kill "$SINK" 2>/dev/null || true' EXIT
+    # Alice's key pair (on her own machine in real life); the server gets her public key only.
+    run gpg --homedir "$GNUPG" --batch --passphrase '' --quick-gen-key 'Alice <alice@newsroom.example>' future-default default never
+    install -d -m 0755 /etc/tipbox/digest-keys
+    gpg --homedir "$GNUPG" --armor --export alice@newsroom.example >/etc/tipbox/digest-keys/alice@newsroom.example.asc
+    printf '%s\n' TIPBOX_DIGEST_RELAY=127.0.0.1 TIPBOX_DIGEST_PORT=2525 TIPBOX_DIGEST_TLS=none \
+        TIPBOX_DIGEST_FROM=tipbox@newsroom.example TIPBOX_DIGEST_TIME=06:30 >>/etc/tipbox/tipbox.env
+    make_target deploy KEYS="$NEW_KEYS" WHEELS="$WHEELS" | tee "$RESULTS/deploy-digest.out"
+    systemctl is-active --quiet tipbox-digest.timer || fail "tipbox-digest.timer is not active"
+    run systemctl list-timers --no-pager tipbox-digest.timer
+    systemctl cat tipbox-digest.timer | grep -q '^OnCalendar=.*06:30' || fail "the timer is not set to 06:30"
+    allowed="$(systemctl show -p IPAddressAllow --value tipbox-digest.service)"
+    [[ $allowed =~ ^127\.0\.0\.1(/32)?$ ]] || fail "the digest's unit may reach: '$allowed'"
+    [[ "$(systemctl show -p IPAddressDeny --value tipbox-digest.service)" =~ ^(0\.0\.0\.0/0\ ::/0|any)$ ]] ||
+        fail "the digest's unit is not IPAddressDeny=any"
+    ok "timer on at 06:30 UTC; the digest's unit may reach 127.0.0.1 and no other address"
+    run timeout 300 systemctl start tipbox-digest.service
+    wait_for_mail "$mailbox" 1
+    digest_says "$mailbox/001.eml" | tee "$RESULTS/digest-1.txt" | grep -q 'Something new arrived' ||
+        fail "the digest does not decrypt with alice's key to 'Something new arrived'"
+    ok "the systemd unit sent one digest: subject 'Tipbox daily digest', decrypts with alice's key to 'something new'"
+    run timeout 300 tipbox digest send --test
+    wait_for_mail "$mailbox" 2
+    digest_says "$mailbox/002.eml" | grep -q 'test digest' || fail "the test digest does not decrypt"
+    ok "tipbox digest send --test: a test digest reached the relay and decrypts"
+    make_target status >"$RESULTS/status-digest.out" 2>&1 || true
+    cat "$RESULTS/status-digest.out"
+    grep -q "^ok    daily digest at 06:30 UTC through 127.0.0.1:2525 (none) to 1 recipient(s), keys valid" \
+        "$RESULTS/status-digest.out" || fail "make status does not check the digest's settings"
+    grep -q "^ok    last daily digest sent on $(date -u +%F)" "$RESULTS/status-digest.out" ||
+        fail "make status does not show today's digest"
+    ok "make status: digest settings and key valid, last digest sent today"
+    if journalctl --no-pager -u tipbox-digest.service | grep -q Traceback; then fail "a traceback in the digest's journal"; fi
+}
+
+step_retention() { # the daily retention job, as its systemd unit runs it
+    run timeout 120 systemctl start tipbox-retention.service
+    journalctl --no-pager -u tipbox-retention.service -n 5 | tee "$RESULTS/retention-off.txt"
+    grep -q 'retention is off' "$RESULTS/retention-off.txt" || fail "the retention job did not say it is off"
+    printf 'TIPBOX_RETENTION_DAYS=30\n' >>/etc/tipbox/tipbox.env
+    run timeout 120 systemctl start tipbox-retention.service
+    journalctl --no-pager -u tipbox-retention.service -n 5 | tee "$RESULTS/retention-on.txt"
+    grep -q 'retention 30 days: 0 source(s) deleted' "$RESULTS/retention-on.txt" || fail "the retention job did not run with 30 days"
+    ok "tipbox-retention.service ran under systemd: off, then 30 days (today's sources kept)"
+}
+
+step_restore_elsewhere() { # a second server: fresh deploy, one-time restore key, the backup restored
+    local recipient moved=/root/rehearsal-elsewhere.age backup=/root/rehearsal-elsewhere.tar.age
+    local opened=0 item
+    rm -f "$backup" "$moved"
+    make_target backup OUT="$backup"
+    addresses >"$ADDRESSES"
+    make_target uninstall PURGE=1
+    # The second server: a fresh deploy, with new onion addresses.
+    make_target deploy KEYS="$NEW_KEYS" WHEELS="$WHEELS"
+    [[ "$(addresses)" != "$(cat "$ADDRESSES")" ]] || fail "a fresh deploy has the old addresses"
+    ok "a fresh deploy (the second server) with addresses of its own"
+    recipient="$(make_target restore-key | tee /dev/stderr | awk '$1 == "restore" && $2 == "recipient:" { print $3 }')"
+    [[ $recipient == age1* ]] || fail "make restore-key printed no recipient"
+    # On the air-gapped machine: re-encrypted from the newsroom key to the one-time key.
+    run /usr/local/bin/tipbox backup reencrypt -i "$NEW_IDENTITY" -r "$recipient" -o "$moved" "$backup"
+    make_target restore BACKUP="$moved" FORCE=1
+    [[ ! -e /var/lib/tipbox-restore-key ]] || fail "the one-time restore key is still there"
+    ok "restored with the one-time key, which is gone"
+    same_addresses
+    pages_answer
+    source_logs_in "$(cat "$CODENAME_FILE")"
+    for item in /var/lib/tipbox/items/[0-9a-f]*; do
+        /usr/local/bin/tipbox decrypt -i "$OLD_IDENTITY" -i "$NEW_IDENTITY" -o /dev/null "$item" && opened=$((opened + 1))
+    done
+    [[ $opened == 2 ]] || fail "$opened item(s) open on the restored server, expected 2"
+    grep -q '^TIPBOX_DIGEST_RELAY=127.0.0.1' /etc/tipbox/tipbox.env || fail "the digest settings were not restored"
+    ok "the old addresses, the source's codename, both items and the digest settings are back"
+}
+
 STEPS=(system copy deploy patched units pages tor_reaches_the_apps status deploy_again user
-    access backup restore uninstall deploy_after_uninstall security logs purge upgrade)
+    access backup restore uninstall deploy_after_uninstall security logs purge upgrade rotate
+    digest retention restore_elsewhere)
 
 # --- One step (this script run again by the loop below) -------------------------------------
 

@@ -46,8 +46,9 @@ SUITE=bookworm
 # ca-certificates gpg unattended-upgrades nftables), what the admin needs to run it (make), what
 # the rehearsal itself uses (curl, apparmor's aa-exec), and a bootable system (kernel, initramfs,
 # systemd as PID 1, udev, dbus). Debian installs AppArmor by default since Debian 10, so it is
-# here and enforcing.
-PACKAGES=(tor python3 python3-venv ca-certificates gpg unattended-upgrades nftables make curl apparmor
+# here and enforcing. gpg-agent is for the digest step's journalist (her key pair, to read the
+# digest); the server's side of the digest encrypts without an agent (app/server/openpgp.py).
+PACKAGES=(tor python3 python3-venv ca-certificates gpg gpg-agent unattended-upgrades nftables make curl apparmor
     linux-image-amd64 initramfs-tools systemd systemd-sysv udev dbus kmod procps iproute2 less)
 ROOT_STAMP="$SUITE ${PACKAGES[*]} v1"
 
@@ -270,6 +271,11 @@ PIP_CONFIG_FILE=/dev/null "$WORK/keygen-venv/bin/pip" install --quiet --disable-
 mkdir -p "$RUN/payload/keys"
 "$WORK/keygen-venv/bin/tipbox" keygen --no-passphrase --identity "$RUN/payload/identity.age" \
     --recipient "$RUN/payload/keys/newsroom.pub" >/dev/null
+# The upgrade step's newsroom key is classical (X25519): the previous release reads no other kind,
+# and the rotation step then moves the newsroom to a post-quantum key, as a real one would.
+mkdir -p "$RUN/payload/keys-classic"
+"$WORK/keygen-venv/bin/tipbox" keygen --classic --no-passphrase --identity "$RUN/payload/identity-classic.age" \
+    --recipient "$RUN/payload/keys-classic/newsroom.pub" >/dev/null
 rm -rf "$WORK/keygen-venv"
 # STEPS="deploy pages …": only these guest steps (deploy/rehearse-guest.sh), to debug one.
 if [[ -n ${STEPS:-} ]]; then echo "$STEPS" >"$RUN/payload/steps"; fi
