@@ -366,6 +366,14 @@ def test_a_machine_without_apt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     ]
 
 
+def test_an_apt_that_cannot_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    apt_get = tmp_path / "apt-get"
+    apt_get.write_text("")  # not executable
+    monkeypatch.setattr(updates, "APT_GET", str(apt_get))
+    line, _ = updates.status(Places.under(tmp_path), {}, NOW)
+    assert line == (FAIL, "security updates: cannot run apt-get: Permission denied")
+
+
 # --- tipbox status -----------------------------------------------------------------------------
 
 

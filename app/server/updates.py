@@ -90,6 +90,10 @@ def _apt(command: Sequence[str], timeout: float) -> str:
             timeout=timeout,
             check=False,
         )
+    except FileNotFoundError:
+        raise  # no apt at all: not a Debian system, said apart by the caller
+    except OSError as exc:
+        raise AptError(f"cannot run {Path(command[0]).name}: {exc.strerror}") from None
     except subprocess.TimeoutExpired:
         raise AptError(f"{Path(command[0]).name} gave no answer within {timeout:.0f} s") from None
     if done.returncode != 0:
