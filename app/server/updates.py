@@ -116,11 +116,8 @@ def periodic_enabled(options: Sequence[str] = (), timeout: float = APT_TIMEOUT) 
     """Whether apt's daily job runs unattended-upgrades (APT::Periodic, as apt.systemd.daily
     reads it: ``Enable`` defaults to on, ``Unattended-Upgrade`` to off)."""
     names = ["E", "APT::Periodic::Enable", "U", "APT::Periodic::Unattended-Upgrade"]
-    values = dict(
-        re.findall(
-            r"^(\w+)='([^']*)'$", _apt([APT_CONFIG, *options, "shell", *names], timeout), re.M
-        )
-    )
+    shell = _apt([APT_CONFIG, *options, "shell", *names], timeout)  # lines such as U='1'
+    values = dict(re.findall(r"^(\w+)='([^']*)'$", shell, re.M))
     return values.get("E", "1") != "0" and values.get("U", "0") not in ("", "0")
 
 
