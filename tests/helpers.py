@@ -252,3 +252,22 @@ def wait_for_child(pid: int, timeout: float = 20.0) -> None:
         os.waitpid(pid, 0)
         raise AssertionError(f"the forked child hung for {timeout} s")
     assert os.waitstatus_to_exitcode(done[1]) == 0, "the forked child failed"
+
+
+def apt_without_updates(folder: Path) -> Path:
+    """An ``APT_CONFIG`` file for an apt with no source at all, so that ``tipbox status`` finds
+    no update pending whatever this machine's own package lists say."""
+    for name in ("sources.list.d", "lists/partial", "cache"):
+        (folder / "apt" / name).mkdir(parents=True, exist_ok=True)
+    (folder / "apt/sources.list").write_text("")
+    settings = {
+        "Dir::Etc::SourceList": folder / "apt/sources.list",
+        "Dir::Etc::SourceParts": folder / "apt/sources.list.d",
+        "Dir::State::Lists": folder / "apt/lists",
+        "Dir::Cache": folder / "apt/cache",
+        "Dir::Cache::pkgcache": "",
+        "Dir::Cache::srcpkgcache": "",
+    }
+    conf = folder / "apt/apt.conf"
+    conf.write_text("".join(f'{key} "{value}";\n' for key, value in settings.items()))
+    return conf

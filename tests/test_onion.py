@@ -33,6 +33,7 @@ from app.onion import (
     TorMissingError,
     TorUnreachableError,
 )
+from tests.helpers import apt_without_updates
 from tests.testnet import TOR, Tor, free_port, needs_tor, start_tor, tipbox_main
 
 pytestmark = [pytest.mark.tor, needs_tor]
@@ -539,6 +540,7 @@ def test_cli_status_in_plain_words(
     keys.mkdir()
     (keys / "newsroom.pub").write_text(f"{X25519Identity.generate().recipient}\n")
     monkeypatch.setenv("TIPBOX_KEYS_DIR", str(keys))
+    monkeypatch.setenv("APT_CONFIG", str(apt_without_updates(tmp_path)))
     addresses = onion.publish(env)[0]
     server = _UnixHTTPServer(str(env.source_socket), _Hello)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -560,5 +562,7 @@ def test_cli_status_in_plain_words(
     assert re.fullmatch(rf"ok    [0-9.]+ GiB free in {re.escape(str(env.data_dir))} .*", lines[6])
     assert lines[7].startswith("WARN  newsroom keys: 1 of 1 newsroom recipients are classical")
     assert lines[8] == "ok    daily digest not configured (TIPBOX_DIGEST_RELAY is empty)"
-    assert err == "tipbox: error: 4 of 9 checks failed\n"
+    assert lines[9] == "ok    no security update pending"
+    assert lines[10].startswith("WARN  unattended-upgrades is not installed")
+    assert err == "tipbox: error: 4 of 11 checks failed\n"
     assert addresses["source"]

@@ -31,6 +31,7 @@ from app.onion import (
     remove_client,
     unpublish,
 )
+from app.server import updates
 from app.server.digest import status as digest_status
 from app.server.newsroom import classical_warning, load_recipients
 from app.server.unixhttp import UnixHTTPConnection
@@ -307,9 +308,17 @@ def _keys() -> Check:
     return keys_check(config.keys_dir)
 
 
+def updates_checks() -> list[Check]:
+    """Pending security updates, unattended-upgrades and a needed reboot, with this machine's
+    apt and the TIPBOX_REBOOT_AT that deploy/harden.sh reads (from tipbox.env only, as it does)."""
+    root = Path(os.environ.get("TIPBOX_ROOT", "").strip() or "/")
+    lines = updates.status(updates.Places.under(root), read_env_file(_settings()[0]))
+    return [Check(level != updates.FAIL, text, level == updates.WARN) for level, text in lines]
+
+
 def cmd_status(args: argparse.Namespace) -> None:
-    """Check tor, both onion services, both apps, the free space, the newsroom keys and the
-    digest; exit 1 if anything is wrong (a WARN line is not)."""
+    """Check tor, both onion services, both apps, the free space, the newsroom keys, the
+    digest and the security updates; exit 1 if anything is wrong (a WARN line is not)."""
     layout = _layout()
     addresses = read_addresses(layout)
     try:
@@ -324,6 +333,7 @@ def cmd_status(args: argparse.Namespace) -> None:
     checks.append(_disk(layout))
     checks.append(_keys())
     checks.extend(Check(ok, text) for ok, text in digest_status(_settings()[1]))
+    checks.extend(updates_checks())
     for check in checks:
         print(check)
     failed = sum(not check.ok for check in checks)
