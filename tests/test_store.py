@@ -10,7 +10,8 @@ import re
 import secrets
 import sqlite3
 import tempfile
-import time
+import threading
+from multiprocessing.synchronize import Barrier
 from pathlib import Path
 
 import pytest
@@ -19,10 +20,12 @@ from app.crypto import KdfCost, X25519Identity, X25519Recipient, derive_source_k
 from app.db import migrated
 from app.errors import NoIdentityMatchError, StoreError
 from app.padding import bucket
+from app.server import store as store_module
 from app.server.store import Item, PendingItem, Store
 from tests.helpers import encrypt_bytes
 from tests.store_helpers import (
     ITEM_NAME,
+    TIMEOUT,
     age_into_tar,
     all_rows,
     decrypt_path,
@@ -344,22 +347,64 @@ def test_store_needs_a_recipient(tmp_path: Path) -> None:
         Store(migrated(tmp_path), [])
 
 
-def _open_store(root: str, recipient: str, start: float) -> str:
-    time.sleep(max(0.0, start - time.time()))  # all at the same instant
+_START: list[Barrier] = []  # in a racing worker: the barrier the six start at
+
+
+def _keep_start(barrier: Barrier) -> None:
+    _START.append(barrier)
+
+
+def _open_store(root: str, recipient: str) -> str:
     try:
+        _START[0].wait(TIMEOUT)  # all at the same instant
         Store(migrated(Path(root)), [X25519Recipient.parse(recipient)])
     except Exception as exc:  # noqa: BLE001 - reported to the parent
         return repr(exc)
     return "ok"
 
 
+def _race_to_open(root: Path, recipient: X25519Recipient) -> list[str]:
+    """Six worker processes open the store at ``root`` at the same instant; what each says.
+
+    Spawned, not forked. A forked child is a copy of the test process with every lock that its
+    other threads hold at that instant held for ever, and pytest's process runs many threads:
+    the journalist tests leave login-attempt purge timers that run SQLite every minute. One CI
+    run hung so: a worker forked while a timer was in SQLite's allocator waited for its mutex
+    inside ``migrate``, holding the folder lock that the other workers then waited for. Gunicorn
+    forks its workers from a master without threads (test_worker.py checks it), so a fresh
+    interpreter is the faithful worker. Spawned interpreters start seconds apart: a barrier
+    starts the race.
+    """
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(6, _keep_start, (context.Barrier(6),)) as pool:
+        # Bounded: a pool whose worker dies or hangs never answers starmap.
+        return pool.starmap_async(_open_store, [(str(root), str(recipient))] * 6).get(120)
+
+
 def test_workers_creating_the_database_together(tmp_path: Path, keypair: X25519Identity) -> None:
     """Gunicorn's workers all open the store as they start, on an empty data folder."""
-    context = multiprocessing.get_context("fork")
-    start = time.time() + 0.5
-    args = [(str(tmp_path / "store"), str(keypair.recipient), start)] * 6
-    with context.Pool(6) as pool:
-        # Bounded: a pool whose worker dies never answers starmap (seen once in CI: a hang).
-        assert pool.starmap_async(_open_store, args).get(timeout=120) == ["ok"] * 6
+    assert _race_to_open(tmp_path / "store", keypair.recipient) == ["ok"] * 6
     with sqlite3.connect(tmp_path / "store" / "store.sqlite3") as db:
         assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+def test_workers_race_while_a_thread_of_ours_is_in_the_store(
+    tmp_path: Path, keypair: X25519Identity
+) -> None:
+    """A thread of the test process inside the store as the workers start does not stop them
+    (forked workers inherited its lock, held for ever: they all hung)."""
+    held, done = threading.Event(), threading.Event()
+
+    def commit_in_flight() -> None:
+        with store_module._COMMIT_LOCK:  # noqa: SLF001 - what a commit or a Store() holds
+            held.set()
+            done.wait(TIMEOUT)
+
+    thread = threading.Thread(target=commit_in_flight)
+    thread.start()
+    try:
+        assert held.wait(TIMEOUT)
+        assert _race_to_open(tmp_path / "store", keypair.recipient) == ["ok"] * 6
+    finally:
+        done.set()
+        thread.join(TIMEOUT)

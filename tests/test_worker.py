@@ -106,6 +106,17 @@ def test_gunicorns_own_answers_carry_the_headers(servers: dict[str, LiveServer],
     assert MARK not in servers[app].log()
 
 
+@pytest.mark.parametrize("app", ["source", "journalist"])
+def test_the_master_forks_its_workers_from_a_single_thread(
+    servers: dict[str, LiveServer], app: str
+) -> None:
+    """No thread runs beside Gunicorn's master (it never builds the app: a child does), so no
+    lock is held by a thread that the workers it forks, now or after a crash, would lack."""
+    pid = servers[app].process.pid
+    status = Path(f"/proc/{pid}/status").read_text()
+    assert re.search(r"^Threads:\s+1$", status, re.MULTILINE), status
+
+
 BAD_CHUNKS = {
     "letters for a size": b"ZZ\r\nhello\r\n0\r\n\r\n",
     "negative size": b"-1\r\nhello\r\n0\r\n\r\n",

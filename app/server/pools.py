@@ -6,6 +6,11 @@ code that owns a pool. A forked child has none of its parent's threads, and an i
 :class:`ProcessPool` forgets its executor in the child, which then makes its own when it first
 needs one. Standard library only. The crypto core owns no pool: its callers here pass one in.
 
+Forgetting is all a child can do: a lock that any thread of the parent held at the fork (a pool
+thread in OpenSSL, a timer in SQLite) stays held in the child for ever. So no process with
+threads forks a worker: Gunicorn's master never builds the app (deploy/gunicorn.conf.py,
+checked in tests/test_worker.py), and tests/test_store.py spawns its racing workers.
+
 A pool never refuses work: once it no longer takes any (the interpreter is exiting, as a
 Gunicorn worker does while its last uploads finish), the caller's thread does the work itself.
 """
