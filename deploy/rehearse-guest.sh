@@ -281,6 +281,9 @@ step_status() { # make status: exit 1 while tor is offline, and says why in plai
     grep -qE '^ok    tor .* answers on (unix:)?/run/tor/control' "$out" || fail "tor's control port"
     grep -q '^ok    source app on /run/tipbox/source.sock answers (HTTP 200)' "$out" || fail "source app"
     grep -qE '^ok    journalist app on /run/tipbox/journalist.sock answers \(HTTP [23]' "$out" || fail "journalist app"
+    grep -qE '^(ok|WARN|FAIL) +(no security update pending|[0-9]+ security updates? pending)' "$out" ||
+        fail "no line on pending security updates"
+    grep -qE '^(ok|WARN) +unattended-upgrades' "$out" || fail "no line on unattended-upgrades"
     local unexpected
     unexpected="$(grep '^FAIL' "$out" | grep -v 'tor is not connected' | grep -v 'is configured but not published yet' || true)"
     [[ -z $unexpected ]] || fail "unexpected: $unexpected"
