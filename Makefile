@@ -95,7 +95,7 @@ restore: ## Restore a backup re-encrypted to the restore key (root; BACKUP=file;
 uninstall: ## Remove Tipbox; keeps data and onion keys unless PURGE=1 (root)
 	bash deploy/uninstall.sh
 
-rehearse: ## Rehearse make deploy/status/backup/restore/uninstall in a Debian 12 VM (qemu, no network; root; WORK=dir)
+rehearse: ## Rehearse deploy, status, backup/restore, uninstall, upgrade, key rotation, digest, retention in a Debian 12 VM (qemu, no network; root)
 	bash deploy/rehearse.sh
 
 user: ## Add a journalist admin account (NAME=admin; on a deployed server: sudo make user NAME=…)
