@@ -410,6 +410,17 @@ def _bare_root(tmp_path: Path) -> Path:
     return root
 
 
+def _decrypt(tipbox: str, identity: Path, path: Path, env: dict[str, str]) -> bytes:
+    """``tipbox decrypt -i identity path``: the plaintext (a backup's tar)."""
+    return subprocess.run(
+        [tipbox, "decrypt", "-i", str(identity), str(path)],
+        env=env,
+        capture_output=True,
+        timeout=60,
+        check=True,
+    ).stdout
+
+
 def _run(
     script: str, env: dict[str, str], *args: str, **extra: str
 ) -> subprocess.CompletedProcess[str]:
@@ -536,13 +547,7 @@ def test_deploy_lifecycle_in_a_throwaway_root(server: tuple[Path, Tor], tmp_path
     assert out.stat().st_mode & 0o777 == 0o600
     assert list(out.parent.iterdir()) == [out]
     assert list(empty_tmp.iterdir()) == []
-    plain = subprocess.run(
-        [tipbox, "decrypt", "-i", str(identity), str(out)],
-        env=env,
-        capture_output=True,
-        timeout=60,
-        check=True,
-    ).stdout
+    plain = _decrypt(tipbox, identity, out, env)
     with tarfile.open(fileobj=BytesIO(plain)) as archive:
         names = set(archive.getnames())
     for name in (
@@ -627,13 +632,7 @@ def test_deploy_lifecycle_in_a_throwaway_root(server: tuple[Path, Tor], tmp_path
     (before,) = backups.glob("before-upgrade-*.tar.age")
     assert before != superseded
     assert before.stat().st_mode & 0o777 == 0o600
-    plain = subprocess.run(
-        [tipbox, "decrypt", "-i", str(identity), str(before)],
-        env=env,
-        capture_output=True,
-        timeout=60,
-        check=True,
-    ).stdout
+    plain = _decrypt(tipbox, identity, before, env)
     with tarfile.open(fileobj=BytesIO(plain)) as archive:
         saved = archive.extractfile("var/lib/tipbox/store.sqlite3")
         assert saved is not None
