@@ -162,7 +162,11 @@ enable_firewall() {
         nft -f "$NFT_RULES" || die "nft refused $NFT_RULES (its error is above)"
     fi
     systemctl enable nftables.service
-    printf '    inbound: %s\n' "${ports:+TCP $ports only}${ports:-nothing}"
+    if [[ -n $ports ]]; then
+        printf '    inbound: TCP %s only\n' "$ports"
+    else
+        printf '    inbound: nothing\n'
+    fi
 }
 
 # make uninstall: Tipbox's rules, timers and apt settings go; the packages stay.

@@ -592,9 +592,17 @@ step_digest() { # the daily digest through an SMTP server in the VM, sent by its
     systemctl cat tipbox-digest.timer | grep -q '^OnCalendar=.*06:30' || fail "the timer is not set to 06:30"
     allowed="$(systemctl show -p IPAddressAllow --value tipbox-digest.service)"
     [[ $allowed =~ ^127\.0\.0\.1(/32)?$ ]] || fail "the digest's unit may reach: '$allowed'"
-    [[ "$(systemctl show -p IPAddressDeny --value tipbox-digest.service)" =~ ^(0\.0\.0\.0/0\ ::/0|any)$ ]] ||
-        fail "the digest's unit is not IPAddressDeny=any"
+    # systemd shows "any" as both prefixes, in no set order.
+    denied="$(systemctl show -p IPAddressDeny --value tipbox-digest.service)"
+    [[ $denied =~ ^(0\.0\.0\.0/0\ ::/0|::/0\ 0\.0\.0\.0/0|any)$ ]] ||
+        fail "the digest's unit is not IPAddressDeny=any: '$denied'"
     ok "timer on at 06:30 UTC; the digest's unit may reach 127.0.0.1 and no other address"
+    # Turning the timer on sends nothing: a digest goes at the set time only (list-timers may
+    # show a LAST of now: the timer's stamp file, made when it first starts).
+    [[ "$(systemctl show -p InactiveExitTimestampMonotonic --value tipbox-digest.service)" == 0 ]] ||
+        fail "the digest's service ran when the deploy turned its timer on"
+    [[ -z "$(find "$mailbox" -mindepth 1)" ]] || fail "a digest was sent at deploy time"
+    ok "the deploy sent no digest: the service has not run since boot"
     run timeout 300 systemctl start tipbox-digest.service
     wait_for_mail "$mailbox" 1
     digest_says "$mailbox/001.eml" | tee "$RESULTS/digest-1.txt" | grep -q 'Something new arrived' ||

@@ -185,9 +185,9 @@ def test_firewall_rules_load_in_nft_and_replace_only_their_table(
 # --- make deploy: updates, reboot, firewall; make uninstall takes them back ---------------
 
 
-def _deploy_until_tor(tmp_path: Path, env_file: str | None) -> tuple[Path, str]:
+def _deploy_until_tor(tmp_path: Path, env_file: str | None) -> tuple[Path, str, str]:
     """install.sh in a throwaway root with no tor: it stops at the onion services, after every
-    step of harden.sh."""
+    step of harden.sh. The root, the stubs' log and what the deploy printed."""
     root = _bare_root(tmp_path)
     if env_file is not None:
         (root / "etc/tipbox").mkdir(parents=True)
@@ -198,12 +198,13 @@ def _deploy_until_tor(tmp_path: Path, env_file: str | None) -> tuple[Path, str]:
     env["TIPBOX_TOR_CONTROL"] = str(tmp_path / "no-tor.sock")
     result = _run("install.sh", env)
     assert "==> onion services" in result.stdout, result.stdout + result.stderr
-    return root, (tmp_path / "stub.log").read_text()
+    return root, (tmp_path / "stub.log").read_text(), result.stdout
 
 
 @pytest.mark.slow
 def test_deploy_turns_on_security_updates_and_the_firewall(tmp_path: Path) -> None:
-    root, calls = _deploy_until_tor(tmp_path, None)
+    root, calls, printed = _deploy_until_tor(tmp_path, None)
+    assert "    inbound: TCP 22 only\n" in printed
     assert "unattended-upgrades nftables" in calls.splitlines()[1]  # apt-get install …
     apt = (root / "etc/apt/apt.conf.d/52tipbox-security-updates").read_text()
     assert 'APT::Periodic::Unattended-Upgrade "1";' in apt
@@ -227,7 +228,8 @@ def test_deploy_turns_on_security_updates_and_the_firewall(tmp_path: Path) -> No
 @pytest.mark.slow
 def test_deploy_reboots_nightly_and_lets_nothing_in_when_asked(tmp_path: Path) -> None:
     settings = "TIPBOX_ENV=production\nTIPBOX_REBOOT_AT='04:30'\nTIPBOX_INBOUND_TCP=\n"
-    root, calls = _deploy_until_tor(tmp_path, settings)
+    root, calls, printed = _deploy_until_tor(tmp_path, settings)
+    assert "    inbound: nothing\n" in printed
     timer = (root / "etc/systemd/system/tipbox-reboot.timer").read_text()
     assert "OnCalendar=*-*-* 04:30:00" in timer
     assert "systemctl enable --now tipbox-reboot.timer" in calls
