@@ -138,6 +138,7 @@ def test_the_portal_uses_what_the_admin_saved(
     new_source(client, "es")
     form = client.get("/es/submit")
     assert find(form.data, "input", id="files") == []  # no files accepted
+    assert "archivos" not in form.data.decode()  # nor a word about them
     assert "20" in one(form.data, "p", id="message-minimum").text
     short = submit(client, "demasiado corto", lang="es")
     assert "Su mensaje es demasiado corto" in short.data.decode()
@@ -145,6 +146,36 @@ def test_the_portal_uses_what_the_admin_saved(
     assert "solo mensajes" in refused.data.decode()
     sent = submit(client, "un mensaje de más de veinte caracteres", lang="es")
     assert sent.status_code == 303
+
+
+@pytest.mark.parametrize(
+    ("fields", "lead", "metadata_step"),
+    [
+        ({"accept_messages": "yes", "accept_files": "yes"}, "a message and files", True),
+        ({"accept_messages": "yes"}, "a message without", False),
+        ({"accept_files": "yes"}, "files without", True),
+    ],
+)
+def test_the_landing_page_promises_what_the_box_accepts(
+    japp: Flask,
+    jclient: FlaskClient,
+    client: FlaskClient,
+    fields: dict[str, str],
+    lead: str,
+    metadata_step: bool,
+) -> None:
+    """A box that takes no files neither offers them nor warns about their metadata."""
+    logged_in(jclient, japp, admin=True)
+    assert "Settings saved" in _save(jclient, **fields)
+    for lang in ("en", "es"):
+        page = client.get(f"/{lang}/")
+        assert page.status_code == 200
+        text = one(page.data, "p", cls="lead").text
+        if lang == "en":
+            assert lead in text
+        assert ("files" in text or "archivos" in text) == ("accept_files" in fields)
+        steps = " ".join(li.text for li in find(page.data, "li"))
+        assert ("hidden details" in steps or "datos ocultos" in steps) == metadata_step
 
 
 def test_files_only(japp: Flask, jclient: FlaskClient, client: FlaskClient) -> None:
