@@ -614,7 +614,7 @@ step_digest() { # the daily digest through an SMTP server in the VM, sent by its
     ok "tipbox digest send --test: a test digest reached the relay and decrypts"
     make_target status >"$RESULTS/status-digest.out" 2>&1 || true
     cat "$RESULTS/status-digest.out"
-    grep -q "^ok    daily digest at 06:30 UTC through 127.0.0.1:2525 (none) to 1 recipient(s), keys valid" \
+    grep -q "^ok    daily digest at 06:30 UTC through 127.0.0.1:2525 (no TLS) to 1 recipient(s), keys valid" \
         "$RESULTS/status-digest.out" || fail "make status does not check the digest's settings"
     grep -q "^ok    last daily digest sent on $(date -u +%F)" "$RESULTS/status-digest.out" ||
         fail "make status does not show today's digest"

@@ -158,7 +158,8 @@ def status(env: Mapping[str, str], today: date | None = None) -> list[tuple[bool
         return [(False, f"daily digest: {exc.message}")]
     if config is None:
         return [(True, "daily digest not configured (TIPBOX_DIGEST_RELAY is empty)")]
-    relay = f"{config.relay_host}:{config.port} ({config.tls})"
+    tls = {"none": "no TLS", "starttls": "STARTTLS", "tls": "TLS"}.get(config.tls, config.tls)
+    relay = f"{config.relay_host}:{config.port} ({tls})"
     what = f"daily digest at {config.time} UTC through {relay} to {_count(config)} recipient(s)"
     wrong = openpgp.problems(config.recipients_dir)
     try:
