@@ -502,7 +502,8 @@ def test_status_lines(tmp_path: Path, journalists: list[Recipient]) -> None:
     assert digest.status(env, today=today) == [
         (
             True,
-            "daily digest at 00:15 UTC through 127.0.0.1:2525 (no TLS) to 2 recipient(s), keys valid",
+            "daily digest at 00:15 UTC through 127.0.0.1:2525 (no TLS) to 2 recipient(s), "
+            "keys valid",
         ),
         (True, "no daily digest sent yet (the first goes at 00:15 UTC)"),
     ]
