@@ -88,13 +88,15 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def japp(jconfig: JournalistConfig, clock: Clock) -> Flask:
-    """The real journalist app, its accounts and sessions on ``clock``."""
+def japp(jconfig: JournalistConfig, clock: Clock) -> Iterator[Flask]:
+    """The real journalist app, its accounts and sessions on ``clock``; its purge timer stopped
+    after the test."""
     app = create_app(jconfig)
     state = state_of(app)
     state.accounts.clock = clock
     state.sessions.clock = clock
-    return app
+    yield app
+    state.accounts.attempts.stop()
 
 
 @pytest.fixture

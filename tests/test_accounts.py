@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -277,6 +278,21 @@ def test_attempts_are_purged_on_a_timer_without_another_login(tmp_path: Path) ->
             break
         time.sleep(0.05)
     assert _attempt_rows(path) == []
+
+
+def test_stopping_cancels_the_purge_timer(tmp_path: Path) -> None:
+    """A stopped app leaves no timer thread behind (a test's app, or one a fork would copy)."""
+    path, clock = tmp_path / "store.sqlite3", Clock(NOW)
+    accounts = Accounts(
+        migrated(path.parent), CHEAP, clock=clock, secret=b"k" * 32, purge_delay=3600
+    )
+    before = {t for t in threading.enumerate() if isinstance(t, threading.Timer)}
+    accounts.login("alice", PASSWORD, "123456")
+    (timer,) = {t for t in threading.enumerate() if isinstance(t, threading.Timer)} - before
+    accounts.attempts.stop()
+    timer.join(timeout=10)
+    assert not timer.is_alive()
+    accounts.attempts.stop()  # twice is fine
 
 
 def _argon2_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:

@@ -77,6 +77,14 @@ class LoginAttempts:
             self._timer.daemon = True
             self._timer.start()
 
+    def stop(self) -> None:
+        """Cancel a planned purge (the rows wait for the next attempt): an app that is done
+        leaves no timer thread, which a test's process could otherwise fork mid-query."""
+        with self._lock:
+            timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.cancel()
+
     def _purge_on_timer(self) -> None:
         with self._lock:
             self._timer = None
