@@ -221,8 +221,12 @@ def settings_timings(context: Context) -> tuple[list[list[str]], float, float]:
     clients = {
         variant: apps[variant != NEVER].test_client() for variant in (NEVER, SAVED, CONSTANT)
     }
-    for client in clients.values():
+    for variant, client in clients.items():
         assert client.get("/en/generate").status_code == 200  # signed in: the form is served
+        with read_replaced(constant if variant == CONSTANT else None):
+            named = "Daily Bugle" in client.get("/es/").text
+        if named != (variant != NEVER):
+            raise CommandError(f"the {variant} app does not show the settings it should")
     count, rows, landing = 200 * context.options.repetitions, [], 0.0
     for page in ("/en/", "/en/submit"):
         times: dict[str, list[float]] = {variant: [] for variant in clients}
