@@ -352,14 +352,14 @@ def digest_timings(context: Context) -> tuple[list[list[str]], list[list[str]]]:
         key = configs[1, True].recipients_dir / "journalist0@example.org.asc"
         fresh = median(timed(lambda: openpgp.encrypt(plain, key), count))
         relay = configs[1, True].relay()
-        context_ms = median(timed(lambda: mail.tls_context(relay), count))
+        tls = median(timed(lambda: mail.tls_context(relay), count))
         base = median(bare)
         rows = [
             ["bare `gpg --encrypt`, 1 KiB, 1 recipient (baseline)", ms(base), "–", ratio(1.0)],
             ["`openpgp.encrypt` alone (a fresh gpg home per call)", ms(fresh), ms(fresh),
              ratio(fresh / base)],
             ["`mail.tls_context` alone (once per connection, also with TLS `none`)",
-             ms(context_ms), "–", ratio(context_ms / base)],
+             ms(tls), "–", ratio(tls / base)],
         ]  # fmt: skip
         for recipients in RECIPIENTS:
             config = configs[recipients, True]
