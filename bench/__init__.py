@@ -16,7 +16,15 @@ import importlib
 
 from bench.core import Section
 
-SECTION_MODULES: tuple[str, ...] = ("crypto", "journalist", "opening", "upload", "attack", "pq")
+SECTION_MODULES: tuple[str, ...] = (
+    "crypto",
+    "journalist",
+    "opening",
+    "upload",
+    "attack",
+    "pq",
+    "year",
+)
 
 
 def load_sections(names: list[str] | None = None) -> list[Section]:
