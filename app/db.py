@@ -178,6 +178,16 @@ class Database:
         finally:
             db.close()
 
+    def kept(self) -> sqlite3.Connection:
+        """A connection the caller keeps open and shares between its threads under its own lock
+        (``check_same_thread`` off), set up as :meth:`connect`'s; the caller closes it."""
+        db = sqlite3.connect(
+            self.path, timeout=BUSY_SECONDS, isolation_level=None, check_same_thread=False
+        )
+        db.execute("PRAGMA foreign_keys=ON")
+        db.execute("PRAGMA secure_delete=ON")
+        return db
+
     def version(self) -> int:
         """The schema version of the file (0: made before versions, or empty)."""
         with self.connect() as db:

@@ -11,7 +11,10 @@ is checked here, on the way in, so the source portal can trust what it reads. No
 
 from __future__ import annotations
 
+import os
+import sqlite3
 import struct
+import threading
 from dataclasses import dataclass, field
 
 from app.config import MAX_NAME_LENGTH
@@ -44,8 +47,52 @@ class Settings:
 def load(database: Database) -> Settings:
     """The saved settings (defaults for whatever was never saved)."""
     with database.connect() as db:
-        rows = dict(db.execute("SELECT name, value FROM settings WHERE name != 'logo'").fetchall())
-        has_logo = db.execute("SELECT 1 FROM settings WHERE name = 'logo'").fetchone() is not None
+        return _read(db)
+
+
+class Reader:
+    """The settings as the source portal reads them for every page: through one kept
+    connection per process, read again only after another connection has committed (SQLite's
+    ``PRAGMA data_version``), so an admin's change still shows at the next page.
+
+    Opening the database for every page was a third of the landing page's time (bench year:
+    2.3 ms of 6.7). One connection, not one per thread: a worker has 96 threads, and the check
+    takes microseconds under the lock. A process forked after the first read (a test's child)
+    opens its own and never touches the parent's, as SQLite requires.
+    """
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+        self._lock = threading.Lock()
+        self._db: sqlite3.Connection | None = None
+        self._pid = 0
+        self._version: int | None = None
+        self._settings = Settings()
+
+    def get(self) -> Settings:
+        """The current settings."""
+        with self._lock:
+            if self._db is None or self._pid != os.getpid():
+                if self._db is not None:
+                    _INHERITED.append(self._db)  # the parent's: never used, never closed here
+                self._db, self._pid, self._version = self._database.kept(), os.getpid(), None
+            try:
+                (version,) = self._db.execute("PRAGMA data_version").fetchone()
+                if version != self._version:
+                    self._settings, self._version = _read(self._db), version
+            except sqlite3.Error:
+                self._db.close()  # the next page opens the database again
+                self._db = None
+                raise
+            return self._settings
+
+
+_INHERITED: list[sqlite3.Connection] = []
+
+
+def _read(db: sqlite3.Connection) -> Settings:
+    rows = dict(db.execute("SELECT name, value FROM settings WHERE name != 'logo'").fetchall())
+    has_logo = db.execute("SELECT 1 FROM settings WHERE name = 'logo'").fetchone() is not None
     text = {k: v.decode() for k, v in rows.items() if isinstance(v, bytes)}
     return Settings(
         newsroom_name=text.get("newsroom_name") or None,

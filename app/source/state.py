@@ -17,7 +17,7 @@ from flask import Flask, current_app
 from app.config import Config
 from app.db import Database
 from app.errors import ConfigError
-from app.server import startup
+from app.server import settings, startup
 from app.server.newsroom import load_recipients
 from app.server.session import load_secret
 from app.server.store import Store
@@ -39,6 +39,7 @@ class State:
     pepper: bytes
     fingerprint: tuple[str, ...]
     logo: Path
+    settings: settings.Reader  # the admin's settings, read for every page
 
 
 def _check_logo(path: Path) -> Path:
@@ -64,7 +65,8 @@ def init_app(app: Flask, config: Config, database: Database) -> State:
     with startup.opening(config.data_dir):
         store = Store(database, recipients, config.bucket_min, config.bucket_steps)
     upload.init_app(app, store, config.max_submission_bytes, config.reserve_bytes)
-    state = State(config, store, pepper, fingerprint(str(recipients[0]).encode()), logo)
+    key_words = fingerprint(str(recipients[0]).encode())
+    state = State(config, store, pepper, key_words, logo, settings.Reader(database))
     app.extensions[_EXTENSION] = state
     return state
 

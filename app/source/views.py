@@ -145,7 +145,7 @@ def _add_lang(endpoint: str, values: dict[str, Any]) -> None:
 def _settings() -> settings.Settings:
     """The admin's settings (app.server.settings), read once per request."""
     if "tipbox_settings" not in g:
-        g.tipbox_settings = settings.load(get_state().store.database)
+        g.tipbox_settings = get_state().settings.get()
     found: settings.Settings = g.tipbox_settings
     return found
 
