@@ -170,22 +170,24 @@ class Database:
     @contextlib.contextmanager
     def connect(self) -> Iterator[sqlite3.Connection]:
         """A connection in autocommit mode (transactions are explicit), closed on exit."""
-        db = sqlite3.connect(self.path, timeout=BUSY_SECONDS, isolation_level=None)
+        db = self.kept()
         try:
-            db.execute("PRAGMA foreign_keys=ON")
-            db.execute("PRAGMA secure_delete=ON")  # deleted rows are overwritten, not left behind
             yield db
         finally:
             db.close()
 
     def kept(self) -> sqlite3.Connection:
-        """A connection the caller keeps open and shares between its threads under its own lock
-        (``check_same_thread`` off), set up as :meth:`connect`'s; the caller closes it."""
+        """A connection as :meth:`connect` gives, that the caller closes: one kept open may be
+        shared between threads under the caller's own lock (``check_same_thread`` off)."""
         db = sqlite3.connect(
             self.path, timeout=BUSY_SECONDS, isolation_level=None, check_same_thread=False
         )
-        db.execute("PRAGMA foreign_keys=ON")
-        db.execute("PRAGMA secure_delete=ON")
+        try:
+            db.execute("PRAGMA foreign_keys=ON")
+            db.execute("PRAGMA secure_delete=ON")  # deleted rows are overwritten, not left behind
+        except sqlite3.Error:
+            db.close()
+            raise
         return db
 
     def version(self) -> int:
